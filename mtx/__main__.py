@@ -1,0 +1,3 @@
+from mtx.cli import app
+
+app(prog_name="mtx")

@@ -1,0 +1,242 @@
+"""The `mtx` command: thin wrappers that parse options, call the library and print."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mtx.errors import MtxError, UsageError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Machine translation: train, translate, evaluate.",
+)
+DEFAULT_MODEL = Path("checkpoints/multi30k-de-en")
+_state = {"debug": False}
+
+
+def friendly(fn):
+    """Turn MtxError into one line on stderr and its exit code; a traceback only with --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MtxError as e:
+            if _state["debug"]:
+                raise
+            typer.echo(f"mtx: error: {e}", err=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("mtx: interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False) -> None:
+    _state["debug"] = debug
+
+
+def _positive(name: str, value: int | float | None, zero_ok: bool = False) -> None:
+    if value is not None and (value < 0 or (value == 0 and not zero_ok)):
+        raise UsageError(f"{name} must be {'>= 0' if zero_ok else '> 0'}, got {value}")
+
+
+def _load(model_dir: Path, device: str, beam: int | None, batch_tokens: int | None, nbest: int = 1):
+    from mtx import checkpoint
+    from mtx.train import resolve_device
+    from mtx.translator import Translator
+
+    _positive("--beam", beam)
+    _positive("--batch-tokens", batch_tokens)
+    _positive("--nbest", nbest)
+    dev = resolve_device(device)
+    model, tokenizer, cfg, meta = checkpoint.load(model_dir, dev)
+    if beam is not None:
+        cfg.decode.beam = beam
+    if batch_tokens is not None:
+        cfg.decode.batch_tokens = batch_tokens
+    cfg.decode.nbest = nbest
+    cfg.decode.beam = max(cfg.decode.beam, nbest)
+    return Translator(model, tokenizer, cfg.decode, dev), cfg
+
+
+def _lines(path: Path | None) -> Iterator[str]:
+    """Lines of a UTF-8 file, or of stdin; invalid UTF-8 names the line."""
+    name = str(path) if path else "<stdin>"
+    try:
+        stream = open(path, "rb") if path else sys.stdin.buffer  # noqa: SIM115
+    except OSError as e:
+        raise MtxError(f"{path}: cannot read ({e.strerror})") from None
+    with stream:
+        for i, raw in enumerate(stream, 1):
+            try:
+                yield raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise MtxError(f"{name}:{i}: invalid UTF-8 at byte {e.start}") from None
+
+
+@app.command()
+@friendly
+def train(
+    data: Annotated[
+        Path | None, typer.Option(help="Directory of {split}.{lang} files [default: $MTX_DATA or Multi30k].")
+    ] = None,
+    src: Annotated[str | None, typer.Option(help="Source language code [default: de].")] = None,
+    tgt: Annotated[str | None, typer.Option(help="Target language code [default: en].")] = None,
+    out: Annotated[Path, typer.Option(help="Model directory to write.")] = DEFAULT_MODEL,
+    config: Annotated[Path | None, typer.Option(help="TOML or JSON config file.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. model.d_model=256.")] = None,
+    time_budget: Annotated[float | None, typer.Option(help="Stop training after this many minutes.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Train a tokenizer and a Transformer; keep the best checkpoint (by validation BLEU) in --out."""
+    from mtx.config import build_config, preset
+    from mtx.corpus import default_data_dir
+    from mtx.train import resolve_device
+    from mtx.train import train as run_train
+
+    dev = resolve_device(device)
+    cfg = build_config(config, set_, base=preset(dev.type))
+    cfg.train.device = dev.type
+    if src:
+        cfg.data.src = src
+    if tgt:
+        cfg.data.tgt = tgt
+    if time_budget is not None:
+        _positive("--time-budget", time_budget)
+        cfg.train.time_budget_min = time_budget
+    data_dir = data or default_data_dir()
+    typer.echo(f"training {cfg.data.src}->{cfg.data.tgt} on {data_dir} -> {out}", err=True)
+    summary = run_train(cfg, data_dir, out, log=lambda s: typer.echo(s, err=True))
+    summary.pop("history")
+    typer.echo(json.dumps(summary))
+
+
+@app.command()
+@friendly
+def translate(
+    text: Annotated[list[str] | None, typer.Argument(help="Sentences to translate (else --input or stdin).")] = None,
+    model: Annotated[Path, typer.Option(help="Model directory.")] = DEFAULT_MODEL,
+    beam: Annotated[int | None, typer.Option(help="Beam size (1 = greedy) [default: the model's, 5].")] = None,
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="File with one sentence a line.")] = None,
+    nbest: Annotated[int, typer.Option(help="Print this many candidates, tab-separated with scores.")] = 1,
+    json_: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
+    batch_tokens: Annotated[int | None, typer.Option(help="Tokens per decoding batch.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Translate sentences: one output line per input line, in order; an empty line gives an empty line."""
+    translator, _ = _load(model, device, beam, batch_tokens, nbest)
+    lines = iter(text) if text else _lines(input)
+    for tr in translator.stream(lines):
+        if json_:
+            rec = {"translation": tr.text, "nbest": [{"text": t, "score": round(s, 4)} for t, s in tr.nbest]}
+            typer.echo(json.dumps(rec, ensure_ascii=False))
+        elif nbest > 1:
+            typer.echo("\t".join(f"{t}\t{s:.4f}" for t, s in tr.nbest))
+        else:
+            typer.echo(tr.text)
+
+
+@app.command()
+@friendly
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Model directory.")] = DEFAULT_MODEL,
+    data: Annotated[Path | None, typer.Option(help="Directory of {split}.{lang} files.")] = None,
+    split: Annotated[str, typer.Option(help="Split to decode.")] = "test_2016_flickr",
+    src_file: Annotated[Path | None, typer.Option(help="Source file (instead of --data/--split).")] = None,
+    ref_file: Annotated[Path | None, typer.Option(help="Reference file (with --src-file).")] = None,
+    beam: Annotated[int | None, typer.Option(help="Beam size [default: the model's, 5].")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Where to write hypotheses [default: MODEL/SPLIT.hyp.TGT].")
+    ] = None,
+    batch_tokens: Annotated[int | None, typer.Option(help="Tokens per decoding batch.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Decode a test set and print sacreBLEU and chrF with their signatures."""
+    from mtx.corpus import check_parallel, default_data_dir, read_lines, split_paths
+    from mtx.metrics import score
+
+    t0 = time.time()
+    translator, cfg = _load(model, device, beam, batch_tokens)
+    if (src_file is None) != (ref_file is None):
+        raise UsageError("--src-file and --ref-file go together")
+    if src_file is None:
+        data_dir = data or default_data_dir()
+        src_file, ref_file = split_paths(data_dir, split, cfg.data.src, cfg.data.tgt)
+    else:
+        split = src_file.stem
+    check_parallel(src_file, ref_file)
+    sources, refs = read_lines(src_file), read_lines(ref_file)
+    t1 = time.time()
+    hyps = [tr.text for tr in translator.translate(sources)]
+    decode_s = time.time() - t1
+    output = output or model / f"{split}.hyp.{cfg.data.tgt}"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+    s = score(hyps, refs)
+    total = time.time() - t0
+    typer.echo(f"{s.bleu_text}")
+    typer.echo(f"chrF2 = {s.chrf:.2f}")
+    typer.echo(f"BLEU signature: {s.bleu_signature}")
+    typer.echo(f"chrF signature: {s.chrf_signature}")
+    typer.echo(
+        f"{len(sources)} sentences, beam {cfg.decode.beam}, {translator.device}: decoding {decode_s:.1f}s "
+        f"({len(sources) / decode_s:.1f} sent/s), total {total:.1f}s; hypotheses in {output}"
+    )
+
+
+bench_app = typer.Typer(help="Benchmarks that print figures as JSON lines.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("decode")
+@friendly
+def bench_decode(
+    model: Annotated[Path, typer.Option(help="Model directory.")] = DEFAULT_MODEL,
+    data: Annotated[Path | None, typer.Option(help="Directory of {split}.{lang} files.")] = None,
+    split: Annotated[str, typer.Option(help="Split to decode.")] = "test_2016_flickr",
+    beam: Annotated[int, typer.Option(help="Beam size for the beam settings.")] = 5,
+    batch_tokens: Annotated[int | None, typer.Option(help="Tokens per decoding batch.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    settings: Annotated[
+        str, typer.Option(help="Comma-separated: greedy, beam, beam_nocache.")
+    ] = "greedy,beam,beam_nocache",
+    limit: Annotated[int, typer.Option(help="Decode only the first N sentences (0 = all).")] = 0,
+) -> None:
+    """Decode a test set greedily, with beam search and the KV cache, and without it; one JSON line each."""
+    from mtx import bench
+    from mtx.corpus import default_data_dir
+    from mtx.train import resolve_device
+
+    _positive("--beam", beam)
+    names = [s.strip() for s in settings.split(",") if s.strip()]
+    for n in names:
+        if n not in ("greedy", "beam", "beam_nocache"):
+            raise UsageError(f"--settings: unknown setting {n!r} (greedy, beam, beam_nocache)")
+    dev = resolve_device(device)
+    for rec in bench.decode(model, data or default_data_dir(), split, dev, beam, batch_tokens, names, limit):
+        typer.echo(json.dumps(rec))
+
+
+@app.command()
+@friendly
+def fetch(
+    out: Annotated[Path, typer.Option(help="Where to write {split}.{lang} files.")] = Path("data/multi30k"),
+) -> None:
+    """Download Multi30k (de, en) from the Hugging Face hub (needs a network)."""
+    from mtx.corpus import fetch_multi30k
+
+    for p in fetch_multi30k(out):
+        typer.echo(str(p))

@@ -1,0 +1,134 @@
+"""Parallel corpora: find the data directory, validate `{split}.{lang}` files, read them through `datasets`.
+
+Validation happens up front, so a user learns about a bad file before training starts:
+a missing file, invalid UTF-8, an empty line or mismatched line counts each raise `MtxError`
+naming the file and line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mtx.errors import MtxError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "multi30k"
+LOCAL_DATA = PROJECT_ROOT / "data" / "multi30k"
+HUB_DATASET = "bentrevett/multi30k"  # en/de Multi30k task 1 on the Hugging Face hub
+HUB_SPLITS = {"train": "train", "validation": "val", "test": "test_2016_flickr"}
+
+
+def default_data_dir() -> Path:
+    """$MTX_DATA, else ../shared/data/multi30k beside the project, else data/multi30k (see `make data`)."""
+    env = os.environ.get("MTX_DATA")
+    if env:
+        return Path(env)
+    if SHARED_DATA.is_dir():
+        return SHARED_DATA
+    return LOCAL_DATA
+
+
+def read_lines(path: Path) -> list[str]:
+    """Read a UTF-8 text file as lines (without line ends); invalid UTF-8 names the line."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise MtxError(f"{path}: file not found") from None
+    except OSError as e:
+        raise MtxError(f"{path}: cannot read ({e.strerror})") from None
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    out = []
+    for i, line in enumerate(lines, 1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise MtxError(f"{path}:{i}: invalid UTF-8 at byte {e.start}") from None
+        out.append(text.removesuffix("\r"))
+    return out
+
+
+def check_parallel(src_path: Path, tgt_path: Path, allow_empty: bool = False) -> int:
+    """Validate a line-aligned pair of files; return the number of lines."""
+    src = read_lines(src_path)
+    tgt = read_lines(tgt_path)
+    if len(src) != len(tgt):
+        n = min(len(src), len(tgt))
+        longer = src_path if len(src) > len(tgt) else tgt_path
+        raise MtxError(
+            f"{longer}:{n + 1}: files are not aligned ({src_path.name} has {len(src)} lines, "
+            f"{tgt_path.name} has {len(tgt)})"
+        )
+    if not src:
+        raise MtxError(f"{src_path}: file is empty")
+    for path, lines in ((src_path, src), (tgt_path, tgt)):
+        for i, line in enumerate(lines, 1):
+            if "\r" in line:
+                raise MtxError(f"{path}:{i}: carriage return inside a line")
+            if not allow_empty and not line.strip():
+                raise MtxError(f"{path}:{i}: empty line in a parallel corpus")
+    return len(src)
+
+
+@dataclass
+class Split:
+    """A validated parallel split: `src` and `tgt` are lists of sentences."""
+
+    name: str
+    src: list[str]
+    tgt: list[str]
+
+
+def split_paths(data_dir: Path, split: str, src: str, tgt: str) -> tuple[Path, Path]:
+    return data_dir / f"{split}.{src}", data_dir / f"{split}.{tgt}"
+
+
+def load_split(data_dir: Path, split: str, src: str, tgt: str) -> Split:
+    """Validate and read one split through `datasets` (Arrow cache under $HF_HOME)."""
+    if not data_dir.is_dir():
+        raise MtxError(f"{data_dir}: data directory not found (set --data or MTX_DATA, or run `make data`)")
+    src_path, tgt_path = split_paths(data_dir, split, src, tgt)
+    for p in (src_path, tgt_path):
+        if not p.is_file():
+            have = sorted(x.name for x in data_dir.iterdir() if x.is_file())[:8]
+            raise MtxError(f"{p}: file not found (the directory has: {', '.join(have) or 'nothing'})")
+    n = check_parallel(src_path, tgt_path)
+    src_lines = _read_text_dataset(src_path)
+    tgt_lines = _read_text_dataset(tgt_path)
+    if len(src_lines) != n or len(tgt_lines) != n:
+        raise MtxError(f"{src_path}: datasets read {len(src_lines)} lines where {n} were expected")
+    return Split(split, src_lines, tgt_lines)
+
+
+def _read_text_dataset(path: Path) -> list[str]:
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    ds = datasets.load_dataset("text", data_files={"x": str(path)}, split="x", keep_in_memory=True)
+    return [line.removesuffix("\r") for line in ds["text"]]
+
+
+def fetch_multi30k(out_dir: Path, langs: tuple[str, ...] = ("de", "en")) -> list[Path]:
+    """Download Multi30k (en/de) from the Hugging Face hub and write `{split}.{lang}` files."""
+    import datasets
+
+    try:
+        dd = datasets.load_dataset(HUB_DATASET)
+    except Exception as e:  # network or hub errors: report them in one line
+        raise MtxError(f"cannot download {HUB_DATASET} from the hub: {type(e).__name__}: {e}") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for hub_split, name in HUB_SPLITS.items():
+        for lang in langs:
+            if lang not in dd[hub_split].column_names:
+                raise MtxError(f"{HUB_DATASET} has no language '{lang}' (it has en, de)")
+            path = out_dir / f"{name}.{lang}"
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            tmp.write_text("".join(s.strip() + "\n" for s in dd[hub_split][lang]), encoding="utf-8")
+            tmp.replace(path)
+            written.append(path)
+    return written

@@ -1,0 +1,72 @@
+"""SentencePiece tokenizer with fixed special ids (pad 0, unk 1, bos 2, eos 3), kept as bytes in the model dir."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from pathlib import Path
+
+import sentencepiece as spm
+
+from mtx.errors import MtxError
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+
+
+class Tokenizer:
+    def __init__(self, model_proto: bytes):
+        self.proto = model_proto
+        self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        if (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id()) != (PAD, UNK, BOS, EOS):
+            raise MtxError("tokenizer: special ids differ from pad=0 unk=1 bos=2 eos=3")
+
+    @classmethod
+    def train(
+        cls,
+        sentences: Iterable[str],
+        vocab_size: int,
+        model_type: str = "unigram",
+        character_coverage: float = 1.0,
+        seed_sentences: int = 2_000_000,
+    ) -> Tokenizer:
+        """Train a joint vocabulary on `sentences` (all source and target training lines)."""
+        buf = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(sentences),
+                model_writer=buf,
+                vocab_size=vocab_size,
+                model_type=model_type,
+                character_coverage=character_coverage,
+                pad_id=PAD,
+                unk_id=UNK,
+                bos_id=BOS,
+                eos_id=EOS,
+                input_sentence_size=seed_sentences,
+                shuffle_input_sentence=True,
+                hard_vocab_limit=False,
+                num_threads=2,
+                minloglevel=2,
+            )
+        except RuntimeError as e:
+            reason = str(e).split("]")[-1].strip()
+            raise MtxError(f"tokenizer training failed (model.vocab_size={vocab_size}): {reason}") from None
+        return cls(buf.getvalue())
+
+    @classmethod
+    def load(cls, path: Path) -> Tokenizer:
+        try:
+            return cls(path.read_bytes())
+        except OSError as e:
+            raise MtxError(f"{path}: cannot read tokenizer ({e.strerror})") from None
+        except RuntimeError:
+            raise MtxError(f"{path}: not a valid sentencepiece model") from None
+
+    def __len__(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        return self.sp.encode(texts, out_type=int)
+
+    def decode(self, ids: list[list[int]]) -> list[str]:
+        return self.sp.decode(ids)

@@ -1,0 +1,256 @@
+"""Training: data preparation, the step loop, validation, best-checkpoint keeping, time budget."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from mtx import checkpoint
+from mtx.batching import TrainBatches, collate, sorted_batches
+from mtx.config import Config
+from mtx.corpus import Split, load_split
+from mtx.errors import MtxError, UsageError
+from mtx.metrics import bleu
+from mtx.model import Transformer
+from mtx.schedule import lr_at
+from mtx.search import greedy_search
+from mtx.tokenizer import PAD, Tokenizer
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name!r}: expected auto, cpu or cuda")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, amp: str):
+    """bf16 autocast on CUDA by default; fp32 on CPU unless amp=bf16."""
+    use_bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    if amp not in ("auto", "bf16", "fp32"):
+        raise UsageError(f"train.amp={amp!r}: expected auto, bf16 or fp32")
+    if use_bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class Data:
+    tokenizer: Tokenizer
+    train: TrainBatches
+    valid: Split
+    valid_src: list[list[int]]
+    valid_tgt: list[list[int]]
+
+
+def prepare_data(cfg: Config, data_dir: Path, log: Callable[[str], None]) -> Data:
+    d = cfg.data
+    train = load_split(data_dir, d.train_split, d.src, d.tgt)
+    valid = load_split(data_dir, d.valid_split, d.src, d.tgt)
+    t0 = time.time()
+    tok = Tokenizer.train(train.src + train.tgt, cfg.model.vocab_size, d.spm_model_type, d.spm_character_coverage)
+    cfg.model.vocab_size = len(tok)
+    src, tgt = tok.encode(train.src), tok.encode(train.tgt)
+    keep = [i for i in range(len(src)) if len(src[i]) < d.max_tokens and len(tgt[i]) < d.max_tokens]
+    if len(keep) < len(src):
+        log(f"filtered {len(src) - len(keep)} of {len(src)} training pairs longer than {d.max_tokens} pieces")
+    src, tgt = [src[i] for i in keep], [tgt[i] for i in keep]
+    log(f"tokenizer: {len(tok)} pieces ({time.time() - t0:.1f}s); {len(src)} training pairs")
+    limit = cfg.model.max_len - 1
+    vs = [x[:limit] for x in tok.encode(valid.src)]
+    vt = [x[:limit] for x in tok.encode(valid.tgt)]
+    return Data(tok, TrainBatches(src, tgt, cfg.train.batch_tokens, cfg.train.seed), valid, vs, vt)
+
+
+def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Summed label-smoothed cross-entropy over real target tokens."""
+    return F.cross_entropy(
+        logits.flatten(0, 1).float(), target.flatten(), ignore_index=PAD, label_smoothing=smoothing, reduction="sum"
+    )
+
+
+@torch.no_grad()
+def validate(model: Transformer, data: Data, cfg: Config, device, amp) -> dict[str, float]:
+    """Validation loss (no label smoothing) on all of `valid`, greedy BLEU on its first eval_bleu_sents."""
+    model.eval()
+    lengths = [max(len(a), len(b)) + 1 for a, b in zip(data.valid_src, data.valid_tgt, strict=True)]
+    total, n = torch.zeros((), device=device), 0
+    for idx in sorted_batches(lengths, cfg.train.batch_tokens * 2):
+        b = collate([data.valid_src[i] for i in idx], [data.valid_tgt[i] for i in idx]).to(device)
+        with autocast(device, amp):
+            logits = model(b.src, b.src_mask, b.tgt_in)
+        total += loss_fn(logits, b.tgt_out, 0.0)
+        n += b.n_tgt_tokens
+    out = {"valid_loss": float(total) / n}
+    k = min(cfg.train.eval_bleu_sents, len(data.valid_src))
+    if k:
+        hyps = [""] * k
+        for idx in sorted_batches([len(x) + 1 for x in data.valid_src[:k]], 4000):
+            b = collate([data.valid_src[i] for i in idx]).to(device)
+            with autocast(device, amp):
+                res = greedy_search(model, b.src, b.src_mask, cfg.decode.max_len_a, cfg.decode.max_len_b)
+            for i, text in zip(idx, data.tokenizer.decode([r[0][0] for r in res]), strict=True):
+                hyps[i] = text
+        out["valid_bleu"] = bleu(hyps, data.valid.tgt[:k])
+    model.train()
+    return out
+
+
+class Progress:
+    """A status line on stderr (step, epoch, loss, lr, tokens/s, time left), redrawn in place on a terminal;
+    elsewhere (a log file) every `every`-th update is printed as a line."""
+
+    def __init__(self, every: int = 10):
+        self.tty = sys.stderr.isatty()
+        self.every, self.calls = every, 0
+
+    def show(self, text: str) -> None:
+        self.calls += 1
+        if self.tty:
+            print("\r" + text.ljust(110), end="", file=sys.stderr, flush=True)
+        elif self.calls % self.every == 0:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def train(cfg: Config, data_dir: Path, out_dir: Path, log: Callable[[str], None] = print) -> dict:
+    """Train a model and tokenizer on `data_dir`, keeping the best checkpoint (by validation BLEU) in `out_dir`."""
+    tc = cfg.train
+    start = time.time()
+    budget = tc.time_budget_min * 60.0
+    if tc.time_budget_min < 0 or tc.batch_tokens <= 0 or tc.lr <= 0 or tc.eval_every <= 0:
+        raise UsageError("train: time_budget_min >= 0, batch_tokens > 0, lr > 0 and eval_every > 0 are required")
+    device = resolve_device(tc.device)
+    if tc.threads > 0:
+        torch.set_num_threads(tc.threads)
+    torch.manual_seed(tc.seed)
+    random.seed(tc.seed)
+    data = prepare_data(cfg, data_dir, log)
+    model = Transformer(cfg.model).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"model: {n_params / 1e6:.1f}M parameters on {device}; batch {tc.batch_tokens} tokens")
+    fused = device.type == "cuda"
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=tc.lr, betas=tc.betas, eps=1e-9, weight_decay=tc.weight_decay, fused=fused
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / "train_log.jsonl"
+    log_path.write_text("")
+    progress = Progress()
+
+    step, epoch, best = 0, 0, -math.inf
+    loss_sum = torch.zeros((), device=device)
+    tok_window, loss_tokens, window_start = 0, 0, time.time()
+    eval_cost = 0.0
+    train_start = time.time()
+    stop_reason = "max_epochs"
+    last_eval_step = -1
+    history = []
+
+    def deadline_left() -> float:
+        return math.inf if budget <= 0 else budget - (time.time() - start)
+
+    def run_eval() -> None:
+        nonlocal best, eval_cost, last_eval_step
+        t0 = time.time()
+        stats = validate(model, data, cfg, device, tc.amp)
+        eval_cost = time.time() - t0
+        score = stats.get("valid_bleu", -stats["valid_loss"])
+        improved = score > best
+        if improved or not tc.keep_best:
+            best = max(best, score)
+            meta = {"step": step, "epoch": epoch, **stats}
+            checkpoint.save(out_dir, model, data.tokenizer, cfg, meta)
+        rec = {"step": step, "epoch": epoch, "elapsed_s": round(time.time() - start, 1), **stats, "best": improved}
+        history.append(rec)
+        with open(log_path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        progress.close()
+        shown = " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items())
+        log(f"eval {shown}")
+        last_eval_step = step
+
+    model.train()
+    try:
+        while epoch < tc.max_epochs and stop_reason == "max_epochs":
+            for idx in data.train.epoch(epoch):
+                # Reserve time for a final validation and save (twice the last one's cost, 5 s at least).
+                if deadline_left() < 2 * eval_cost + 5:
+                    stop_reason = "time_budget"
+                    break
+                if tc.max_steps and step >= tc.max_steps:
+                    stop_reason = "max_steps"
+                    break
+                batch = data.train.collate(idx)
+                n_tok = int(batch.src_mask.sum()) + batch.n_tgt_tokens
+                n_tgt = batch.n_tgt_tokens
+                if device.type == "cuda":
+                    batch = batch.pin_memory().to(device, non_blocking=True)
+                frac = step / tc.max_steps if tc.max_steps else 0.0
+                if budget > 0:
+                    frac = max(frac, (time.time() - train_start) / max(budget - (train_start - start) - 10, 1.0))
+                lr = lr_at(step, frac, tc.lr, tc.warmup_steps, tc.schedule, tc.min_lr_ratio)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                with autocast(device, tc.amp):
+                    logits = model(batch.src, batch.src_mask, batch.tgt_in)
+                loss = loss_fn(logits, batch.tgt_out, tc.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                (loss / n_tgt).backward()
+                if tc.clip_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
+                opt.step()
+                step += 1
+                loss_sum += loss.detach()
+                loss_tokens += n_tgt
+                tok_window += n_tok
+                if step % tc.log_every == 0:
+                    now = time.time()
+                    tps = tok_window / max(now - window_start, 1e-9)
+                    left = deadline_left()
+                    left_s = "" if math.isinf(left) else f" | {int(left // 60):02d}:{int(left % 60):02d} left"
+                    progress.show(
+                        f"step {step} | ep {epoch} | loss {float(loss_sum) / loss_tokens:.3f} | lr {lr:.2e} | "
+                        f"{tps / 1000:.1f}k tok/s{left_s}"
+                    )
+                    loss_sum.zero_()
+                    loss_tokens, tok_window, window_start = 0, 0, now
+                if step % tc.eval_every == 0:
+                    run_eval()
+            else:
+                epoch += 1
+    except KeyboardInterrupt:
+        stop_reason = "interrupted"
+        progress.close()
+        log("interrupted: validating and saving before exit")
+    if step == 0:
+        raise MtxError("training stopped before the first step (time budget too small?)")
+    if last_eval_step != step:
+        run_eval()
+    progress.close()
+    summary = {
+        "steps": step,
+        "epochs": epoch,
+        "stop": stop_reason,
+        "train_minutes": round((time.time() - start) / 60, 2),
+        "best_valid": best,
+        "out": str(out_dir),
+        "history": history,
+    }
+    return summary

@@ -1,0 +1,82 @@
+"""Translate many sentences: encode, sort by length into token-budget batches, search, restore the order.
+
+Input is processed in chunks, so a file of millions of lines streams through with bounded memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from mtx.batching import collate, sorted_batches
+from mtx.config import DecodeConfig
+from mtx.errors import UsageError
+from mtx.model import Transformer
+from mtx.search import search
+from mtx.tokenizer import Tokenizer
+
+
+@dataclass
+class Translation:
+    text: str
+    nbest: list[tuple[str, float]]  # (text, score), best first
+
+
+class Translator:
+    def __init__(self, model: Transformer, tokenizer: Tokenizer, decode: DecodeConfig, device: torch.device):
+        self.model, self.tokenizer, self.cfg, self.device = model.eval(), tokenizer, decode, device
+        self.truncated = 0
+
+    def _precision(self):
+        """Autocast for decoding: `decode.precision` auto = bf16 on CUDA, fp32 on CPU."""
+        p = self.cfg.precision
+        if p == "auto":
+            p = "bf16" if self.device.type == "cuda" else "fp32"
+        if p == "fp32":
+            return contextlib.nullcontext()
+        if p not in ("bf16", "fp16"):
+            raise UsageError(f"decode.precision={p!r}: expected auto, fp32, bf16 or fp16")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16 if p == "bf16" else torch.float16)
+
+    def translate(self, lines: list[str], use_cache: bool = True) -> list[Translation]:
+        return list(self.stream(lines, use_cache=use_cache))
+
+    def stream(self, lines: Iterable[str], chunk: int = 20000, use_cache: bool = True) -> Iterator[Translation]:
+        buf: list[str] = []
+        for line in lines:
+            buf.append(line)
+            if len(buf) >= chunk:
+                yield from self._chunk(buf, use_cache)
+                buf = []
+        if buf:
+            yield from self._chunk(buf, use_cache)
+
+    def _chunk(self, lines: list[str], use_cache: bool) -> list[Translation]:
+        c = self.cfg
+        limit = self.model.config.max_len - 1  # room for EOS
+        ids = self.tokenizer.encode([s.strip() for s in lines])
+        for i, x in enumerate(ids):
+            if len(x) > limit:
+                self.truncated += 1
+                print(f"warning: input line {i + 1} has {len(x)} pieces; truncated to {limit}", file=sys.stderr)
+                ids[i] = x[:limit]
+        out: list[Translation] = [Translation("", [("", 0.0)]) for _ in lines]
+        todo = [i for i, x in enumerate(ids) if x]
+        # Beam search holds K rows per sentence: budget the batch in rows * length.
+        lengths = [len(ids[i]) + 1 for i in todo]
+        for group in sorted_batches(lengths, max(c.batch_tokens // max(c.beam, 1), 1)):
+            idx = [todo[j] for j in group]
+            batch = collate([ids[i] for i in idx]).to(self.device)
+            with self._precision():
+                results = search(
+                    self.model, batch.src, batch.src_mask, c.beam, c.alpha, c.max_len_a, c.max_len_b, c.nbest, use_cache
+                )
+            for i, res in zip(idx, results, strict=True):
+                texts = self.tokenizer.decode([toks for toks, _ in res])
+                nbest = list(zip(texts, [s for _, s in res], strict=True))
+                out[i] = Translation(nbest[0][0] if nbest else "", nbest)
+        return out

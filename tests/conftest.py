@@ -1,0 +1,94 @@
+"""Shared fixtures: a tiny synthetic parallel corpus and a tiny model trained on it once per session."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtx.config import ModelConfig
+from mtx.model import Transformer
+
+os.environ.setdefault("HF_HOME", str(Path(__file__).parent.parent / ".pytest_cache" / "hf"))
+
+LEXICON = {
+    "ein": "a", "hund": "dog", "katze": "cat", "mann": "man", "frau": "woman", "kind": "child",
+    "rennt": "runs", "springt": "jumps", "schläft": "sleeps", "isst": "eats", "rot": "red", "blau": "blue",
+    "groß": "big", "klein": "small", "hier": "here", "dort": "there",
+}  # fmt: skip
+
+
+def make_pairs(n: int, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    words = list(LEXICON)
+    pairs = set()
+    while len(pairs) < n:
+        src = [rng.choice(words) for _ in range(rng.randint(2, 6))]
+        pairs.add((" ".join(src).capitalize() + ".", " ".join(LEXICON[w] for w in src).capitalize() + "."))
+    return sorted(pairs)
+
+
+def write_corpus(root: Path, splits: dict[str, int], seed: int = 0) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i, (split, n) in enumerate(splits.items()):
+        pairs = make_pairs(n, seed + i)
+        (root / f"{split}.de").write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
+        (root / f"{split}.en").write_text("".join(t + "\n" for _, t in pairs), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """train/val/test_2016_flickr of a word-for-word toy language pair; val and test are subsets of train."""
+    root = tmp_path_factory.mktemp("corpus")
+    write_corpus(root, {"train": 120})
+    lines_de = (root / "train.de").read_text(encoding="utf-8").splitlines()
+    lines_en = (root / "train.en").read_text(encoding="utf-8").splitlines()
+    for split, sl in (("val", slice(0, 20)), ("test_2016_flickr", slice(20, 40))):
+        (root / f"{split}.de").write_text("".join(x + "\n" for x in lines_de[sl]), encoding="utf-8")
+        (root / f"{split}.en").write_text("".join(x + "\n" for x in lines_en[sl]), encoding="utf-8")
+    return root
+
+
+TINY_SETTINGS = [
+    "model.vocab_size=100", "model.d_model=64", "model.n_heads=4", "model.enc_layers=2", "model.dec_layers=2",
+    "model.d_ff=128", "model.dropout=0.0", "train.batch_tokens=400", "train.lr=3e-3", "train.warmup_steps=30",
+    "train.max_steps=600", "train.eval_every=300", "train.max_epochs=1000", "train.eval_bleu_sents=20",
+    "train.amp=fp32", "train.time_budget_min=0", "train.label_smoothing=0.0",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_corpus, tmp_path_factory) -> Path:
+    """A model directory trained by `mtx train` until it fits the tiny corpus."""
+    from typer.testing import CliRunner
+
+    from mtx.cli import app
+
+    out = tmp_path_factory.mktemp("model") / "m"
+    args = ["train", "--data", str(tiny_corpus), "--out", str(out), "--device", "cpu"]
+    for s in TINY_SETTINGS:
+        args += ["--set", s]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def random_model(seed: int = 0, **kw) -> Transformer:
+    """A small untrained model in eval mode (dropout off) for property tests."""
+    torch.manual_seed(seed)
+    base = dict(vocab_size=50, d_model=32, n_heads=4, enc_layers=2, dec_layers=2, d_ff=64, max_len=64)
+    return Transformer(ModelConfig(**{**base, **kw})).eval()
+
+
+def random_batch(B: int, S: int, vocab: int = 50, seed: int = 0):
+    """Source ids (B, S) with real tokens >= 4 and right padding of random lengths, plus the mask."""
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, vocab, (B, S), generator=g)
+    lengths = torch.randint(1, S + 1, (B,), generator=g)
+    lengths[0] = S
+    mask = torch.arange(S)[None, :] < lengths[:, None]
+    return src.masked_fill(~mask, 0), mask

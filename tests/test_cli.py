@@ -1,0 +1,117 @@
+"""The three commands end to end through CliRunner on a tiny corpus, and user errors as one-line messages."""
+
+import json
+
+import pytest
+from conftest import LEXICON
+from typer.testing import CliRunner
+
+from mtx.cli import app
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def _one_line_error(result, code, *fragments):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output, result.output
+    errors = [x for x in result.stderr.splitlines() if x.startswith("mtx: error: ")]
+    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
+    for f in fragments:
+        assert f in errors[0]
+    return errors[0]
+
+
+def test_trained_model_fits_tiny_corpus(tiny_model, tiny_corpus):
+    """The tiny model overfits its corpus: it translates training sentences exactly."""
+    log = [json.loads(x) for x in (tiny_model / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["valid_bleu"] == pytest.approx(100.0)
+    src = (tiny_corpus / "train.de").read_text(encoding="utf-8").splitlines()[50:60]
+    ref = (tiny_corpus / "train.en").read_text(encoding="utf-8").splitlines()[50:60]
+    result = run("translate", "--model", tiny_model, "--beam", 3, *src)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ref
+
+
+def _train_pairs(corpus, n=3):
+    src = (corpus / "train.de").read_text(encoding="utf-8").splitlines()
+    ref = (corpus / "train.en").read_text(encoding="utf-8").splitlines()
+    return src[-n:], ref[-n:]
+
+
+def test_translate_stdin_keeps_empty_lines_and_order(tiny_model, tiny_corpus):
+    (a, b, c), (ra, rb, rc) = _train_pairs(tiny_corpus)
+    result = run("translate", "--model", tiny_model, input=f"{a}\n\n{b}\n{c}\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split("\n") == [ra, "", rb, rc, ""]
+
+
+def test_translate_file_nbest_and_json(tiny_model, tiny_corpus, tmp_path):
+    (a, b, _), (ra, rb, _) = _train_pairs(tiny_corpus)
+    f = tmp_path / "in.de"
+    f.write_text(f"{a}\n{b}\n", encoding="utf-8")
+    result = run("translate", "--model", tiny_model, "--input", f, "--nbest", 3)
+    assert result.exit_code == 0, result.output
+    rows = [r.split("\t") for r in result.stdout.splitlines()]
+    assert len(rows) == 2 and all(len(r) == 6 for r in rows)
+    assert rows[0][0] == ra and rows[1][0] == rb
+    scores = [float(x) for x in rows[0][1::2]]
+    assert scores == sorted(scores, reverse=True)
+    result = run("translate", "--model", tiny_model, "--json", "--nbest", 2, a)
+    rec = json.loads(result.stdout)
+    assert rec["translation"] == ra and len(rec["nbest"]) == 2
+
+
+def test_evaluate_prints_scores_and_writes_hypotheses(tiny_model, tiny_corpus, tmp_path):
+    out = tmp_path / "hyp.en"
+    result = run("evaluate", "--model", tiny_model, "--data", tiny_corpus, "--beam", 2, "--output", out)
+    assert result.exit_code == 0, result.output
+    assert "BLEU = 100.00" in result.stdout
+    assert "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:" in result.stdout
+    assert "chrF2 = 100.00" in result.stdout and "sent/s" in result.stdout
+    ref = (tiny_corpus / "test_2016_flickr.en").read_text(encoding="utf-8")
+    assert out.read_text(encoding="utf-8") == ref
+    result = run(
+        "evaluate", "--model", tiny_model, "--src-file", tiny_corpus / "val.de", "--ref-file", tiny_corpus / "val.en"
+    )
+    assert result.exit_code == 0 and "BLEU = 100.00" in result.stdout
+
+
+def test_error_missing_model_directory(tmp_path):
+    _one_line_error(run("translate", "--model", tmp_path / "none", "Hallo"), 2, "model directory not found")
+
+
+def test_error_misaligned_corpus(tiny_model, tmp_path):
+    (tmp_path / "s.de").write_text("Ein hund.\nEin mann.\n", encoding="utf-8")
+    (tmp_path / "r.en").write_text("A dog.\n", encoding="utf-8")
+    r = run("evaluate", "--model", tiny_model, "--src-file", tmp_path / "s.de", "--ref-file", tmp_path / "r.en")
+    _one_line_error(r, 1, "s.de:2: files are not aligned")
+
+
+def test_error_missing_file_and_non_utf8(tiny_model, tiny_corpus, tmp_path):
+    _one_line_error(run("translate", "--model", tiny_model, "--input", tmp_path / "x.de"), 1, "x.de: cannot read")
+    bad = tmp_path / "bad.de"
+    bad.write_bytes(b"Ein hund.\nKatze \xe4 rot.\n")
+    _one_line_error(run("translate", "--model", tiny_model, "--input", bad), 1, "bad.de:2: invalid UTF-8")
+    r = run("evaluate", "--model", tiny_model, "--data", tmp_path, "--split", "test")
+    _one_line_error(r, 1, "test.de: file not found")
+
+
+def test_error_train_data_problems(tmp_path):
+    d = tmp_path / "corpus"
+    d.mkdir()
+    (d / "train.de").write_text("Ein hund.\nZwei.\n", encoding="utf-8")
+    (d / "train.en").write_bytes(b"A dog.\n\xff\n")
+    _one_line_error(run("train", "--data", d, "--out", tmp_path / "m"), 1, "train.en:2: invalid UTF-8")
+    _one_line_error(run("train", "--data", tmp_path / "nope", "--out", tmp_path / "m"), 1, "data directory not found")
+    _one_line_error(run("train", "--data", d, "--set", "model.dmodel=3"), 2, "unknown config key 'model.dmodel'")
+
+
+def test_error_invalid_option_values(tiny_model):
+    _one_line_error(run("translate", "--model", tiny_model, "--beam", -1, "Hallo"), 2, "--beam must be > 0")
+    _one_line_error(run("translate", "--model", tiny_model, "--device", "tpu", "Hallo"), 2, "--device 'tpu'")
+
+
+def test_lexicon_is_word_for_word():
+    assert len(LEXICON) == len(set(LEXICON.values()))

@@ -1,0 +1,106 @@
+"""Corpus validation, tokenizer, batches and masks, config."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtx.batching import TrainBatches, collate, sorted_batches
+from mtx.config import Config, build_config
+from mtx.corpus import load_split
+from mtx.errors import MtxError, UsageError
+from mtx.tokenizer import BOS, EOS, PAD, Tokenizer
+
+
+def _write(d: Path, name: str, data: bytes) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / name).write_bytes(data)
+    return d / name
+
+
+def test_load_split_reads_aligned_files(tiny_corpus):
+    split = load_split(tiny_corpus, "train", "de", "en")
+    assert len(split.src) == len(split.tgt) == 120
+    assert split.src[0].endswith(".") and split.tgt[0][0].isupper()
+
+
+@pytest.mark.parametrize(
+    "src, tgt, message",
+    [
+        (b"a\nb\nc\n", b"x\ny\n", "train.de:3: files are not aligned (train.de has 3 lines, train.en has 2)"),
+        (b"a\nb\n", b"x\n\xff\xfe\n", "train.en:2: invalid UTF-8 at byte 0"),
+        (b"a\n\nc\n", b"x\ny\nz\n", "train.de:2: empty line in a parallel corpus"),
+        (b"", b"", "train.de: file is empty"),
+    ],
+)
+def test_corpus_errors_name_file_and_line(tmp_path, src, tgt, message):
+    _write(tmp_path, "train.de", src)
+    _write(tmp_path, "train.en", tgt)
+    with pytest.raises(MtxError) as e:
+        load_split(tmp_path, "train", "de", "en")
+    assert message in str(e.value)
+
+
+def test_missing_file_and_directory(tmp_path):
+    _write(tmp_path, "train.de", b"a\n")
+    with pytest.raises(MtxError, match="train.en: file not found"):
+        load_split(tmp_path, "train", "de", "en")
+    with pytest.raises(MtxError, match="data directory not found"):
+        load_split(tmp_path / "nope", "train", "de", "en")
+
+
+def test_tokenizer_round_trip_and_special_ids(tiny_corpus):
+    lines = (tiny_corpus / "train.de").read_text(encoding="utf-8").splitlines()
+    tok = Tokenizer.train(lines, 60)
+    ids = tok.encode(lines[:10])
+    assert tok.decode(ids) == lines[:10]
+    assert all(i not in (PAD, BOS, EOS) for x in ids for i in x)
+    again = Tokenizer(tok.proto)
+    assert again.encode(lines[:3]) == ids[:3]
+
+
+def test_collate_masks_and_shift():
+    b = collate([[5, 6, 7], [8]], [[9, 10], [11, 12, 13]])
+    assert b.src.tolist() == [[5, 6, 7, EOS], [8, EOS, PAD, PAD]]
+    assert b.src_mask.tolist() == [[True] * 4, [True, True, False, False]]
+    assert b.tgt_in.tolist() == [[BOS, 9, 10, PAD], [BOS, 11, 12, 13]]
+    assert b.tgt_out.tolist() == [[9, 10, EOS, PAD], [11, 12, 13, EOS]]
+    assert b.src_mask.dtype == torch.bool and b.n_tgt_tokens == 7
+
+
+def test_train_batches_budget_cover_and_determinism():
+    src = [[4] * (1 + i % 17) for i in range(300)]
+    tgt = [[5] * (1 + i % 11) for i in range(300)]
+    tb = TrainBatches(src, tgt, batch_tokens=64, seed=3)
+    batches = tb.epoch(0)
+    assert sorted(i for b in batches for i in b) == list(range(300))  # every pair once
+    for b in batches:
+        assert len(b) * max(tb.lengths[i] for i in b) <= 64 or len(b) == 1
+    assert batches == TrainBatches(src, tgt, 64, seed=3).epoch(0)
+    assert batches != tb.epoch(1)
+
+
+def test_sorted_batches_restore_order():
+    lengths = [3, 9, 1, 7, 7, 2]
+    groups = sorted_batches(lengths, 14)
+    assert sorted(i for g in groups for i in g) == list(range(6))
+    assert groups[0][0] == 1  # longest first
+
+
+def test_config_overrides_and_unknown_keys(tmp_path):
+    cfg = build_config(None, ["model.d_model=128", "train.lr=1e-3", "model.pre_norm=false"])
+    assert cfg.model.d_model == 128 and cfg.train.lr == 1e-3 and cfg.model.pre_norm is False
+    f = tmp_path / "c.toml"
+    f.write_text("[model]\nenc_layers = 2\n[train]\nbetas = [0.9, 0.99]\n")
+    cfg = build_config(f, ["model.enc_layers=5"])
+    assert cfg.model.enc_layers == 5 and cfg.train.betas == (0.9, 0.99)
+    assert Config.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(UsageError, match="unknown config key 'model.d_modle'"):
+        build_config(None, ["model.d_modle=3"])
+    with pytest.raises(UsageError, match="unknown config section"):
+        build_config(None, ["modle.d_model=3"])
+    with pytest.raises(UsageError, match="not a valid int"):
+        build_config(None, ["model.d_model=big"])
+    f.write_text("[nope]\nx = 1\n")
+    with pytest.raises(UsageError, match="c.toml: unknown config section 'nope'"):
+        build_config(f)

@@ -1,0 +1,97 @@
+"""Model properties: masks, padding invariance, no future leak, cached == full decoding."""
+
+import torch
+from conftest import random_batch, random_model
+
+from mtx.model import Dropout
+
+
+def test_padding_does_not_change_real_positions():
+    model = random_model()
+    src, mask = random_batch(4, 7)
+    tgt = torch.randint(4, 50, (4, 5))
+    memory = model.encode(src, mask)
+    logits = model.decode(tgt, memory, mask)
+    # Pad every source by 5 more positions (with garbage ids under the mask) and the target by 3.
+    src_p = torch.cat([src, torch.randint(4, 50, (4, 5))], dim=1)
+    mask_p = torch.cat([mask, torch.zeros(4, 5, dtype=torch.bool)], dim=1)
+    memory_p = model.encode(src_p, mask_p)
+    tgt_p = torch.cat([tgt, torch.zeros(4, 3, dtype=torch.long)], dim=1)
+    logits_p = model.decode(tgt_p, memory_p, mask_p)
+    torch.testing.assert_close(memory_p[:, :7][mask], memory[mask], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits_p[:, :5], logits, atol=1e-5, rtol=1e-5)
+
+
+def test_each_sentence_independent_of_batch():
+    model = random_model()
+    src, mask = random_batch(3, 6)
+    tgt = torch.randint(4, 50, (3, 4))
+    full = model(src, mask, tgt)
+    for i in range(3):
+        n = int(mask[i].sum())
+        alone = model(src[i : i + 1, :n], mask[i : i + 1, :n], tgt[i : i + 1])
+        torch.testing.assert_close(alone[0], full[i], atol=1e-5, rtol=1e-5)
+
+
+def test_decoder_has_no_future_leak():
+    model = random_model()
+    src, mask = random_batch(2, 6)
+    memory = model.encode(src, mask)
+    tgt = torch.randint(4, 50, (2, 8))
+    changed = tgt.clone()
+    changed[:, 5:] = torch.randint(4, 50, (2, 3))
+    a = model.decode(tgt, memory, mask)
+    b = model.decode(changed, memory, mask)
+    torch.testing.assert_close(a[:, :5], b[:, :5])
+    assert not torch.allclose(a[:, 5:], b[:, 5:])
+
+
+def test_encoder_ignores_masked_source_tokens():
+    model = random_model()
+    src, mask = random_batch(3, 8, seed=3)
+    other = torch.where(mask, src, torch.randint(4, 50, src.shape))
+    torch.testing.assert_close(model.encode(src, mask)[mask], model.encode(other, mask)[mask])
+
+
+def test_cached_decode_step_equals_full_decode():
+    model = random_model()
+    src, mask = random_batch(3, 6)
+    memory = model.encode(src, mask)
+    tgt = torch.randint(4, 50, (3, 7))
+    full = model.decode(tgt, memory, mask)
+    cache = model.init_cache(memory, mask, beam=1, max_steps=7)
+    steps = torch.stack([model.decode_step(tgt[:, t], cache, t) for t in range(7)], dim=1)
+    torch.testing.assert_close(steps, full, atol=1e-5, rtol=1e-5)
+
+
+def test_cross_attention_shared_by_beams():
+    """K beams per sentence read the sentence's one cross-attention K/V: same as repeating the memory."""
+    model = random_model()
+    src, mask = random_batch(2, 5)
+    memory = model.encode(src, mask)
+    K = 3
+    tgt = torch.randint(4, 50, (2 * K, 4))
+    full = model.decode(tgt, memory.repeat_interleave(K, 0), mask.repeat_interleave(K, 0))
+    cache = model.init_cache(memory, mask, beam=K, max_steps=4)
+    assert cache.cross_k[0].shape[0] == 2  # not copied per beam
+    steps = torch.stack([model.decode_step(tgt[:, t], cache, t) for t in range(4)], dim=1)
+    torch.testing.assert_close(steps, full, atol=1e-5, rtol=1e-5)
+
+
+def test_post_norm_and_untied_variants_run():
+    for kw in (dict(pre_norm=False), dict(tie_embeddings=False)):
+        model = random_model(**kw)
+        src, mask = random_batch(2, 5)
+        out = model(src, mask, torch.randint(4, 50, (2, 3)))
+        assert out.shape == (2, 3, 50) and torch.isfinite(out).all()
+
+
+def test_dropout_rate_and_scale():
+    torch.manual_seed(0)
+    drop = Dropout(0.1).train()
+    x = torch.ones(200_000)
+    y = drop(x)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - 26 / 256) < 0.005
+    assert abs(y.mean().item() - 1.0) < 0.01  # inverted dropout keeps the expectation
+    assert torch.equal(drop.eval()(x), x)
