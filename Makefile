@@ -6,36 +6,40 @@ export HF_HOME ?= $(CURDIR)/.cache/hf
 
 .PHONY: install test lint format data train evaluate bench clean
 
-$(BIN)/python:
-	$(PY) -m venv $(VENV)
+STAMP := $(VENV)/.installed
 
-install: $(BIN)/python
+# The CPU build of torch 2.13.0 first, so that the project's `torch>=2.4` pulls no CUDA build.
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
 
-test:
+install: $(STAMP)
+
+test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-lint:
-	$(BIN)/ruff check mtx tests benchmarks
-	$(BIN)/ruff format --check mtx tests benchmarks
+lint: $(STAMP)
+	$(BIN)/ruff check mtx tests
+	$(BIN)/ruff format --check mtx tests
 
 format:
-	$(BIN)/ruff format mtx tests benchmarks
-	$(BIN)/ruff check --fix mtx tests benchmarks
+	$(BIN)/ruff format mtx tests
+	$(BIN)/ruff check --fix mtx tests
 
 # Multi30k from the Hugging Face hub into data/multi30k (only needed where ../shared/data/multi30k is absent).
-data:
+data: $(STAMP)
 	$(BIN)/mtx fetch --out data/multi30k
 
-train:
+train: $(STAMP)
 	$(BIN)/mtx train
 
-evaluate:
+evaluate: $(STAMP)
 	$(BIN)/mtx evaluate
 
-bench:
+bench: $(STAMP)
 	$(BIN)/mtx bench decode
 
 clean:

@@ -41,10 +41,7 @@ class Batch:
 
 def pad(seqs: list[list[int]], length: int | None = None) -> torch.Tensor:
     length = length or max(len(s) for s in seqs)
-    out = torch.full((len(seqs), length), PAD, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-    return out
+    return torch.tensor([s + [PAD] * (length - len(s)) for s in seqs], dtype=torch.long)
 
 
 def collate(src: list[list[int]], tgt: list[list[int]] | None = None, index: list[int] | None = None) -> Batch:

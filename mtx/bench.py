@@ -30,6 +30,7 @@ def decode(
     batch_tokens: int | None,
     settings: list[str],
     limit: int = 0,
+    precision: str = "fp32",
 ) -> Iterator[dict]:
     """Decode `split` under each setting (greedy, beam, beam_nocache) and yield speed, memory and BLEU."""
     model, tokenizer, cfg, _ = checkpoint.load(model_dir, device)
@@ -40,6 +41,7 @@ def decode(
         sources, refs = sources[:limit], refs[:limit]
     if batch_tokens:
         cfg.decode.batch_tokens = batch_tokens
+    cfg.decode.precision = precision
     for name in settings:
         cfg.decode.beam = 1 if name == "greedy" else beam
         translator = Translator(model, tokenizer, cfg.decode, device)
@@ -62,7 +64,8 @@ def decode(
             "tgt_tokens_per_s": round(n_tok / dt, 1),
             "peak_mem_mb": round(_peak_mb(device), 1),
             "bleu": round(bleu(hyps, refs), 2),
-            "batch_tokens": cfg.decode.batch_tokens,
+            "batch_tokens": translator.batch_tokens,
+            "precision": precision,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(),
         }

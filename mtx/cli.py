@@ -214,6 +214,7 @@ def bench_decode(
         str, typer.Option(help="Comma-separated: greedy, beam, beam_nocache.")
     ] = "greedy,beam,beam_nocache",
     limit: Annotated[int, typer.Option(help="Decode only the first N sentences (0 = all).")] = 0,
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 / fp16 autocast.")] = "fp32",
 ) -> None:
     """Decode a test set greedily, with beam search and the KV cache, and without it; one JSON line each."""
     from mtx import bench
@@ -226,7 +227,10 @@ def bench_decode(
         if n not in ("greedy", "beam", "beam_nocache"):
             raise UsageError(f"--settings: unknown setting {n!r} (greedy, beam, beam_nocache)")
     dev = resolve_device(device)
-    for rec in bench.decode(model, data or default_data_dir(), split, dev, beam, batch_tokens, names, limit):
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise UsageError(f"--precision {precision!r}: expected fp32, bf16 or fp16")
+    recs = bench.decode(model, data or default_data_dir(), split, dev, beam, batch_tokens, names, limit, precision)
+    for rec in recs:
         typer.echo(json.dumps(rec))
 
 

@@ -51,9 +51,9 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     seed: int = 1
-    batch_tokens: int = 3000  # sentences x max(padded src len, padded tgt len) per batch
+    batch_tokens: int = 2500  # sentences x max(padded src len, padded tgt len) per batch
     lr: float = 1.5e-3
-    warmup_steps: int = 400
+    warmup_steps: int = 250
     schedule: str = "cosine"  # cosine | inv_sqrt | linear (cosine/linear decay over max_steps or the time budget)
     min_lr_ratio: float = 0.02
     weight_decay: float = 0.01
@@ -78,9 +78,10 @@ class DecodeConfig:
     alpha: float = 1.0  # GNMT length penalty exponent
     max_len_a: float = 1.5
     max_len_b: int = 10
-    batch_tokens: int = 6000  # rows (sentences x beams) x source length per batch
+    batch_tokens: int = 0  # rows (sentences x beams) x source length per batch; 0: 12000 on CPU, 100000 on CUDA
     nbest: int = 1
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    # fp32 by default: on an H200, bf16 autocast decoded 5.7x slower (per-op casts) for the same BLEU
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast, CUDA)
 
 
 @dataclass
@@ -179,7 +180,7 @@ def preset(device_type: str) -> Config:
         cfg.train.lr = 1.5e-3
         cfg.train.warmup_steps = 400
         cfg.train.time_budget_min = 5.0
-        cfg.train.eval_every = 300
+        cfg.train.eval_every = 500
         cfg.train.eval_bleu_sents = 1014
     else:
         cfg.train.time_budget_min = 15.0

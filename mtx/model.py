@@ -70,12 +70,11 @@ class SelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
         return self.out(merge_heads(y))
 
-    def step(self, x: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, t: int) -> torch.Tensor:
-        """One decoding position: x (N, 1, D); caches (N, H, T_max, Dh) receive position t."""
+    def step(self, x: torch.Tensor, cache: DecoderCache, layer: int, t: int) -> torch.Tensor:
+        """One decoding position: x (N, 1, D); its K/V join the layer's cache at position t."""
         q, k, v = (split_heads(z, self.n_heads) for z in self.qkv(x).chunk(3, dim=-1))
-        k_cache[:, :, t : t + 1] = k
-        v_cache[:, :, t : t + 1] = v
-        y = F.scaled_dot_product_attention(q, k_cache[:, :, : t + 1], v_cache[:, :, : t + 1])
+        k_all, v_all = cache.append(layer, k, v, t)  # (N, H, t + 1, Dh)
+        y = F.scaled_dot_product_attention(q, k_all, v_all)
         return self.out(merge_heads(y))
 
 
@@ -163,7 +162,7 @@ class DecoderLayer(nn.Module):
         return self.res_ff(x, self.ff)
 
     def step(self, x: torch.Tensor, cache: DecoderCache, i: int, t: int) -> torch.Tensor:
-        x = self.res_self(x, lambda h: self.self_attn.step(h, cache.self_k[i], cache.self_v[i], t))
+        x = self.res_self(x, lambda h: self.self_attn.step(h, cache, i, t))
         x = self.res_cross(x, lambda h: self.cross_attn.step(h, cache.cross_k[i], cache.cross_v[i], cache.mask))
         return self.res_ff(x, self.ff)
 
@@ -171,18 +170,42 @@ class DecoderLayer(nn.Module):
 class DecoderCache:
     """Per-layer K/V for incremental decoding of N = B * K rows (K beams per sentence, contiguous).
 
-    Self-attention K/V are preallocated `(N, H, max_steps, Dh)` and filled one position a step.
-    Cross-attention K/V are computed once per source batch, `(B, H, S, Dh)`, and shared by the beams.
+    Self-attention K/V are preallocated `(N, H, max_steps, Dh)` at the first step (in the dtype the
+    projections produce, so bf16 under autocast) and filled one position a step. Cross-attention K/V
+    are computed once per source batch, `(B, H, S, Dh)`, and shared by the beams.
     """
 
-    def __init__(self, cross_k, cross_v, mask, self_k, self_v):
+    def __init__(self, cross_k, cross_v, mask, max_steps: int):
         self.cross_k, self.cross_v, self.mask = cross_k, cross_v, mask
-        self.self_k, self.self_v = self_k, self_v
+        self.max_steps = max_steps
+        self.length = 0  # positions filled
+        self.self_k: list[torch.Tensor | None] = [None] * len(cross_k)
+        self.self_v: list[torch.Tensor | None] = [None] * len(cross_k)
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write position t's k, v (N, H, 1, Dh); return the layer's K/V for positions 0..t."""
+        if self.self_k[layer] is None:
+            N, H, _, Dh = k.shape
+            self.self_k[layer] = k.new_empty(N, H, self.max_steps, Dh)
+            self.self_v[layer] = v.new_empty(N, H, self.max_steps, Dh)
+        kc, vc = self.self_k[layer], self.self_v[layer]
+        kc[:, :, t : t + 1] = k
+        vc[:, :, t : t + 1] = v
+        self.length = t + 1
+        return kc[:, :, : t + 1], vc[:, :, : t + 1]
 
     def reorder(self, rows: torch.Tensor, sents: torch.Tensor | None = None) -> None:
-        """Keep/reorder rows (one index_select per tensor); `sents` drops finished sentences."""
-        self.self_k = [k.index_select(0, rows) for k in self.self_k]
-        self.self_v = [v.index_select(0, rows) for v in self.self_v]
+        """Keep/reorder rows (one index_select per tensor, over the filled positions only);
+        `sents` drops finished sentences."""
+        n = self.length
+
+        def gather(buf: torch.Tensor) -> torch.Tensor:
+            out = buf if rows.shape[0] == buf.shape[0] else buf.new_empty(rows.shape[0], *buf.shape[1:])
+            out[:, :, :n] = buf[:, :, :n].index_select(0, rows)
+            return out
+
+        self.self_k = [gather(k) for k in self.self_k]
+        self.self_v = [gather(v) for v in self.self_v]
         if sents is not None:
             self.cross_k = [k.index_select(0, sents) for k in self.cross_k]
             self.cross_v = [v.index_select(0, sents) for v in self.cross_v]
@@ -241,21 +264,9 @@ class Transformer(nn.Module):
         return self.decode(tgt_in, self.encode(src, src_mask), src_mask)
 
     def init_cache(self, memory: torch.Tensor, src_mask: torch.Tensor, beam: int, max_steps: int) -> DecoderCache:
-        B = memory.shape[0]
-        c = self.config
-        H, Dh = c.n_heads, c.d_model // c.n_heads
+        """Cache for decoding `beam` rows per source sentence for up to `max_steps` positions."""
         kv = [layer.cross_attn.memory_kv(memory) for layer in self.decoder]
-
-        def buf():
-            return memory.new_empty(B * beam, H, max_steps, Dh)
-
-        return DecoderCache(
-            [k for k, _ in kv],
-            [v for _, v in kv],
-            src_mask[:, None, None, :],
-            [buf() for _ in self.decoder],
-            [buf() for _ in self.decoder],
-        )
+        return DecoderCache([k for k, _ in kv], [v for _, v in kv], src_mask[:, None, None, :], max_steps)
 
     def decode_step(self, tokens: torch.Tensor, cache: DecoderCache, t: int) -> torch.Tensor:
         """tokens (N,) at position t -> logits (N, V), using and filling `cache`."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from mtx import checkpoint
 from mtx.batching import TrainBatches, collate, sorted_batches
@@ -35,6 +36,14 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise UsageError(f"--device {name!r}: expected auto, cpu or cuda")
     return torch.device(name)
+
+
+def attention_kernel(device: torch.device):
+    """On CPU, SDPA's math backend: its backward is ~8x faster there than the fused CPU kernel's for short
+    sentences (measured on a 2-core EPYC, bf16). On CUDA, let SDPA pick its flash/efficient kernels."""
+    if device.type == "cpu":
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
 
 
 def autocast(device: torch.device, amp: str):
@@ -98,7 +107,8 @@ def validate(model: Transformer, data: Data, cfg: Config, device, amp) -> dict[s
     k = min(cfg.train.eval_bleu_sents, len(data.valid_src))
     if k:
         hyps = [""] * k
-        for idx in sorted_batches([len(x) + 1 for x in data.valid_src[:k]], 4000):
+        budget = 50_000 if device.type == "cuda" else 4000
+        for idx in sorted_batches([len(x) + 1 for x in data.valid_src[:k]], budget):
             b = collate([data.valid_src[i] for i in idx]).to(device)
             with autocast(device, amp):
                 res = greedy_search(model, b.src, b.src_mask, cfg.decode.max_len_a, cfg.decode.max_len_b)
@@ -208,7 +218,7 @@ def train(cfg: Config, data_dir: Path, out_dir: Path, log: Callable[[str], None]
                 lr = lr_at(step, frac, tc.lr, tc.warmup_steps, tc.schedule, tc.min_lr_ratio)
                 for g in opt.param_groups:
                     g["lr"] = lr
-                with autocast(device, tc.amp):
+                with autocast(device, tc.amp), attention_kernel(device):
                     logits = model(batch.src, batch.src_mask, batch.tgt_in)
                 loss = loss_fn(logits, batch.tgt_out, tc.label_smoothing)
                 opt.zero_grad(set_to_none=True)

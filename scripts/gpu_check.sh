@@ -22,4 +22,5 @@ mtx train --device cuda --time-budget "$MINUTES" --out /tmp/gpu-model > "$OUT/tr
 tail -4 "$OUT/train.log"; cat "$OUT/train.json"
 mtx evaluate --model /tmp/gpu-model --device cuda --beam 5 --output "$OUT/test.hyp.en" | tee "$OUT/evaluate.txt"
 mtx bench decode --model /tmp/gpu-model --device cuda --beam 5 | tee "$OUT/bench_decode.jsonl"
+mtx bench decode --model /tmp/gpu-model --device cuda --beam 5 --precision fp32 --settings greedy,beam | tee -a "$OUT/bench_decode.jsonl"
 cp /tmp/gpu-model/train_log.jsonl "$OUT/" 2>/dev/null
