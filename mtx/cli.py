@@ -100,15 +100,22 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. model.d_model=256.")] = None,
     time_budget: Annotated[float | None, typer.Option(help="Stop training after this many minutes.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    resume: Annotated[Path | None, typer.Option(help="Continue the training saved in this model directory.")] = None,
 ) -> None:
     """Train a tokenizer and a Transformer; keep the best checkpoint (by validation BLEU) in --out."""
-    from mtx.config import build_config, preset
+    from mtx.config import Config, build_config, preset
     from mtx.corpus import default_data_dir
     from mtx.train import resolve_device
     from mtx.train import train as run_train
+    from mtx.train_state import find_state, load_state
 
     dev = resolve_device(device)
-    cfg = build_config(config, set_, base=preset(dev.type))
+    base = preset(dev.type)
+    if resume is not None:
+        info, _, _ = load_state(find_state(resume))
+        base = Config.from_dict(info["config"], str(resume))
+        out = resume if out == DEFAULT_MODEL else out
+    cfg = build_config(config, set_, base=base)
     cfg.train.device = dev.type
     if src:
         cfg.data.src = src
@@ -119,7 +126,7 @@ def train(
         cfg.train.time_budget_min = time_budget
     data_dir = data or default_data_dir()
     typer.echo(f"training {cfg.data.src}->{cfg.data.tgt} on {data_dir} -> {out}", err=True)
-    summary = run_train(cfg, data_dir, out, log=lambda s: typer.echo(s, err=True))
+    summary = run_train(cfg, data_dir, out, log=lambda s: typer.echo(s, err=True), resume=resume)
     summary.pop("history")
     typer.echo(json.dumps(summary))
 

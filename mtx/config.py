@@ -70,6 +70,8 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     threads: int = 0  # CPU threads (0: torch's default)
     log_every: int = 50
+    save_every: int = 500  # steps between resumable training states (0: only at the end or when stopped)
+    keep_last: int = 2  # resumable states kept
 
 
 @dataclass

@@ -6,7 +6,9 @@ import contextlib
 import json
 import math
 import random
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from mtx import checkpoint
+from mtx import checkpoint, train_state
 from mtx.batching import TrainBatches, collate, sorted_batches
 from mtx.config import Config
 from mtx.corpus import Split, load_split
@@ -65,13 +67,15 @@ class Data:
     valid_tgt: list[list[int]]
 
 
-def prepare_data(cfg: Config, data_dir: Path, log: Callable[[str], None]) -> Data:
+def prepare_data(cfg: Config, data_dir: Path, log: Callable[[str], None], tok: Tokenizer | None = None) -> Data:
+    """Read and validate train/valid, train the tokenizer (unless given, as on resume), encode, filter."""
     d = cfg.data
     train = load_split(data_dir, d.train_split, d.src, d.tgt)
     valid = load_split(data_dir, d.valid_split, d.src, d.tgt)
     t0 = time.time()
-    tok = Tokenizer.train(train.src + train.tgt, cfg.model.vocab_size, d.spm_model_type, d.spm_character_coverage)
-    cfg.model.vocab_size = len(tok)
+    if tok is None:
+        tok = Tokenizer.train(train.src + train.tgt, cfg.model.vocab_size, d.spm_model_type, d.spm_character_coverage)
+        cfg.model.vocab_size = len(tok)
     src, tgt = tok.encode(train.src), tok.encode(train.tgt)
     keep = [i for i in range(len(src)) if len(src[i]) < d.max_tokens and len(tgt[i]) < d.max_tokens]
     if len(keep) < len(src):
@@ -139,8 +143,43 @@ class Progress:
             print(file=sys.stderr)
 
 
-def train(cfg: Config, data_dir: Path, out_dir: Path, log: Callable[[str], None] = print) -> dict:
-    """Train a model and tokenizer on `data_dir`, keeping the best checkpoint (by validation BLEU) in `out_dir`."""
+class StopFlag:
+    """SIGINT/SIGTERM set a flag that the loop reads between steps, so no step is cut in half;
+    a second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.set = False
+        self.saved: dict = {}
+
+    def __enter__(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.set:
+            raise KeyboardInterrupt
+        self.set = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def train(
+    cfg: Config,
+    data_dir: Path,
+    out_dir: Path,
+    log: Callable[[str], None] = print,
+    resume: Path | None = None,
+    should_stop: Callable[[int], bool] | None = None,
+) -> dict:
+    """Train a model and tokenizer on `data_dir`, keeping the best checkpoint (by validation BLEU) in `out_dir`
+    and resumable states (`state-{step}/`, `latest`) every `train.save_every` steps and when stopped.
+
+    `resume`: a directory written by an earlier run; `cfg` must be the config saved there (plus overrides).
+    `should_stop(step)`: asked after every step; True stops as an interrupt would (used by tests)."""
     tc = cfg.train
     start = time.time()
     budget = tc.time_budget_min * 60.0
@@ -151,7 +190,13 @@ def train(cfg: Config, data_dir: Path, out_dir: Path, log: Callable[[str], None]
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
     random.seed(tc.seed)
-    data = prepare_data(cfg, data_dir, log)
+    info, tensors, tok = {}, {}, None
+    if resume is not None:
+        state_dir = train_state.find_state(resume)
+        info, tensors, proto = train_state.load_state(state_dir)
+        tok = Tokenizer(proto)
+        log(f"resuming from {state_dir} (step {info['step']}, epoch {info['epoch']})")
+    data = prepare_data(cfg, data_dir, log, tok)
     model = Transformer(cfg.model).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.1f}M parameters on {device}; batch {tc.batch_tokens} tokens")
@@ -159,22 +204,39 @@ def train(cfg: Config, data_dir: Path, out_dir: Path, log: Callable[[str], None]
     opt = torch.optim.AdamW(
         model.parameters(), lr=tc.lr, betas=tc.betas, eps=1e-9, weight_decay=tc.weight_decay, fused=fused
     )
+    if resume is not None:
+        train_state.restore(model, opt, info, tensors)
+        start -= info.get("elapsed_s", 0.0)  # the time budget counts the earlier runs too
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "train_log.jsonl"
-    log_path.write_text("")
+    if resume is None:
+        log_path.write_text("")
     progress = Progress()
 
-    step, epoch, best = 0, 0, -math.inf
+    step, epoch, batch_in_epoch = info.get("step", 0), info.get("epoch", 0), info.get("batch_in_epoch", 0)
+    best = info.get("best", -math.inf)
     loss_sum = torch.zeros((), device=device)
     tok_window, loss_tokens, window_start = 0, 0, time.time()
     eval_cost = 0.0
-    train_start = time.time()
+    train_start = time.time() - info.get("train_s", 0.0)
     stop_reason = "max_epochs"
-    last_eval_step = -1
+    last_eval_step = step if resume is not None else -1
     history = []
 
     def deadline_left() -> float:
         return math.inf if budget <= 0 else budget - (time.time() - start)
+
+    def save_state() -> None:
+        state = {
+            "step": step,
+            "epoch": epoch,
+            "batch_in_epoch": batch_in_epoch,
+            "best": best,
+            "elapsed_s": time.time() - start,
+            "train_s": time.time() - train_start,
+            "config": cfg.to_dict(),
+        }
+        train_state.save_state(out_dir, model, opt, data.tokenizer.proto, state, tc.keep_last)
 
     def run_eval() -> None:
         nonlocal best, eval_cost, last_eval_step
@@ -197,9 +259,10 @@ def train(cfg: Config, data_dir: Path, out_dir: Path, log: Callable[[str], None]
         last_eval_step = step
 
     model.train()
-    try:
+    with StopFlag() as stop:
         while epoch < tc.max_epochs and stop_reason == "max_epochs":
-            for idx in data.train.epoch(epoch):
+            batches = data.train.epoch(epoch)
+            while batch_in_epoch < len(batches):
                 # Reserve time for a final validation and save (twice the last one's cost, 5 s at least).
                 if deadline_left() < 2 * eval_cost + 5:
                     stop_reason = "time_budget"
@@ -207,7 +270,7 @@ def train(cfg: Config, data_dir: Path, out_dir: Path, log: Callable[[str], None]
                 if tc.max_steps and step >= tc.max_steps:
                     stop_reason = "max_steps"
                     break
-                batch = data.train.collate(idx)
+                batch = data.train.collate(batches[batch_in_epoch])
                 n_tok = int(batch.src_mask.sum()) + batch.n_tgt_tokens
                 n_tgt = batch.n_tgt_tokens
                 if device.type == "cuda":
@@ -227,6 +290,7 @@ def train(cfg: Config, data_dir: Path, out_dir: Path, log: Callable[[str], None]
                     torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
                 opt.step()
                 step += 1
+                batch_in_epoch += 1
                 loss_sum += loss.detach()
                 loss_tokens += n_tgt
                 tok_window += n_tok
@@ -243,18 +307,25 @@ def train(cfg: Config, data_dir: Path, out_dir: Path, log: Callable[[str], None]
                     loss_tokens, tok_window, window_start = 0, 0, now
                 if step % tc.eval_every == 0:
                     run_eval()
+                if tc.save_every and step % tc.save_every == 0:
+                    save_state()
+                if stop.set or (should_stop is not None and should_stop(step)):
+                    stop_reason = "interrupted"
+                    progress.close()
+                    log(f"interrupted at step {step}: saving a resumable state, validating, saving")
+                    break
             else:
                 epoch += 1
-    except KeyboardInterrupt:
-        stop_reason = "interrupted"
-        progress.close()
-        log("interrupted: validating and saving before exit")
+                batch_in_epoch = 0
     if step == 0:
         raise MtxError("training stopped before the first step (time budget too small?)")
+    if stop_reason == "interrupted":
+        save_state()  # first, in case the validation is interrupted too
     if last_eval_step != step:
         run_eval()
+    save_state()
     progress.close()
-    summary = {
+    return {
         "steps": step,
         "epochs": epoch,
         "stop": stop_reason,
@@ -263,4 +334,3 @@ def train(cfg: Config, data_dir: Path, out_dir: Path, log: Callable[[str], None]
         "out": str(out_dir),
         "history": history,
     }
-    return summary

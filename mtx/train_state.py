@@ -1,0 +1,134 @@
+"""Resumable training state: model, optimizer, RNG, step and data position, written atomically.
+
+Layout inside the model directory: `state-{step}/` folders (tensors in `state.safetensors`, the rest in
+`state.json`, the tokenizer beside them) and a `latest` file naming the newest complete one, updated last. A
+crash at any moment leaves `latest` pointing at a complete folder. Nothing here unpickles: safetensors and JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from mtx.checkpoint import atomic_write, state_tensors
+from mtx.errors import MtxError
+
+LATEST = "latest"
+STATE_VERSION = 1
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    out = {}
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            out[f"optim.{i}.{k}"] = v.detach().to("cpu").contiguous() if torch.is_tensor(v) else torch.tensor(v)
+    return out
+
+
+def save_state(
+    out_dir: Path,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    tokenizer_proto: bytes,
+    info: dict[str, Any],
+    keep_last: int = 2,
+) -> Path:
+    """Write `state-{step}/`, point `latest` at it, and delete all but the newest `keep_last` states."""
+    step = info["step"]
+    final = out_dir / f"state-{step}"
+    tmp = out_dir / f".state-{step}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tensors = {f"model.{k}": v for k, v in state_tensors(model).items()}
+    tensors.update(optimizer_tensors(opt))
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    save_file(tensors, str(tmp / "state.safetensors"))
+    with open(tmp / "state.safetensors", "rb+") as f:
+        os.fsync(f.fileno())
+    atomic_write(tmp / "tokenizer.model", tokenizer_proto)
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.state_dict()["param_groups"]]
+    doc = {"version": STATE_VERSION, **info, "param_groups": groups}
+    atomic_write(tmp / "state.json", json.dumps(doc, indent=1).encode())
+    _fsync_dir(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    atomic_write(out_dir / LATEST, final.name.encode())
+    states = sorted(out_dir.glob("state-*"), key=lambda p: int(p.name.split("-")[1]))
+    for old in states[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def find_state(resume: Path) -> Path:
+    """The state folder named by `resume/latest` (or `resume` itself if it is a state folder)."""
+    if (resume / "state.json").is_file():
+        return resume
+    if not resume.is_dir():
+        raise MtxError(f"{resume}: nothing to resume (directory not found)")
+    latest = resume / LATEST
+    if not latest.is_file():
+        raise MtxError(f"{resume}: nothing to resume (no '{LATEST}' file; was it trained by this mtx?)")
+    path = resume / latest.read_text().strip()
+    if not (path / "state.json").is_file():
+        raise MtxError(f"{latest}: names {path.name}, which is incomplete or missing")
+    return path
+
+
+def load_state(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], bytes]:
+    """(info, tensors, tokenizer proto) of a state folder."""
+    try:
+        info = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MtxError(f"{path / 'state.json'}: unreadable ({e})") from None
+    if info.get("version") != STATE_VERSION:
+        raise MtxError(f"{path / 'state.json'}: state format {info.get('version')!r}, this mtx reads {STATE_VERSION}")
+    try:
+        tensors = load_file(str(path / "state.safetensors"))
+        proto = (path / "tokenizer.model").read_bytes()
+    except (SafetensorError, OSError, ValueError) as e:
+        raise MtxError(f"{path}: unreadable or truncated training state ({e})") from None
+    return info, tensors, proto
+
+
+def restore(model: torch.nn.Module, opt: torch.optim.Optimizer, info: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """Load model, optimizer and RNG states saved by `save_state` into freshly built objects."""
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights, strict=False)
+    except RuntimeError as e:
+        raise MtxError(f"training state does not match the model ({str(e).splitlines()[-1].strip()})") from None
+    device = next(model.parameters()).device
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, i, name = k.split(".", 2)
+            state.setdefault(int(i), {})[name] = v if name == "step" else v.to(device)
+    groups = [
+        {**g, "params": pg["params"]}
+        for g, pg in zip(info["param_groups"], opt.state_dict()["param_groups"], strict=True)
+    ]
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    opt.load_state_dict({"state": state, "param_groups": groups})
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs mtx on bad inputs and prints a Markdown table of what the user sees (exit code, stderr's last line).
+# Usage: bash scripts/bad_inputs.sh MODEL_DIR   (a trained model directory)
+set -u
+MODEL=${1:-checkpoints/multi30k-de-en}
+T=$(mktemp -d)
+printf 'Ein Hund.\nZwei Männer.\n' > "$T/train.de"; printf 'A dog.\n' > "$T/train.en"
+printf 'Ein Hund.\n' > "$T/a.de"; printf 'A dog.\n\n' > "$T/a.en"
+printf 'Ein Hund.\nKatze \xe4 rot.\n' > "$T/latin1.de"
+printf 'Ein Hund.\n\nKatze.\n' > "$T/empty.de"; printf 'A dog.\nX\nCat.\n' > "$T/empty.en"
+: > "$T/nothing.de"; : > "$T/nothing.en"
+cp -r "$MODEL" "$T/trunc"; head -c 1000 "$MODEL/model.safetensors" > "$T/trunc/model.safetensors"
+mkdir -p "$T/pickle"; cp "$MODEL"/config.json "$MODEL"/tokenizer.model "$T/pickle/"
+python3 -c "import pickle,sys; open(sys.argv[1],'wb').write(pickle.dumps({'a':1}))" "$T/pickle/model.safetensors"
+LONG=$(python3 -c "print('Hund ' * 400)")
+row() {
+  local what=$1; shift
+  out=$("$@" 2>"$T/err" >/dev/null </dev/null); rc=$?
+  msg=$(tail -n 1 "$T/err" | sed "s#$T#TMP#g; s#|#/#g")
+  echo "| $what | \`${*:2}\` | $rc | $msg |" | sed "s#$T#TMP#g"
+}
+echo "| bad input | command | exit | what the user sees (stderr, last line) |"
+echo "|---|---|---|---|"
+row "misaligned training files" mtx train --data "$T" --out "$T/m"
+row "data directory missing" mtx train --data "$T/none" --out "$T/m"
+row "unknown language code" mtx train --data "$T" --src xx --out "$T/m"
+row "unknown config key" mtx train --set model.dmodel=3
+row "invalid config value" mtx train --set train.lr=fast
+row "zero time budget" mtx train --time-budget 0
+row "nothing to resume" mtx train --resume "$T/none"
+row "missing model directory" mtx translate --model "$T/none" Hallo
+row "truncated weights" mtx translate --model "$T/trunc" Hallo
+row "a pickle where the weights belong" mtx translate --model "$T/pickle" Hallo
+row "missing input file" mtx translate --model "$MODEL" --input "$T/none.de"
+row "invalid UTF-8 in input" mtx translate --model "$MODEL" --input "$T/latin1.de"
+row "negative beam" mtx translate --model "$MODEL" --beam -1 Hallo
+row "unknown device" mtx translate --model "$MODEL" --device tpu Hallo
+row "very long line (2000 pieces)" mtx translate --model "$MODEL" "$LONG"
+row "control characters" mtx translate --model "$MODEL" "$(printf 'Ein\x07 Hund\x1b rennt.')"
+row "misaligned test files" mtx evaluate --model "$MODEL" --src-file "$T/a.de" --ref-file "$T/a.en"
+row "empty line in a test set" mtx evaluate --model "$MODEL" --src-file "$T/empty.de" --ref-file "$T/empty.en"
+row "empty test files" mtx evaluate --model "$MODEL" --src-file "$T/nothing.de" --ref-file "$T/nothing.en"
+row "--src-file without --ref-file" mtx evaluate --model "$MODEL" --src-file "$T/a.de"
+row "test split missing" mtx evaluate --model "$MODEL" --data "$T" --split test
+rm -rf "$T"
