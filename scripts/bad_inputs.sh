@@ -17,7 +17,10 @@ row() {
   local what=$1; shift
   out=$("$@" 2>"$T/err" >/dev/null </dev/null); rc=$?
   msg=$(tail -n 1 "$T/err" | sed "s#$T#TMP#g; s#|#/#g")
-  echo "| $what | \`${*:2}\` | $rc | $msg |" | sed "s#$T#TMP#g"
+  cmd="${*:2}"
+  cmd=${cmd//$MODEL/MODEL}
+  cmd=${cmd//$LONG/\"Hund Hund … (400 words)\"}
+  echo "| $what | \`mtx $cmd\` | $rc | $msg |" | sed "s#$T#TMP#g"
 }
 echo "| bad input | command | exit | what the user sees (stderr, last line) |"
 echo "|---|---|---|---|"
@@ -35,7 +38,7 @@ row "missing input file" mtx translate --model "$MODEL" --input "$T/none.de"
 row "invalid UTF-8 in input" mtx translate --model "$MODEL" --input "$T/latin1.de"
 row "negative beam" mtx translate --model "$MODEL" --beam -1 Hallo
 row "unknown device" mtx translate --model "$MODEL" --device tpu Hallo
-row "very long line (2000 pieces)" mtx translate --model "$MODEL" "$LONG"
+row "very long line (400 pieces; the model takes 255)" mtx translate --model "$MODEL" "$LONG"
 row "control characters" mtx translate --model "$MODEL" "$(printf 'Ein\x07 Hund\x1b rennt.')"
 row "misaligned test files" mtx evaluate --model "$MODEL" --src-file "$T/a.de" --ref-file "$T/a.en"
 row "empty line in a test set" mtx evaluate --model "$MODEL" --src-file "$T/empty.de" --ref-file "$T/empty.en"
