@@ -14,7 +14,7 @@ import torch
 
 from mtx.batching import collate, sorted_batches
 from mtx.config import DecodeConfig
-from mtx.errors import UsageError
+from mtx.errors import MtxError, UsageError
 from mtx.model import Transformer
 from mtx.search import search
 from mtx.tokenizer import Tokenizer
@@ -30,6 +30,7 @@ class Translator:
     def __init__(self, model: Transformer, tokenizer: Tokenizer, decode: DecodeConfig, device: torch.device):
         self.model, self.tokenizer, self.cfg, self.device = model.eval(), tokenizer, decode, device
         self.truncated = 0
+        self.oom_retries = 0
         # On a GPU a decoding step costs about the same for 50 or 1000 sentences: batch widely.
         self.batch_tokens = decode.batch_tokens or (100_000 if device.type == "cuda" else 12_000)
 
@@ -47,22 +48,26 @@ class Translator:
 
     def stream(self, lines: Iterable[str], chunk: int = 20000, use_cache: bool = True) -> Iterator[Translation]:
         buf: list[str] = []
+        done = 0
         for line in lines:
             buf.append(line)
             if len(buf) >= chunk:
-                yield from self._chunk(buf, use_cache)
+                yield from self._chunk(buf, use_cache, done)
+                done += len(buf)
                 buf = []
         if buf:
-            yield from self._chunk(buf, use_cache)
+            yield from self._chunk(buf, use_cache, done)
 
-    def _chunk(self, lines: list[str], use_cache: bool) -> list[Translation]:
+    def _chunk(self, lines: list[str], use_cache: bool, offset: int = 0) -> list[Translation]:
         c = self.cfg
         limit = self.model.config.max_len - 1  # room for EOS
         ids = self.tokenizer.encode([s.strip() for s in lines])
         for i, x in enumerate(ids):
             if len(x) > limit:
                 self.truncated += 1
-                print(f"warning: input line {i + 1} has {len(x)} pieces; truncated to {limit}", file=sys.stderr)
+                print(
+                    f"warning: input line {offset + i + 1} has {len(x)} pieces; truncated to {limit}", file=sys.stderr
+                )
                 ids[i] = x[:limit]
         out: list[Translation] = [Translation("", [("", 0.0)]) for _ in lines]
         todo = [i for i, x in enumerate(ids) if x]
@@ -70,13 +75,28 @@ class Translator:
         lengths = [len(ids[i]) + 1 for i in todo]
         for group in sorted_batches(lengths, max(self.batch_tokens // max(c.beam, 1), 1)):
             idx = [todo[j] for j in group]
-            batch = collate([ids[i] for i in idx]).to(self.device)
-            with self._precision():
-                results = search(
-                    self.model, batch.src, batch.src_mask, c.beam, c.alpha, c.max_len_a, c.max_len_b, c.nbest, use_cache
-                )
-            for i, res in zip(idx, results, strict=True):
+            for i, res in zip(idx, self._search([ids[i] for i in idx], use_cache), strict=True):
                 texts = self.tokenizer.decode([toks for toks, _ in res])
                 nbest = list(zip(texts, [s for _, s in res], strict=True))
                 out[i] = Translation(nbest[0][0] if nbest else "", nbest)
         return out
+
+    def _search(self, ids: list[list[int]], use_cache: bool) -> list:
+        """Search one batch; out of GPU memory, retry it as two halves (and tell the user once)."""
+        c = self.cfg
+        try:
+            batch = collate(ids).to(self.device)
+            with self._precision():
+                return search(
+                    self.model, batch.src, batch.src_mask, c.beam, c.alpha, c.max_len_a, c.max_len_b, c.nbest, use_cache
+                )
+        except torch.OutOfMemoryError:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(ids) == 1:
+                raise MtxError(f"out of memory translating one sentence of {len(ids[0])} pieces") from None
+            if not self.oom_retries:
+                print(f"warning: out of memory with {len(ids)} sentences a batch; retrying smaller", file=sys.stderr)
+            self.oom_retries += 1
+            half = len(ids) // 2
+            return self._search(ids[:half], use_cache) + self._search(ids[half:], use_cache)

@@ -1,0 +1,53 @@
+"""Translator: chunked streaming keeps order; running out of memory retries with smaller batches."""
+
+import pytest
+import torch
+
+import mtx.translator as translator_mod
+from mtx import checkpoint
+from mtx.errors import MtxError
+from mtx.translator import Translator
+
+
+@pytest.fixture(scope="module")
+def translator(tiny_model):
+    model, tok, cfg, _ = checkpoint.load(tiny_model)
+    cfg.decode.beam = 3
+    return Translator(model, tok, cfg.decode, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def sources(tiny_corpus):
+    return (tiny_corpus / "train.de").read_text(encoding="utf-8").splitlines()[:25]
+
+
+def test_stream_in_chunks_equals_one_batch(translator, sources):
+    lines = sources[:10] + [""] + sources[10:]
+    whole = [t.text for t in translator.translate(lines)]
+    chunked = [t.text for t in translator.stream(iter(lines), chunk=4)]
+    assert chunked == whole and whole[10] == ""
+
+
+def test_out_of_memory_retries_with_halves(translator, sources, monkeypatch):
+    expected = [t.text for t in translator.translate(sources)]
+    real = translator_mod.search
+    sizes = []
+
+    def small_only(model, src, *args):
+        sizes.append(src.shape[0])
+        if src.shape[0] > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, src, *args)
+
+    monkeypatch.setattr(translator_mod, "search", small_only)
+    assert [t.text for t in translator.translate(sources)] == expected
+    assert sizes[0] > 3 and max(s for s in sizes[1:] if s <= 3) <= 3 and translator.oom_retries > 0
+
+
+def test_out_of_memory_on_one_sentence_is_an_error(translator, sources, monkeypatch):
+    def never(*args):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(translator_mod, "search", never)
+    with pytest.raises(MtxError, match="out of memory translating one sentence"):
+        translator.translate(sources[:2])
