@@ -200,9 +200,9 @@ def train(
     model = Transformer(cfg.model).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.1f}M parameters on {device}; batch {tc.batch_tokens} tokens")
-    fused = device.type == "cuda"
+    # Fused AdamW (CPU and CUDA) skips its update when `opt.found_inf` is set: non-finite steps cost no sync.
     opt = torch.optim.AdamW(
-        model.parameters(), lr=tc.lr, betas=tc.betas, eps=1e-9, weight_decay=tc.weight_decay, fused=fused
+        model.parameters(), lr=tc.lr, betas=tc.betas, eps=1e-9, weight_decay=tc.weight_decay, fused=True
     )
     if resume is not None:
         train_state.restore(model, opt, info, tensors)
@@ -216,6 +216,8 @@ def train(
     step, epoch, batch_in_epoch = info.get("step", 0), info.get("epoch", 0), info.get("batch_in_epoch", 0)
     best = info.get("best", -math.inf)
     loss_sum = torch.zeros((), device=device)
+    nonfinite = torch.zeros((), dtype=torch.long, device=device)  # skipped updates
+    in_a_row = torch.zeros((), dtype=torch.long, device=device)
     tok_window, loss_tokens, window_start = 0, 0, time.time()
     eval_cost = 0.0
     train_start = time.time() - info.get("train_s", 0.0)
@@ -286,15 +288,23 @@ def train(
                 loss = loss_fn(logits, batch.tgt_out, tc.label_smoothing)
                 opt.zero_grad(set_to_none=True)
                 (loss / n_tgt).backward()
-                if tc.clip_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm or math.inf)
+                bad = ~(torch.isfinite(loss) & torch.isfinite(norm))  # on the device: no sync
+                opt.found_inf = bad.float()
                 opt.step()
                 step += 1
                 batch_in_epoch += 1
-                loss_sum += loss.detach()
+                nonfinite += bad
+                in_a_row = (in_a_row + 1) * bad
+                loss_sum += torch.where(bad, 0.0, loss.detach())
                 loss_tokens += n_tgt
                 tok_window += n_tok
                 if step % tc.log_every == 0:
+                    if int(in_a_row) >= tc.max_nonfinite:
+                        raise MtxError(
+                            f"training diverged: {int(in_a_row)} non-finite losses in a row at step {step} "
+                            f"(try a lower train.lr); the best model so far is in {out_dir}"
+                        )
                     now = time.time()
                     tps = tok_window / max(now - window_start, 1e-9)
                     left = deadline_left()
@@ -331,6 +341,7 @@ def train(
         "stop": stop_reason,
         "train_minutes": round((time.time() - start) / 60, 2),
         "best_valid": best,
+        "nonfinite_steps": int(nonfinite),
         "out": str(out_dir),
         "history": history,
     }

@@ -1,0 +1,58 @@
+"""A non-finite loss skips its update and is counted; many in a row stop training with a clear error."""
+
+import pytest
+import torch
+from conftest import TINY_SETTINGS
+from safetensors.torch import load_file
+
+import mtx.train as train_mod
+from mtx import checkpoint
+from mtx.config import build_config
+from mtx.errors import MtxError
+from mtx.train_state import find_state
+
+
+def _poison(monkeypatch, bad_steps):
+    """Make the loss NaN at the given (1-based) steps."""
+    real, calls = train_mod.loss_fn, {"n": 0}
+
+    def loss_fn(logits, target, smoothing):
+        loss = real(logits, target, smoothing)
+        if smoothing > 0 or logits.requires_grad:  # training calls only, not validation
+            calls["n"] += 1
+            if bad_steps(calls["n"]):
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(train_mod, "loss_fn", loss_fn)
+
+
+def _cfg(steps, **extra):
+    sets = [f"train.max_steps={steps}", "train.save_every=0", "train.log_every=4", "train.eval_every=1000"]
+    return build_config(None, [*TINY_SETTINGS, *sets, *(f"train.{k}={v}" for k, v in extra.items())])
+
+
+def _params(out):
+    t = load_file(str(find_state(out) / "state.safetensors"))
+    return {k: v for k, v in t.items() if k.startswith("model.")}
+
+
+def test_nonfinite_steps_are_skipped_and_counted(tiny_corpus, tmp_path, monkeypatch):
+    _poison(monkeypatch, lambda n: n > 6)  # steps 7..9 are NaN: the parameters must not move
+    summary = train_mod.train(_cfg(9), tiny_corpus, tmp_path / "b", log=lambda s: None, should_stop=lambda s: s == 6)
+    assert summary["steps"] == 6
+    before = _params(tmp_path / "b")
+    resumed = train_mod.train(_cfg(9), tiny_corpus, tmp_path / "b", log=lambda s: None, resume=tmp_path / "b")
+    assert resumed["nonfinite_steps"] == 3 and resumed["steps"] == 9
+    after = _params(tmp_path / "b")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.isfinite(v).all() for v in after.values())
+
+
+def test_many_nonfinite_in_a_row_stop_with_a_clear_error(tiny_corpus, tmp_path, monkeypatch):
+    _poison(monkeypatch, lambda n: n > 5)
+    cfg = _cfg(200, eval_every=5, max_nonfinite=6)
+    with pytest.raises(MtxError, match="training diverged: .* non-finite losses in a row"):
+        train_mod.train(cfg, tiny_corpus, tmp_path / "m", log=lambda s: None)
+    model, *_ = checkpoint.load(tmp_path / "m")  # the model saved at step 5 is intact
+    assert all(torch.isfinite(p).all() for p in model.parameters())
