@@ -78,18 +78,14 @@ def greedy_search(
     done = torch.zeros(B, dtype=torch.bool, device=src.device)
     for t in range(T):
         logp = F.log_softmax(step(seqs, t).float(), dim=-1)
-        best, tok = logp.max(dim=-1)
-        tok = torch.where(done, PAD, torch.where(t + 1 >= limits, EOS, tok))
-        best = logp.gather(1, tok.clamp(min=0)[:, None])[:, 0]
+        tok = torch.where(done, PAD, torch.where(t + 1 >= limits, EOS, logp.argmax(dim=-1)))
+        best = logp.gather(1, tok[:, None])[:, 0]
         scores = scores + torch.where(done, 0.0, best)
         seqs = torch.cat([seqs, tok[:, None]], dim=1)
         done = done | (tok == EOS)
         if bool(done.all()):
             break
-    out = []
-    for row, s in zip(seqs[:, 1:].tolist(), scores.tolist(), strict=True):
-        out.append([(row[: row.index(EOS)] if EOS in row else row, s)])
-    return out
+    return [[(_strip(row), s)] for row, s in zip(seqs[:, 1:].tolist(), scores.tolist(), strict=True)]
 
 
 @torch.no_grad()
@@ -176,7 +172,17 @@ def _strip(tokens: list[int]) -> list[int]:
     return tokens[: tokens.index(EOS)] if EOS in tokens else tokens
 
 
-def search(model: Transformer, src, src_mask, beam: int, alpha: float, a: float, b: int, nbest=1, use_cache=True):
+def search(
+    model: Transformer,
+    src: torch.Tensor,
+    src_mask: torch.Tensor,
+    beam: int,
+    alpha: float,
+    a: float,
+    b: int,
+    nbest: int = 1,
+    use_cache: bool = True,
+) -> list[Result]:
     """Greedy for beam 1 (n-best 1), beam search otherwise."""
     if beam <= 1 and nbest <= 1:
         return greedy_search(model, src, src_mask, a, b, use_cache)

@@ -115,3 +115,18 @@ def test_error_invalid_option_values(tiny_model):
 
 def test_lexicon_is_word_for_word():
     assert len(LEXICON) == len(set(LEXICON.values()))
+
+
+def test_error_train_option_values(tmp_path):
+    _one_line_error(run("train", "--time-budget", 0), 2, "--time-budget must be > 0")
+    _one_line_error(run("train", "--resume", tmp_path / "none"), 1, "nothing to resume")
+    _one_line_error(run("train", "--set", "train.lr=fast"), 2, "train.lr='fast' is not a valid float")
+
+
+def test_error_damaged_model(tiny_model, tmp_path):
+    import shutil
+
+    damaged = tmp_path / "m"
+    shutil.copytree(tiny_model, damaged)
+    (damaged / "model.safetensors").write_bytes((tiny_model / "model.safetensors").read_bytes()[:500])
+    _one_line_error(run("translate", "--model", damaged, "Hallo"), 1, "model.safetensors: unreadable or truncated")
