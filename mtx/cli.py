@@ -241,6 +241,42 @@ def bench_decode(
         typer.echo(json.dumps(rec))
 
 
+@bench_app.command("train")
+@friendly
+def bench_train(
+    data: Annotated[Path | None, typer.Option(help="Directory of {split}.{lang} files.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    batch_tokens: Annotated[
+        int | None, typer.Option(help="Training batch size in tokens [default: the preset's].")
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Timed steps.")] = 50,
+    warmup: Annotated[int, typer.Option(help="Untimed steps first.")] = 10,
+    config: Annotated[Path | None, typer.Option(help="TOML or JSON config file.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. model.d_model=512.")] = None,
+    peak_tflops: Annotated[
+        float | None, typer.Option(help="Peak for MFU [default: 989, bf16 dense H100/H200 SXM, on CUDA].")
+    ] = None,
+) -> None:
+    """Training throughput of the device's preset (or a config): one JSON line."""
+    from mtx import bench
+    from mtx.config import build_config, preset
+    from mtx.corpus import default_data_dir
+    from mtx.train import resolve_device
+
+    _positive("--steps", steps)
+    _positive("--warmup", warmup, zero_ok=True)
+    _positive("--batch-tokens", batch_tokens)
+    dev = resolve_device(device)
+    cfg = build_config(config, set_, base=preset(dev.type))
+    cfg.train.device = dev.type
+    if batch_tokens:
+        cfg.train.batch_tokens = batch_tokens
+    if peak_tflops is None and dev.type == "cuda":
+        peak_tflops = 989.0
+    rec = bench.train_throughput(cfg, data or default_data_dir(), dev, steps, warmup, peak_tflops)
+    typer.echo(json.dumps(rec))
+
+
 @app.command()
 @friendly
 def fetch(

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from mtx import checkpoint, train_state
-from mtx.batching import TrainBatches, collate, sorted_batches
-from mtx.config import Config
+from mtx.batching import Batch, TrainBatches, collate, sorted_batches
+from mtx.config import Config, TrainConfig
 from mtx.corpus import Split, load_split
 from mtx.errors import MtxError, UsageError
 from mtx.metrics import bleu
@@ -143,6 +143,28 @@ class Progress:
             print(file=sys.stderr)
 
 
+def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
+    # Fused AdamW (CPU and CUDA) skips its update when `opt.found_inf` is set: non-finite steps cost no sync.
+    return torch.optim.AdamW(
+        model.parameters(), lr=tc.lr, betas=tc.betas, eps=1e-9, weight_decay=tc.weight_decay, fused=True
+    )
+
+
+def train_step(model, opt, batch: Batch, n_tgt: int, tc: TrainConfig, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update on a batch already on `device`; returns (summed loss, non-finite flag), both on the device.
+    A non-finite loss or gradient norm leaves parameters and optimizer moments untouched."""
+    with autocast(device, tc.amp), attention_kernel(device):
+        logits = model(batch.src, batch.src_mask, batch.tgt_in)
+    loss = loss_fn(logits, batch.tgt_out, tc.label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    (loss / n_tgt).backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm or math.inf)
+    bad = ~(torch.isfinite(loss) & torch.isfinite(norm))  # no host sync
+    opt.found_inf = bad.float()
+    opt.step()
+    return loss.detach(), bad
+
+
 class StopFlag:
     """SIGINT/SIGTERM set a flag that the loop reads between steps, so no step is cut in half;
     a second Ctrl-C stops at once."""
@@ -200,10 +222,7 @@ def train(
     model = Transformer(cfg.model).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.1f}M parameters on {device}; batch {tc.batch_tokens} tokens")
-    # Fused AdamW (CPU and CUDA) skips its update when `opt.found_inf` is set: non-finite steps cost no sync.
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=tc.lr, betas=tc.betas, eps=1e-9, weight_decay=tc.weight_decay, fused=True
-    )
+    opt = make_optimizer(model, tc)
     if resume is not None:
         train_state.restore(model, opt, info, tensors)
         start -= info.get("elapsed_s", 0.0)  # the time budget counts the earlier runs too
@@ -283,20 +302,12 @@ def train(
                 lr = lr_at(step, frac, tc.lr, tc.warmup_steps, tc.schedule, tc.min_lr_ratio)
                 for g in opt.param_groups:
                     g["lr"] = lr
-                with autocast(device, tc.amp), attention_kernel(device):
-                    logits = model(batch.src, batch.src_mask, batch.tgt_in)
-                loss = loss_fn(logits, batch.tgt_out, tc.label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                (loss / n_tgt).backward()
-                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm or math.inf)
-                bad = ~(torch.isfinite(loss) & torch.isfinite(norm))  # on the device: no sync
-                opt.found_inf = bad.float()
-                opt.step()
+                loss, bad = train_step(model, opt, batch, n_tgt, tc, device)
                 step += 1
                 batch_in_epoch += 1
                 nonfinite += bad
                 in_a_row = (in_a_row + 1) * bad
-                loss_sum += torch.where(bad, 0.0, loss.detach())
+                loss_sum += torch.where(bad, 0.0, loss)
                 loss_tokens += n_tgt
                 tok_window += n_tok
                 if step % tc.log_every == 0:

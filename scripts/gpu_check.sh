@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One prepared run for a device session (see README, "GPU"): install what the device lacks from carried wheels
-# (.whl/), run the CUDA tests, train on the GPU preset for a short time budget, evaluate, benchmark decoding.
-# Figures go to $OUT (JSON and logs). Usage: OUT=/tmp/out MINUTES=2 bash scripts/gpu_check.sh
+# (.whl/), run the CUDA tests, benchmark training throughput, train on the GPU preset for a short time budget,
+# evaluate, benchmark decoding; with REF=path/to/ref_nn_transformer.py (carried into the repo), also run the
+# tutorial-style reference beside it for REF_SECONDS. Figures go to $OUT (JSON and logs).
+# Usage: OUT=/tmp/out MINUTES=2 bash scripts/gpu_check.sh  (about 5 minutes with MINUTES=2 and no REF)
 set -uo pipefail
 OUT=${OUT:-/tmp/mtx-gpu}
 MINUTES=${MINUTES:-2}
@@ -18,6 +20,12 @@ mtx() { python3 -m mtx "$@"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c "import torch, datasets, sacrebleu; print('torch', torch.__version__, 'datasets', datasets.__version__)"
 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_search.py tests/test_model.py 2>&1 | tail -5 | tee "$OUT/pytest.txt"
+mtx bench train --device cuda | tee "$OUT/bench_train.jsonl"
+mtx bench train --device cuda --set model.enc_layers=3 --batch-tokens 4096 | tee -a "$OUT/bench_train.jsonl"
+if [ -n "${REF:-}" ]; then
+  python3 "$REF" --src de --tgt en --time-budget "${REF_SECONDS:-150}" --device cuda --data-dir "$MTX_DATA" \
+    > "$OUT/ref.log" 2>&1; tail -1 "$OUT/ref.log" | tee "$OUT/ref.json"
+fi
 mtx train --device cuda --time-budget "$MINUTES" --out /tmp/gpu-model > "$OUT/train.json" 2> "$OUT/train.log"
 tail -4 "$OUT/train.log"; cat "$OUT/train.json"
 mtx evaluate --model /tmp/gpu-model --device cuda --beam 5 --output "$OUT/test.hyp.en" | tee "$OUT/evaluate.txt"

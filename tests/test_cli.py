@@ -130,3 +130,25 @@ def test_error_damaged_model(tiny_model, tmp_path):
     shutil.copytree(tiny_model, damaged)
     (damaged / "model.safetensors").write_bytes((tiny_model / "model.safetensors").read_bytes()[:500])
     _one_line_error(run("translate", "--model", damaged, "Hallo"), 1, "model.safetensors: unreadable or truncated")
+
+
+def test_bench_decode_cache_matches_full_recompute(tiny_model, tiny_corpus):
+    r = run("bench", "decode", "--model", tiny_model, "--data", tiny_corpus, "--beam", 3, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    recs = {x["setting"]: x for x in map(json.loads, r.stdout.splitlines())}
+    assert set(recs) == {"greedy", "beam", "beam_nocache"}
+    assert recs["beam"]["bleu"] == recs["beam_nocache"]["bleu"] == 100.0
+    assert all(x["sents_per_s"] > 0 and x["sentences"] == 20 for x in recs.values())
+
+
+def test_bench_train_prints_throughput(tiny_corpus):
+    from conftest import TINY_SETTINGS
+
+    args = ["bench", "train", "--data", tiny_corpus, "--device", "cpu", "--steps", 4, "--warmup", 1]
+    for s in TINY_SETTINGS:
+        args += ["--set", s]
+    r = run(*args)
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout)
+    assert rec["steps"] == 4 and rec["tokens_per_s"] > 0 and 0 <= rec["padding_fraction"] < 1
+    assert rec["step_ms_p50"] <= rec["step_ms_p90"] <= rec["step_ms_p99"] and rec["mfu"] is None
