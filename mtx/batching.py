@@ -97,5 +97,9 @@ class TrainBatches:
         rng.shuffle(batches)
         return batches
 
+    def n_tgt(self, idx: list[int]) -> int:
+        """Target tokens (EOS included) of a batch, without building it."""
+        return sum(len(self.tgt[i]) + 1 for i in idx)
+
     def collate(self, idx: list[int]) -> Batch:
         return collate([self.src[i] for i in idx], [self.tgt[i] for i in idx], idx)

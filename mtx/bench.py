@@ -118,12 +118,12 @@ def train_throughput(cfg, data_dir: Path, device: torch.device, steps: int, warm
             b = b.pin_memory().to(device, non_blocking=True)
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            train_step(model, opt, b, n_tgt, cfg.train, device)
+            train_step(model, opt, [b], 1.0 / n_tgt, cfg.train, device)
             end.record()
             marks.append((start, end))
         else:
             s = time.perf_counter()
-            train_step(model, opt, b, n_tgt, cfg.train, device)
+            train_step(model, opt, [b], 1.0 / n_tgt, cfg.train, device)
             marks.append(time.perf_counter() - s)
     if cuda:
         torch.cuda.synchronize(device)

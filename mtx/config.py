@@ -52,6 +52,7 @@ class DataConfig:
 class TrainConfig:
     seed: int = 1
     batch_tokens: int = 2500  # sentences x max(padded src len, padded tgt len) per batch
+    accum: int = 1  # batches per update on each process (gradient accumulation)
     lr: float = 1.5e-3
     warmup_steps: int = 250
     schedule: str = "cosine"  # cosine | inv_sqrt | linear (cosine/linear decay over max_steps or the time budget)

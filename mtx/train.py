@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.parallel import DistributedDataParallel
 
-from mtx import checkpoint, train_state
+from mtx import checkpoint, distributed, train_state
 from mtx.batching import Batch, TrainBatches, collate, sorted_batches
 from mtx.config import Config, TrainConfig
 from mtx.corpus import Split, load_split
@@ -127,15 +128,15 @@ class Progress:
     """A status line on stderr (step, epoch, loss, lr, tokens/s, time left), redrawn in place on a terminal;
     elsewhere (a log file) every `every`-th update is printed as a line."""
 
-    def __init__(self, every: int = 10):
-        self.tty = sys.stderr.isatty()
-        self.every, self.calls = every, 0
+    def __init__(self, every: int = 10, enabled: bool = True):
+        self.tty = enabled and sys.stderr.isatty()
+        self.every, self.calls = (every if enabled else 0), 0
 
     def show(self, text: str) -> None:
         self.calls += 1
         if self.tty:
             print("\r" + text.ljust(110), end="", file=sys.stderr, flush=True)
-        elif self.calls % self.every == 0:
+        elif self.every and self.calls % self.every == 0:
             print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
@@ -150,19 +151,33 @@ def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optim
     )
 
 
-def train_step(model, opt, batch: Batch, n_tgt: int, tc: TrainConfig, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """One update on a batch already on `device`; returns (summed loss, non-finite flag), both on the device.
-    A non-finite loss or gradient norm leaves parameters and optimizer moments untouched."""
-    with autocast(device, tc.amp), attention_kernel(device):
-        logits = model(batch.src, batch.src_mask, batch.tgt_in)
-    loss = loss_fn(logits, batch.tgt_out, tc.label_smoothing)
+def train_step(
+    model, opt, batches: list[Batch], scale: float, tc: TrainConfig, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update from micro-batches already on `device` (gradients accumulated; under DDP synchronised once, at
+    the last). The summed loss is multiplied by `scale` (1 / the update's target tokens, times the world size
+    under DDP, which averages gradients). Returns (summed loss, non-finite flag), both on the device; a
+    non-finite loss or gradient norm leaves parameters and optimizer moments untouched."""
     opt.zero_grad(set_to_none=True)
-    (loss / n_tgt).backward()
+    total = torch.zeros((), device=device)
+    for i, batch in enumerate(batches):
+        last = i == len(batches) - 1
+        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+        with sync:
+            with autocast(device, tc.amp), attention_kernel(device):
+                logits = model(batch.src, batch.src_mask, batch.tgt_in)
+            loss = loss_fn(logits, batch.tgt_out, tc.label_smoothing)
+            (loss * scale).backward()
+        total = total + loss.detach()
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm or math.inf)
-    bad = ~(torch.isfinite(loss) & torch.isfinite(norm))  # no host sync
+    bad = ~(torch.isfinite(total) & torch.isfinite(norm))  # no host sync
     opt.found_inf = bad.float()
     opt.step()
-    return loss.detach(), bad
+    return total, bad
+
+
+def _quiet(_: str) -> None:
+    """The log of ranks other than 0."""
 
 
 class StopFlag:
@@ -207,7 +222,11 @@ def train(
     budget = tc.time_budget_min * 60.0
     if tc.time_budget_min < 0 or tc.batch_tokens <= 0 or tc.lr <= 0 or tc.eval_every <= 0:
         raise UsageError("train: time_budget_min >= 0, batch_tokens > 0, lr > 0 and eval_every > 0 are required")
-    device = resolve_device(tc.device)
+    if tc.accum < 1:
+        raise UsageError("train.accum must be >= 1")
+    world, device = distributed.setup(resolve_device(tc.device))
+    if not world.main:
+        log = _quiet
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
@@ -226,11 +245,14 @@ def train(
     if resume is not None:
         train_state.restore(model, opt, info, tensors)
         start -= info.get("elapsed_s", 0.0)  # the time budget counts the earlier runs too
+    # Under torchrun, DDP averages gradients over ranks (the same initial weights: same seed everywhere).
+    stepper = DistributedDataParallel(model) if world.size > 1 else model
+    per_update = world.size * tc.accum  # batches one update consumes, over all ranks
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "train_log.jsonl"
-    if resume is None:
+    if resume is None and world.main:
         log_path.write_text("")
-    progress = Progress()
+    progress = Progress(enabled=world.main)
 
     step, epoch, batch_in_epoch = info.get("step", 0), info.get("epoch", 0), info.get("batch_in_epoch", 0)
     best = info.get("best", -math.inf)
@@ -257,7 +279,8 @@ def train(
             "train_s": time.time() - train_start,
             "config": cfg.to_dict(),
         }
-        train_state.save_state(out_dir, model, opt, data.tokenizer.proto, state, tc.keep_last)
+        if world.main:
+            train_state.save_state(out_dir, model, opt, data.tokenizer.proto, state, tc.keep_last)
 
     def run_eval() -> None:
         nonlocal best, eval_cost, last_eval_step
@@ -269,11 +292,13 @@ def train(
         if improved or not tc.keep_best:
             best = max(best, score)
             meta = {"step": step, "epoch": epoch, **stats}
-            checkpoint.save(out_dir, model, data.tokenizer, cfg, meta)
+            if world.main:
+                checkpoint.save(out_dir, model, data.tokenizer, cfg, meta)
         rec = {"step": step, "epoch": epoch, "elapsed_s": round(time.time() - start, 1), **stats, "best": improved}
         history.append(rec)
-        with open(log_path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        if world.main:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
         progress.close()
         shown = " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items())
         log(f"eval {shown}")
@@ -283,28 +308,30 @@ def train(
     with StopFlag() as stop:
         while epoch < tc.max_epochs and stop_reason == "max_epochs":
             batches = data.train.epoch(epoch)
-            while batch_in_epoch < len(batches):
+            while batch_in_epoch + per_update <= len(batches):  # an epoch's last, partial update is dropped
                 # Reserve time for a final validation and save (twice the last one's cost, 5 s at least).
-                if deadline_left() < 2 * eval_cost + 5:
+                if world.any(deadline_left() < 2 * eval_cost + 5):
                     stop_reason = "time_budget"
                     break
                 if tc.max_steps and step >= tc.max_steps:
                     stop_reason = "max_steps"
                     break
-                batch = data.train.collate(batches[batch_in_epoch])
-                n_tok = int(batch.src_mask.sum()) + batch.n_tgt_tokens
-                n_tgt = batch.n_tgt_tokens
+                group = batches[batch_in_epoch : batch_in_epoch + per_update]
+                mine = [data.train.collate(idx) for idx in group[world.rank * tc.accum : (world.rank + 1) * tc.accum]]
+                n_tok = sum(int(b.src_mask.sum()) + b.n_tgt_tokens for b in mine)
+                n_tgt = sum(b.n_tgt_tokens for b in mine)
+                scale = world.size / sum(data.train.n_tgt(idx) for idx in group)  # 1 / tokens of the whole update
                 if device.type == "cuda":
-                    batch = batch.pin_memory().to(device, non_blocking=True)
+                    mine = [b.pin_memory().to(device, non_blocking=True) for b in mine]
                 frac = step / tc.max_steps if tc.max_steps else 0.0
                 if budget > 0:
                     frac = max(frac, (time.time() - train_start) / max(budget - (train_start - start) - 10, 1.0))
                 lr = lr_at(step, frac, tc.lr, tc.warmup_steps, tc.schedule, tc.min_lr_ratio)
                 for g in opt.param_groups:
                     g["lr"] = lr
-                loss, bad = train_step(model, opt, batch, n_tgt, tc, device)
+                loss, bad = train_step(stepper, opt, mine, scale, tc, device)
                 step += 1
-                batch_in_epoch += 1
+                batch_in_epoch += per_update
                 nonfinite += bad
                 in_a_row = (in_a_row + 1) * bad
                 loss_sum += torch.where(bad, 0.0, loss)
@@ -330,7 +357,7 @@ def train(
                     run_eval()
                 if tc.save_every and step % tc.save_every == 0:
                     save_state()
-                if stop.set or (should_stop is not None and should_stop(step)):
+                if world.any(stop.set or (should_stop is not None and should_stop(step))):
                     stop_reason = "interrupted"
                     progress.close()
                     log(f"interrupted at step {step}: saving a resumable state, validating, saving")
@@ -346,6 +373,7 @@ def train(
         run_eval()
     save_state()
     progress.close()
+    distributed.close(world)
     return {
         "steps": step,
         "epochs": epoch,
