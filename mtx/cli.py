@@ -101,6 +101,9 @@ def train(
     time_budget: Annotated[float | None, typer.Option(help="Stop training after this many minutes.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     resume: Annotated[Path | None, typer.Option(help="Continue the training saved in this model directory.")] = None,
+    accum: Annotated[
+        int | None, typer.Option(help="Batches per update on each process (gradient accumulation).")
+    ] = None,
 ) -> None:
     """Train a tokenizer and a Transformer; keep the best checkpoint (by validation BLEU) in --out."""
     from mtx.config import Config, build_config, preset
@@ -121,6 +124,9 @@ def train(
         cfg.data.src = src
     if tgt:
         cfg.data.tgt = tgt
+    if accum is not None:
+        _positive("--accum", accum)
+        cfg.train.accum = accum
     if time_budget is not None:
         _positive("--time-budget", time_budget)
         cfg.train.time_budget_min = time_budget
