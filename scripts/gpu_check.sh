@@ -4,6 +4,10 @@
 # evaluate, benchmark decoding; with REF=path/to/ref_nn_transformer.py (carried into the repo), also run the
 # tutorial-style reference beside it for REF_SECONDS. Figures go to $OUT (JSON and logs).
 # Usage: OUT=/tmp/out MINUTES=2 bash scripts/gpu_check.sh  (about 5 minutes with MINUTES=2 and no REF)
+# Prepare here first (both folders git-ignored via .git/info/exclude, named in the device run's `carry`):
+#   .gpu/multi30k/  <- ../shared/data/multi30k/*.{de,en}     .gpu/ref_nn_transformer.py <- ../shared/bench/
+#   .whl/           <- pip download (py3.12, manylinux) of datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
+#                      fsspec==2026.9.0 (the device has torch, sentencepiece, sacrebleu, typer, pyarrow)
 set -uo pipefail
 OUT=${OUT:-/tmp/mtx-gpu}
 MINUTES=${MINUTES:-2}
