@@ -18,6 +18,7 @@ class World:
     size: int = 1
     rank: int = 0
     local_rank: int = 0
+    device: torch.device = torch.device("cpu")
 
     @property
     def main(self) -> bool:
@@ -30,8 +31,6 @@ class World:
         t = torch.tensor([1.0 if flag else 0.0], device=self.device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item())
-
-    device: torch.device = torch.device("cpu")
 
 
 def setup(device: torch.device) -> tuple[World, torch.device]:

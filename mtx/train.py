@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 import signal
 import sys
 import threading
@@ -230,7 +229,6 @@ def train(
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
-    random.seed(tc.seed)
     info, tensors, tok = {}, {}, None
     if resume is not None:
         state_dir = train_state.find_state(resume)
@@ -268,6 +266,13 @@ def train(
 
     def deadline_left() -> float:
         return math.inf if budget <= 0 else budget - (time.time() - start)
+
+    def agreed(flag: bool) -> bool:
+        """One process: `flag`. Under torchrun, every rank agrees (an all-reduce, so a host sync) only at log
+        steps; in between, no rank stops."""
+        if world.size == 1:
+            return flag
+        return step % tc.log_every == 0 and world.any(flag)
 
     def save_state() -> None:
         state = {
@@ -310,7 +315,7 @@ def train(
             batches = data.train.epoch(epoch)
             while batch_in_epoch + per_update <= len(batches):  # an epoch's last, partial update is dropped
                 # Reserve time for a final validation and save (twice the last one's cost, 5 s at least).
-                if world.any(deadline_left() < 2 * eval_cost + 5):
+                if agreed(deadline_left() < 2 * eval_cost + 5):
                     stop_reason = "time_budget"
                     break
                 if tc.max_steps and step >= tc.max_steps:
@@ -357,7 +362,7 @@ def train(
                     run_eval()
                 if tc.save_every and step % tc.save_every == 0:
                     save_state()
-                if world.any(stop.set or (should_stop is not None and should_stop(step))):
+                if agreed(stop.set or (should_stop is not None and should_stop(step))):
                     stop_reason = "interrupted"
                     progress.close()
                     log(f"interrupted at step {step}: saving a resumable state, validating, saving")

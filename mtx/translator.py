@@ -29,7 +29,6 @@ class Translation:
 class Translator:
     def __init__(self, model: Transformer, tokenizer: Tokenizer, decode: DecodeConfig, device: torch.device):
         self.model, self.tokenizer, self.cfg, self.device = model.eval(), tokenizer, decode, device
-        self.truncated = 0
         self.oom_retries = 0
         # On a GPU a decoding step costs about the same for 50 or 1000 sentences: batch widely.
         self.batch_tokens = decode.batch_tokens or (100_000 if device.type == "cuda" else 12_000)
@@ -64,7 +63,6 @@ class Translator:
         ids = self.tokenizer.encode([s.strip() for s in lines])
         for i, x in enumerate(ids):
             if len(x) > limit:
-                self.truncated += 1
                 print(
                     f"warning: input line {offset + i + 1} has {len(x)} pieces; truncated to {limit}", file=sys.stderr
                 )
