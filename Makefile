@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HOME ?= $(CURDIR)/.cache/hf
 
-.PHONY: install test lint format data train evaluate bench clean
+.PHONY: install test lint format data train evaluate bench gpu-prep clean
 
 STAMP := $(VENV)/.installed
 
@@ -41,6 +41,17 @@ evaluate: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/mtx bench decode
+
+# What a device session carries for scripts/gpu_check.sh (both folders git-ignored): the corpus and the
+# tutorial-style reference in .gpu/, wheels of `datasets` and the needs the device lacks in .whl/.
+SHARED ?= ../shared
+WHEELS := datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 fsspec==2026.9.0
+gpu-prep: $(STAMP)
+	mkdir -p .gpu/multi30k .whl
+	cp $(SHARED)/data/multi30k/*.de $(SHARED)/data/multi30k/*.en .gpu/multi30k/
+	cp $(SHARED)/bench/ref_nn_transformer.py .gpu/
+	$(BIN)/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux2014_x86_64 -d .whl $(WHEELS)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache *.egg-info

@@ -6,9 +6,11 @@ shifted by one. Masks are built here, once, and nowhere else.
 
 from __future__ import annotations
 
-import random
+import bisect
+import itertools
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from mtx.tokenizer import BOS, EOS, PAD
@@ -69,6 +71,19 @@ def bucket(lengths: list[int], batch_tokens: int, max_sents: int = 0) -> list[li
     return batches
 
 
+def bucket_ascending(lengths: list[int], batch_tokens: int) -> list[tuple[int, int]]:
+    """`bucket` for ascending lengths, as (start, end) ranges: n * max_len of [start, end) grows with end, so
+    each batch's end is found by bisection instead of a step per sentence."""
+    ranges, start = [], 0
+    while start < len(lengths):
+        fits = range(start + 1, len(lengths) + 1)
+        end = bisect.bisect_right(fits, batch_tokens, key=lambda e: lengths[e - 1] * (e - start))
+        end = start + max(end, 1)  # a single over-long pair still makes a batch
+        ranges.append((start, end))
+        start = end
+    return ranges
+
+
 def sorted_batches(lengths: list[int], batch_tokens: int, max_sents: int = 0) -> list[list[int]]:
     """Batches of original indices over the inputs sorted by length (longest first)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -77,29 +92,58 @@ def sorted_batches(lengths: list[int], batch_tokens: int, max_sents: int = 0) ->
 
 
 class TrainBatches:
-    """Training batches for one epoch at a time: shuffled, length-sorted, token-budgeted, deterministic by seed."""
+    """Training batches for one epoch at a time: shuffled, length-sorted, token-budgeted, deterministic by seed.
+
+    The corpus is encoded once into flat int32 arrays (source `x EOS`, target `BOS y EOS`) with offsets; a batch
+    is gathered from them by a few vectorised ops (tens of microseconds, where padding Python lists took
+    milliseconds: on a GPU the host's time per step is what bounds small batches)."""
 
     def __init__(self, src: list[list[int]], tgt: list[list[int]], batch_tokens: int, seed: int):
-        self.src, self.tgt = src, tgt
         self.batch_tokens = batch_tokens
         self.seed = seed
-        # +1 for EOS/BOS; a batch costs n * max(src_len, tgt_len) tokens
-        self.lengths = [max(len(a), len(b)) + 1 for a, b in zip(src, tgt, strict=True)]
+        self.src_flat, self.src_off, self.src_len = _flatten(src, [], [EOS])
+        self.tgt_flat, self.tgt_off, self.tgt_len = _flatten(tgt, [BOS], [EOS])
+        self.tgt_len -= 1  # decoder positions: BOS y (in) and y EOS (out)
+        # a batch costs n * max(src_len, tgt_len) tokens (EOS/BOS included)
+        self.lengths = torch.maximum(self.src_len, self.tgt_len)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
 
     def epoch(self, epoch: int) -> list[list[int]]:
         """The batches (lists of example indices) of `epoch`, in training order."""
-        rng = random.Random(self.seed * 1_000_003 + epoch)
-        order = list(range(len(self.src)))
-        rng.shuffle(order)  # random tie-breaking among equal lengths
-        order.sort(key=lambda i: (self.lengths[i], len(self.src[i])))
-        groups = bucket([self.lengths[i] for i in order], self.batch_tokens)
-        batches = [[order[j] for j in g] for g in groups]
-        rng.shuffle(batches)
-        return batches
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(len(self), generator=g)  # random tie-breaking among equal lengths
+        key = self.lengths * (int(self.src_len.max()) + 1) + self.src_len
+        order = perm[torch.sort(key[perm], stable=True).indices]
+        order = order.tolist()
+        batches = [order[a:b] for a, b in bucket_ascending(self.lengths[order].tolist(), self.batch_tokens)]
+        return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
 
     def n_tgt(self, idx: list[int]) -> int:
         """Target tokens (EOS included) of a batch, without building it."""
-        return sum(len(self.tgt[i]) + 1 for i in idx)
+        return int(self.tgt_len[torch.tensor(idx)].sum())
 
     def collate(self, idx: list[int]) -> Batch:
-        return collate([self.src[i] for i in idx], [self.tgt[i] for i in idx], idx)
+        """The same batch as `collate(src[idx], tgt[idx])`, gathered from the flat arrays."""
+        i = torch.tensor(idx)
+        src, src_mask = _gather(self.src_flat, self.src_off[i], self.src_len[i])
+        tgt_in, _ = _gather(self.tgt_flat, self.tgt_off[i], self.tgt_len[i])
+        tgt_out, _ = _gather(self.tgt_flat, self.tgt_off[i] + 1, self.tgt_len[i])
+        return Batch(src, src_mask, tgt_in, tgt_out, list(idx))
+
+
+def _flatten(seqs: list[list[int]], prefix: list[int], suffix: list[int]):
+    """(flat int32 ids of prefix + s + suffix for each s, offsets, lengths)."""
+    lens = torch.tensor([len(s) for s in seqs], dtype=torch.long) + len(prefix) + len(suffix)
+    total = int(lens.sum())
+    flat = np.fromiter(itertools.chain.from_iterable(prefix + s + suffix for s in seqs), np.int32, count=total)
+    return torch.from_numpy(flat), torch.cumsum(lens, 0) - lens, lens
+
+
+def _gather(flat: torch.Tensor, off: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows flat[off_i : off_i + len_i], right-padded with PAD to the longest: (ids (B, M) long, mask)."""
+    j = torch.arange(int(lens.max()))
+    mask = j < lens[:, None]
+    pos = (off[:, None] + j).clamp_(max=len(flat) - 1)
+    return flat[pos].long().masked_fill_(~mask, PAD), mask

@@ -91,12 +91,13 @@ def train_throughput(cfg, data_dir: Path, device: torch.device, steps: int, warm
     """Time `steps` training steps (after `warmup`) on real batches; return throughput, step-time percentiles,
     padding, peak memory and model FLOPs utilisation against `peak_tflops`."""
     from mtx.model import Transformer
-    from mtx.train import make_optimizer, prepare_data, train_step
+    from mtx.train import compiled, make_optimizer, prepare_data, train_step
 
     data = prepare_data(cfg, data_dir, lambda s: None)
     torch.manual_seed(cfg.train.seed)
     model = Transformer(cfg.model).to(device).train()
     opt = make_optimizer(model, cfg.train)
+    stepper = compiled(model) if cfg.train.compile else model
     batches = data.train.epoch(0)
     cuda = device.type == "cuda"
     if cuda:
@@ -118,12 +119,12 @@ def train_throughput(cfg, data_dir: Path, device: torch.device, steps: int, warm
             b = b.pin_memory().to(device, non_blocking=True)
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            train_step(model, opt, [b], 1.0 / n_tgt, cfg.train, device)
+            train_step(stepper, opt, [b], 1.0 / n_tgt, cfg.train, device)
             end.record()
             marks.append((start, end))
         else:
             s = time.perf_counter()
-            train_step(model, opt, [b], 1.0 / n_tgt, cfg.train, device)
+            train_step(stepper, opt, [b], 1.0 / n_tgt, cfg.train, device)
             marks.append(time.perf_counter() - s)
     if cuda:
         torch.cuda.synchronize(device)
@@ -141,6 +142,7 @@ def train_throughput(cfg, data_dir: Path, device: torch.device, steps: int, warm
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
         "batch_tokens": cfg.train.batch_tokens,
         "amp": cfg.train.amp,
+        "compile": cfg.train.compile,
         "steps": steps,
         "tokens_per_s": round(real / wall, 1),  # real source + target tokens
         "steps_per_s": round(steps / wall, 2),

@@ -104,6 +104,9 @@ def train(
     accum: Annotated[
         int | None, typer.Option(help="Batches per update on each process (gradient accumulation).")
     ] = None,
+    compile_: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the training step (slower start, faster steps?).")
+    ] = False,
 ) -> None:
     """Train a tokenizer and a Transformer; keep the best checkpoint (by validation BLEU) in --out."""
     from mtx.config import Config, build_config, preset
@@ -127,6 +130,8 @@ def train(
     if accum is not None:
         _positive("--accum", accum)
         cfg.train.accum = accum
+    if compile_:
+        cfg.train.compile = True
     if time_budget is not None:
         _positive("--time-budget", time_budget)
         cfg.train.time_budget_min = time_budget
@@ -262,6 +267,7 @@ def bench_train(
     peak_tflops: Annotated[
         float | None, typer.Option(help="Peak for MFU [default: 989, bf16 dense H100/H200 SXM, on CUDA].")
     ] = None,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the training step.")] = False,
 ) -> None:
     """Training throughput of the device's preset (or a config): one JSON line."""
     from mtx import bench
@@ -277,6 +283,8 @@ def bench_train(
     cfg.train.device = dev.type
     if batch_tokens:
         cfg.train.batch_tokens = batch_tokens
+    if compile_:
+        cfg.train.compile = True
     if peak_tflops is None and dev.type == "cuda":
         peak_tflops = 989.0
     rec = bench.train_throughput(cfg, data or default_data_dir(), dev, steps, warmup, peak_tflops)

@@ -67,8 +67,13 @@ class TrainConfig:
     eval_every: int = 500  # steps between validations
     eval_bleu_sents: int = 400  # validation sentences decoded (greedy) for BLEU at each eval; 0: loss only
     keep_best: bool = True
+    # Average the weights of `average` snapshots over the last `average_frac` of training plus the final weights;
+    # the average replaces the best checkpoint when it scores better on validation. 0: off.
+    average: int = 0
+    average_frac: float = 0.2
     device: str = "auto"  # auto | cpu | cuda
     amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    compile: bool = False  # torch.compile the training forward/backward (dynamic shapes: one graph for all batches)
     threads: int = 0  # CPU threads (0: torch's default)
     log_every: int = 50
     save_every: int = 500  # steps between resumable training states (0: only at the end or when stopped)
@@ -186,6 +191,11 @@ def preset(device_type: str) -> Config:
         cfg.train.time_budget_min = 5.0
         cfg.train.eval_every = 500
         cfg.train.eval_bleu_sents = 1014
+        # Unmeasured on a GPU yet; costs one validation, and the average is kept only if it validates better.
+        # (On the CPU preset, far from converged, averaging the last 2-4 of 60-step-apart states gained
+        # 0.0-0.2 val BLEU and wider windows lost, so it is off there.)
+        cfg.train.average = 4
+        cfg.train.average_frac = 0.25
     else:
         cfg.train.time_budget_min = 15.0
         cfg.train.amp = "bf16" if _cpu_has_bf16() else "fp32"  # ~1.3x faster steps on AVX512-BF16/AMX

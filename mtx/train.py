@@ -19,6 +19,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.parallel import DistributedDataParallel
 
 from mtx import checkpoint, distributed, train_state
+from mtx.averaging import WeightAverage
 from mtx.batching import Batch, TrainBatches, collate, sorted_batches
 from mtx.config import Config, TrainConfig
 from mtx.corpus import Split, load_split
@@ -143,6 +144,12 @@ class Progress:
             print(file=sys.stderr)
 
 
+def compiled(model: torch.nn.Module, backend: str = "inductor") -> torch.nn.Module:
+    """`torch.compile` with dynamic shapes, so that batches of other sizes reuse the graph instead of
+    recompiling; only the training forward/backward goes through it (validation and search run eagerly)."""
+    return torch.compile(model, dynamic=True, backend=backend)
+
+
 def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
     # Fused AdamW (CPU and CUDA) skips its update when `opt.found_inf` is set: non-finite steps cost no sync.
     return torch.optim.AdamW(
@@ -240,11 +247,14 @@ def train(
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.1f}M parameters on {device}; batch {tc.batch_tokens} tokens")
     opt = make_optimizer(model, tc)
+    avg = WeightAverage(model, tc.average, tc.average_frac)
     if resume is not None:
         train_state.restore(model, opt, info, tensors)
+        avg.restore(info, tensors)
         start -= info.get("elapsed_s", 0.0)  # the time budget counts the earlier runs too
     # Under torchrun, DDP averages gradients over ranks (the same initial weights: same seed everywhere).
     stepper = DistributedDataParallel(model) if world.size > 1 else model
+    stepper = compiled(stepper) if tc.compile else stepper  # checkpoints still come from `model`
     per_update = world.size * tc.accum  # batches one update consumes, over all ranks
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "train_log.jsonl"
@@ -274,7 +284,18 @@ def train(
             return flag
         return step % tc.log_every == 0 and world.any(flag)
 
+    def done_frac(n_batches: int) -> float:
+        """The fraction of training done (0..1): of the time budget or step limit, whichever is further; with
+        neither, of max_epochs."""
+        if not budget and not tc.max_steps:
+            return (epoch + batch_in_epoch / max(n_batches, 1)) / tc.max_epochs
+        frac = step / tc.max_steps if tc.max_steps else 0.0
+        if budget > 0:
+            frac = max(frac, (time.time() - train_start) / max(budget - (train_start - start) - 10, 1.0))
+        return frac
+
     def save_state() -> None:
+        avg_info, avg_tensors = avg.state()
         state = {
             "step": step,
             "epoch": epoch,
@@ -283,22 +304,28 @@ def train(
             "elapsed_s": time.time() - start,
             "train_s": time.time() - train_start,
             "config": cfg.to_dict(),
+            **avg_info,
         }
         if world.main:
-            train_state.save_state(out_dir, model, opt, data.tokenizer.proto, state, tc.keep_last)
+            train_state.save_state(out_dir, model, opt, data.tokenizer.proto, state, tc.keep_last, avg_tensors)
 
-    def run_eval() -> None:
+    def run_eval(averaged: int = 0) -> None:
+        """Validate the model's weights (or, with `averaged`, the weight average of that many snapshots) and keep
+        them as the checkpoint if they score best."""
         nonlocal best, eval_cost, last_eval_step
         t0 = time.time()
-        stats = validate(model, data, cfg, device, tc.amp)
+        with avg.applied() if averaged else contextlib.nullcontext():
+            stats = validate(model, data, cfg, device, tc.amp)
+            if averaged:
+                stats["averaged"] = averaged
+            score = stats.get("valid_bleu", -stats["valid_loss"])
+            improved = score > best
+            if improved or (not tc.keep_best and not averaged):
+                best = max(best, score)
+                meta = {"step": step, "epoch": epoch, **stats}
+                if world.main:
+                    checkpoint.save(out_dir, model, data.tokenizer, cfg, meta)
         eval_cost = time.time() - t0
-        score = stats.get("valid_bleu", -stats["valid_loss"])
-        improved = score > best
-        if improved or not tc.keep_best:
-            best = max(best, score)
-            meta = {"step": step, "epoch": epoch, **stats}
-            if world.main:
-                checkpoint.save(out_dir, model, data.tokenizer, cfg, meta)
         rec = {"step": step, "epoch": epoch, "elapsed_s": round(time.time() - start, 1), **stats, "best": improved}
         history.append(rec)
         if world.main:
@@ -314,8 +341,8 @@ def train(
         while epoch < tc.max_epochs and stop_reason == "max_epochs":
             batches = data.train.epoch(epoch)
             while batch_in_epoch + per_update <= len(batches):  # an epoch's last, partial update is dropped
-                # Reserve time for a final validation and save (twice the last one's cost, 5 s at least).
-                if agreed(deadline_left() < 2 * eval_cost + 5):
+                # Reserve time for the final validations (the weights, the average) and save.
+                if agreed(deadline_left() < (3 if avg.snapshots else 2) * eval_cost + 5):
                     stop_reason = "time_budget"
                     break
                 if tc.max_steps and step >= tc.max_steps:
@@ -328,14 +355,14 @@ def train(
                 scale = world.size / sum(data.train.n_tgt(idx) for idx in group)  # 1 / tokens of the whole update
                 if device.type == "cuda":
                     mine = [b.pin_memory().to(device, non_blocking=True) for b in mine]
-                frac = step / tc.max_steps if tc.max_steps else 0.0
-                if budget > 0:
-                    frac = max(frac, (time.time() - train_start) / max(budget - (train_start - start) - 10, 1.0))
+                frac = done_frac(len(batches))
                 lr = lr_at(step, frac, tc.lr, tc.warmup_steps, tc.schedule, tc.min_lr_ratio)
                 for g in opt.param_groups:
                     g["lr"] = lr
                 loss, bad = train_step(stepper, opt, mine, scale, tc, device)
                 step += 1
+                if avg.due(frac):
+                    avg.add(step)
                 batch_in_epoch += per_update
                 nonfinite += bad
                 in_a_row = (in_a_row + 1) * bad
@@ -376,6 +403,10 @@ def train(
         save_state()  # first, in case the validation is interrupted too
     if last_eval_step != step:
         run_eval()
+    if avg.count and stop_reason != "interrupted":
+        if avg.last_step != step:
+            avg.add(step)  # the final weights
+        run_eval(averaged=avg.count)
     save_state()
     progress.close()
     distributed.close(world)

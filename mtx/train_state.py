@@ -47,8 +47,10 @@ def save_state(
     tokenizer_proto: bytes,
     info: dict[str, Any],
     keep_last: int = 2,
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write `state-{step}/`, point `latest` at it, and delete all but the newest `keep_last` states."""
+    """Write `state-{step}/`, point `latest` at it, and delete all but the newest `keep_last` states.
+    `extra`: more tensors to keep (e.g. the weight average), under their own names."""
     step = info["step"]
     final = out_dir / f"state-{step}"
     tmp = out_dir / f".state-{step}.tmp{os.getpid()}"
@@ -56,6 +58,7 @@ def save_state(
     tmp.mkdir(parents=True)
     tensors = {f"model.{k}": v for k, v in state_tensors(model).items()}
     tensors.update(optimizer_tensors(opt))
+    tensors.update(extra or {})
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()

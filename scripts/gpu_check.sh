@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # One prepared run for a device session (see README, "GPU"): install what the device lacks from carried wheels
-# (.whl/), run the CUDA tests, benchmark training throughput, train on the GPU preset for a short time budget,
-# evaluate, benchmark decoding; with REF=path/to/ref_nn_transformer.py (carried into the repo), also run the
-# tutorial-style reference beside it for REF_SECONDS. Figures go to $OUT (JSON and logs).
-# Usage: OUT=/tmp/out MINUTES=2 bash scripts/gpu_check.sh  (about 5 minutes with MINUTES=2 and no REF)
-# Prepare here first (both folders git-ignored via .git/info/exclude, named in the device run's `carry`):
-#   .gpu/multi30k/  <- ../shared/data/multi30k/*.{de,en}     .gpu/ref_nn_transformer.py <- ../shared/bench/
-#   .whl/           <- pip download (py3.12, manylinux) of datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
-#                      fsspec==2026.9.0 (the device has torch, sentencepiece, sacrebleu, typer, pyarrow)
+# (.whl/), run the CUDA tests, benchmark training throughput (mtx and, with REF, the tutorial-style reference
+# on the same d512 3+3 model and 4096-token batches), train the GPU preset for MINUTES, evaluate with beam 5,
+# benchmark decoding. Figures go to $OUT: one file per step and summary.json with the headline numbers.
+# Prepare here with `make gpu-prep` (fills the git-ignored .gpu/ and .whl/), then in the device call:
+#   carry [".gpu", ".whl"], command: OUT=$OUT REF=.gpu/ref_nn_transformer.py bash scripts/gpu_check.sh
+# About 6 minutes with MINUTES=2 and REF_SECONDS=60 (the reference also decodes REF_TEST sentences).
+# COMPILE=1 adds a `--compile` throughput line.
 set -uo pipefail
 OUT=${OUT:-/tmp/mtx-gpu}
 MINUTES=${MINUTES:-2}
@@ -21,18 +20,49 @@ fi
 export HF_HOME=/tmp/hf PYTHONUNBUFFERED=1
 [ -d .gpu/multi30k ] && export MTX_DATA=$PWD/.gpu/multi30k
 mtx() { python3 -m mtx "$@"; }
+t0=$(date +%s)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c "import torch, datasets, sacrebleu; print('torch', torch.__version__, 'datasets', datasets.__version__)"
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_search.py tests/test_model.py 2>&1 | tail -5 | tee "$OUT/pytest.txt"
-mtx bench train --device cuda | tee "$OUT/bench_train.jsonl"
-mtx bench train --device cuda --set model.enc_layers=3 --batch-tokens 4096 | tee -a "$OUT/bench_train.jsonl"
+python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_search.py tests/test_model.py \
+  tests/test_averaging.py 2>&1 | tail -5 | tee "$OUT/pytest.txt"
+small=(--set model.enc_layers=3 --set model.dec_layers=3)
+{
+  mtx bench train --device cuda "${small[@]}" --batch-tokens 4096 --steps 100
+  mtx bench train --device cuda "${small[@]}" --batch-tokens 16384 --steps 50
+  mtx bench train --device cuda --steps 50
+  [ -n "${COMPILE:-}" ] && mtx bench train --device cuda "${small[@]}" --batch-tokens 4096 --steps 100 --warmup 30 --compile
+} | tee "$OUT/bench_train.jsonl"
 if [ -n "${REF:-}" ]; then
-  python3 "$REF" --src de --tgt en --time-budget "${REF_SECONDS:-150}" --device cuda --data-dir "$MTX_DATA" \
-    > "$OUT/ref.log" 2>&1; tail -1 "$OUT/ref.log" | tee "$OUT/ref.json"
+  python3 "$REF" --src de --tgt en --time-budget "${REF_SECONDS:-60}" --device cuda --data-dir "$MTX_DATA" \
+    --test-limit "${REF_TEST:-200}" > "$OUT/ref.log" 2>&1
+  tail -1 "$OUT/ref.log" | tee "$OUT/ref.json"
 fi
 mtx train --device cuda --time-budget "$MINUTES" --out /tmp/gpu-model > "$OUT/train.json" 2> "$OUT/train.log"
 tail -4 "$OUT/train.log"; cat "$OUT/train.json"
-mtx evaluate --model /tmp/gpu-model --device cuda --beam 5 --output "$OUT/test.hyp.en" | tee "$OUT/evaluate.txt"
-mtx bench decode --model /tmp/gpu-model --device cuda --beam 5 | tee "$OUT/bench_decode.jsonl"
-mtx bench decode --model /tmp/gpu-model --device cuda --beam 5 --precision fp32 --settings greedy,beam | tee -a "$OUT/bench_decode.jsonl"
 cp /tmp/gpu-model/train_log.jsonl "$OUT/" 2>/dev/null
+mtx evaluate --model /tmp/gpu-model --device cuda --beam 5 --output "$OUT/test.hyp.en" | tee "$OUT/evaluate.txt"
+mtx bench decode --model /tmp/gpu-model --device cuda --beam 5 --settings greedy,beam | tee "$OUT/bench_decode.jsonl"
+python3 - "$OUT" "$(( $(date +%s) - t0 ))" <<'PY' | tee "$OUT/summary.json"
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+def lines(name):
+    p = out / name
+    if not p.exists():
+        return []
+    return [json.loads(x) for x in p.read_text().splitlines() if x.startswith("{")]
+ref = (lines("ref.json") or [{}])[0]
+bench = lines("bench_train.jsonl")
+s = {"gpu": (out / "gpu.txt").read_text().strip() if (out / "gpu.txt").exists() else None,
+     "pytest": (out / "pytest.txt").read_text().strip().splitlines()[-1:] if (out / "pytest.txt").exists() else None,
+     "bench_train": [{k: b.get(k) for k in ("params_m", "batch_tokens", "compile", "tokens_per_s", "step_ms_p50",
+                                            "padding_fraction", "peak_mem_mb", "mfu")} for b in bench],
+     "ref": {k: ref.get(k) for k in ("train_tokens_per_s", "train_tokens_per_s_steady", "bleu_beam5")},
+     "train": (lines("train.json") or [{}])[0],
+     "evaluate": (out / "evaluate.txt").read_text().strip() if (out / "evaluate.txt").exists() else None,
+     "decode": [{k: d.get(k) for k in ("setting", "sents_per_s", "bleu")} for d in lines("bench_decode.jsonl")],
+     "wall_s": int(sys.argv[2])}
+steady = ref.get("train_tokens_per_s_steady")
+if steady and bench:
+    s["speedup_vs_ref"] = [round(b["tokens_per_s"] / steady, 2) for b in bench]
+print(json.dumps(s, indent=1))
+PY

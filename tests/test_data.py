@@ -1,11 +1,12 @@
 """Corpus validation, tokenizer, batches and masks, config."""
 
+import random
 from pathlib import Path
 
 import pytest
 import torch
 
-from mtx.batching import TrainBatches, collate, sorted_batches
+from mtx.batching import TrainBatches, bucket, bucket_ascending, collate, sorted_batches
 from mtx.config import Config, build_config
 from mtx.corpus import load_split
 from mtx.errors import MtxError, UsageError
@@ -78,6 +79,25 @@ def test_train_batches_budget_cover_and_determinism():
         assert len(b) * max(tb.lengths[i] for i in b) <= 64 or len(b) == 1
     assert batches == TrainBatches(src, tgt, 64, seed=3).epoch(0)
     assert batches != tb.epoch(1)
+
+
+def test_gathered_batches_equal_padded_lists():
+    rng = random.Random(0)
+    src = [[rng.randrange(4, 99) for _ in range(rng.randint(1, 12))] for _ in range(200)]
+    tgt = [[rng.randrange(4, 99) for _ in range(rng.randint(1, 12))] for _ in range(200)]
+    tb = TrainBatches(src, tgt, batch_tokens=100, seed=0)
+    for idx in [[0], [5, 3, 199], rng.sample(range(200), 40)]:
+        got, want = tb.collate(idx), collate([src[i] for i in idx], [tgt[i] for i in idx])
+        for name in ("src", "src_mask", "tgt_in", "tgt_out"):
+            assert torch.equal(getattr(got, name), getattr(want, name)), name
+        assert tb.n_tgt(idx) == want.n_tgt_tokens == got.n_tgt_tokens
+
+
+def test_bisected_bucketing_equals_the_greedy_loop():
+    rng = random.Random(1)
+    for budget in (1, 7, 50, 400):
+        lengths = sorted(rng.randint(1, 30) for _ in range(500))
+        assert [list(range(a, b)) for a, b in bucket_ascending(lengths, budget)] == bucket(lengths, budget)
 
 
 def test_sorted_batches_restore_order():

@@ -26,12 +26,13 @@ STEPS = 40
 
 def _cfg() -> Config:
     extra = [f"train.max_steps={STEPS}", "train.eval_every=25", "train.save_every=0", "model.dropout=0.1"]
+    extra += ["train.average=4", "train.average_frac=0.75"]  # snapshots from step 11 on: some before the stop
     return build_config(None, [*TINY_SETTINGS, *extra])
 
 
 def _params(model_dir: Path) -> dict[str, torch.Tensor]:
     tensors = load_file(str(find_state(model_dir) / "state.safetensors"))
-    return {k: v for k, v in tensors.items() if k.startswith(("model.", "optim."))}
+    return {k: v for k, v in tensors.items() if k.startswith(("model.", "optim.", "avg."))}
 
 
 def test_interrupt_and_resume_equals_straight_run(tiny_corpus, tmp_path):
@@ -44,7 +45,7 @@ def test_interrupt_and_resume_equals_straight_run(tiny_corpus, tmp_path):
     resumed = train(Config.from_dict(info["config"]), tiny_corpus, parted, log=lambda s: None, resume=parted)
     assert resumed["steps"] == STEPS and resumed["stop"] == "max_steps"
     a, b = _params(straight), _params(parted)
-    assert a.keys() == b.keys() and len(a) > 10
+    assert a.keys() == b.keys() and len(a) > 10 and any(k.startswith("avg.") for k in a)
     diff = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     assert diff == 0.0, f"max parameter difference {diff}"
 
