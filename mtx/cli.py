@@ -53,7 +53,9 @@ def _positive(name: str, value: int | float | None, zero_ok: bool = False) -> No
         raise UsageError(f"{name} must be {'>= 0' if zero_ok else '> 0'}, got {value}")
 
 
-def _load(model_dir: Path, device: str, beam: int | None, batch_tokens: int | None, nbest: int = 1):
+def _load(
+    model_dir: Path, device: str, beam: int | None, batch_tokens: int | None, nbest: int = 1, alpha: float | None = None
+):
     from mtx import checkpoint
     from mtx.train import resolve_device
     from mtx.translator import Translator
@@ -67,6 +69,10 @@ def _load(model_dir: Path, device: str, beam: int | None, batch_tokens: int | No
         cfg.decode.beam = beam
     if batch_tokens is not None:
         cfg.decode.batch_tokens = batch_tokens
+    if alpha is not None:
+        if not 0.0 <= alpha <= 10.0:
+            raise UsageError(f"--alpha {alpha}: expected a length penalty between 0 and 10")
+        cfg.decode.alpha = alpha
     cfg.decode.nbest = nbest
     cfg.decode.beam = max(cfg.decode.beam, nbest)
     return Translator(model, tokenizer, cfg.decode, dev), cfg
@@ -152,10 +158,13 @@ def translate(
     nbest: Annotated[int, typer.Option(help="Print this many candidates, tab-separated with scores.")] = 1,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
     batch_tokens: Annotated[int | None, typer.Option(help="Tokens per decoding batch.")] = None,
+    alpha: Annotated[
+        float | None, typer.Option(help="Length penalty exponent (GNMT; 0 = none) [default: the model's].")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Translate sentences: one output line per input line, in order; an empty line gives an empty line."""
-    translator, _ = _load(model, device, beam, batch_tokens, nbest)
+    translator, _ = _load(model, device, beam, batch_tokens, nbest, alpha)
     lines = iter(text) if text else _lines(input)
     for tr in translator.stream(lines):
         if json_:
@@ -180,6 +189,9 @@ def evaluate(
         Path | None, typer.Option(help="Where to write hypotheses [default: MODEL/SPLIT.hyp.TGT].")
     ] = None,
     batch_tokens: Annotated[int | None, typer.Option(help="Tokens per decoding batch.")] = None,
+    alpha: Annotated[
+        float | None, typer.Option(help="Length penalty exponent (GNMT; 0 = none) [default: the model's].")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Decode a test set and print sacreBLEU and chrF with their signatures."""
@@ -187,7 +199,7 @@ def evaluate(
     from mtx.metrics import score
 
     t0 = time.time()
-    translator, cfg = _load(model, device, beam, batch_tokens)
+    translator, cfg = _load(model, device, beam, batch_tokens, alpha=alpha)
     if (src_file is None) != (ref_file is None):
         raise UsageError("--src-file and --ref-file go together")
     if src_file is None:
@@ -210,7 +222,8 @@ def evaluate(
     typer.echo(f"BLEU signature: {s.bleu_signature}")
     typer.echo(f"chrF signature: {s.chrf_signature}")
     typer.echo(
-        f"{len(sources)} sentences, beam {cfg.decode.beam}, {translator.device}: decoding {decode_s:.1f}s "
+        f"{len(sources)} sentences, beam {cfg.decode.beam}, alpha {cfg.decode.alpha}, {translator.device}: "
+        f"decoding {decode_s:.1f}s "
         f"({len(sources) / decode_s:.1f} sent/s), total {total:.1f}s; hypotheses in {output}"
     )
 

@@ -61,6 +61,9 @@ def test_translate_file_nbest_and_json(tiny_model, tiny_corpus, tmp_path):
     result = run("translate", "--model", tiny_model, "--json", "--nbest", 2, a)
     rec = json.loads(result.stdout)
     assert rec["translation"] == ra and len(rec["nbest"]) == 2
+    # the length penalty divides the log-probability by ((5 + len) / 6) ** alpha: alpha 0 leaves it raw
+    raw = json.loads(run("translate", "--model", tiny_model, "--json", "--alpha", 0, a).stdout)["nbest"][0]["score"]
+    assert raw < rec["nbest"][0]["score"] < 0
 
 
 def test_evaluate_prints_scores_and_writes_hypotheses(tiny_model, tiny_corpus, tmp_path):
@@ -111,6 +114,7 @@ def test_error_train_data_problems(tmp_path):
 def test_error_invalid_option_values(tiny_model):
     _one_line_error(run("translate", "--model", tiny_model, "--beam", -1, "Hallo"), 2, "--beam must be > 0")
     _one_line_error(run("translate", "--model", tiny_model, "--device", "tpu", "Hallo"), 2, "--device 'tpu'")
+    _one_line_error(run("evaluate", "--model", tiny_model, "--alpha", -1), 2, "--alpha -1.0: expected")
 
 
 def test_lexicon_is_word_for_word():
