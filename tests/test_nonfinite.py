@@ -1,5 +1,7 @@
 """A non-finite loss skips its update and is counted; many in a row stop training with a clear error."""
 
+import math
+
 import pytest
 import torch
 from conftest import TINY_SETTINGS
@@ -56,3 +58,18 @@ def test_many_nonfinite_in_a_row_stop_with_a_clear_error(tiny_corpus, tmp_path, 
         train_mod.train(cfg, tiny_corpus, tmp_path / "m", log=lambda s: None)
     model, *_ = checkpoint.load(tmp_path / "m")  # the model saved at step 5 is intact
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_clip_grad_norm_matches_torch():
+    from conftest import random_model
+
+    for max_norm in (0.0, 1e-3, 1e3):
+        a, b = random_model(seed=1), random_model(seed=1)
+        src, tgt = torch.randint(4, 50, (2, 5)), torch.randint(4, 50, (2, 4))
+        for m in (a, b):
+            m(src, torch.ones(2, 5, dtype=torch.bool), tgt).sum().backward()
+        got = train_mod.clip_grad_norm(list(a.parameters()), max_norm)
+        want = torch.nn.utils.clip_grad_norm_(b.parameters(), max_norm or math.inf)
+        torch.testing.assert_close(got, want)
+        for p, q in zip(a.parameters(), b.parameters(), strict=True):
+            torch.testing.assert_close(p.grad, q.grad)
