@@ -6,13 +6,18 @@
 # Prepare here with `make gpu-prep` (fills the git-ignored .gpu/ and .whl/), then in the device call:
 #   carry [".gpu", ".whl"], command: OUT=$OUT REF=.gpu/ref_nn_transformer.py bash scripts/gpu_check.sh
 # About 6 minutes with MINUTES=2 and REF_SECONDS=60 (the reference also decodes REF_TEST sentences).
-# COMPILE=1 adds a `--compile` throughput line.
+# COMPILE=1 adds a `--compile` throughput line. A dry run of the script's logic on a CPU:
+#   PATH=.venv/bin:$PATH OUT=/tmp/dry WHEELS=none DEVICE=cpu MINUTES=0.5 STEPS=3 REF=../shared/bench/ref_nn_transformer.py \
+#   REF_SECONDS=10 REF_TEST=20 bash scripts/gpu_check.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/mtx-gpu}
 MINUTES=${MINUTES:-2}
+DEVICE=${DEVICE:-cuda}
+STEPS=${STEPS:-50}
 mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+WHEELS=${WHEELS:-.whl}  # WHEELS=none: use the installed packages (a dry run here)
+if [ -d "$WHEELS" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
 else
   export PYTHONPATH=$PWD
@@ -21,27 +26,31 @@ export HF_HOME=/tmp/hf PYTHONUNBUFFERED=1
 [ -d .gpu/multi30k ] && export MTX_DATA=$PWD/.gpu/multi30k
 mtx() { python3 -m mtx "$@"; }
 t0=$(date +%s)
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+if [ "$DEVICE" = cuda ]; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+else
+  lscpu | grep -m1 "Model name" | tee "$OUT/gpu.txt"
+fi
 python3 -c "import torch, datasets, sacrebleu; print('torch', torch.__version__, 'datasets', datasets.__version__)"
 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_search.py tests/test_model.py \
   tests/test_averaging.py 2>&1 | tail -5 | tee "$OUT/pytest.txt"
 small=(--set model.enc_layers=3 --set model.dec_layers=3)
 {
-  mtx bench train --device cuda "${small[@]}" --batch-tokens 4096 --steps 100
-  mtx bench train --device cuda "${small[@]}" --batch-tokens 16384 --steps 50
-  mtx bench train --device cuda --steps 50
-  [ -n "${COMPILE:-}" ] && mtx bench train --device cuda "${small[@]}" --batch-tokens 4096 --steps 100 --warmup 30 --compile
+  mtx bench train --device "$DEVICE" "${small[@]}" --batch-tokens 4096 --steps $((2 * STEPS))
+  mtx bench train --device "$DEVICE" "${small[@]}" --batch-tokens 16384 --steps "$STEPS"
+  mtx bench train --device "$DEVICE" --steps "$STEPS"
+  [ -n "${COMPILE:-}" ] && mtx bench train --device "$DEVICE" "${small[@]}" --batch-tokens 4096 --steps $((2 * STEPS)) --warmup 30 --compile
 } | tee "$OUT/bench_train.jsonl"
 if [ -n "${REF:-}" ]; then
-  python3 "$REF" --src de --tgt en --time-budget "${REF_SECONDS:-60}" --device cuda --data-dir "$MTX_DATA" \
+  python3 "$REF" --src de --tgt en --time-budget "${REF_SECONDS:-60}" --device "$DEVICE" --data-dir "${MTX_DATA:-../shared/data/multi30k}" \
     --test-limit "${REF_TEST:-200}" > "$OUT/ref.log" 2>&1
   tail -1 "$OUT/ref.log" | tee "$OUT/ref.json"
 fi
-mtx train --device cuda --time-budget "$MINUTES" --out /tmp/gpu-model > "$OUT/train.json" 2> "$OUT/train.log"
+mtx train --device "$DEVICE" --time-budget "$MINUTES" --out /tmp/gpu-model > "$OUT/train.json" 2> "$OUT/train.log"
 tail -4 "$OUT/train.log"; cat "$OUT/train.json"
 cp /tmp/gpu-model/train_log.jsonl "$OUT/" 2>/dev/null
-mtx evaluate --model /tmp/gpu-model --device cuda --beam 5 --output "$OUT/test.hyp.en" | tee "$OUT/evaluate.txt"
-mtx bench decode --model /tmp/gpu-model --device cuda --beam 5 --settings greedy,beam | tee "$OUT/bench_decode.jsonl"
+mtx evaluate --model /tmp/gpu-model --device "$DEVICE" --beam 5 --output "$OUT/test.hyp.en" | tee "$OUT/evaluate.txt"
+mtx bench decode --model /tmp/gpu-model --device "$DEVICE" --beam 5 --settings greedy,beam | tee "$OUT/bench_decode.jsonl"
 python3 - "$OUT" "$(( $(date +%s) - t0 ))" <<'PY' | tee "$OUT/summary.json"
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
