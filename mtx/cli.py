@@ -104,7 +104,9 @@ def train(
     out: Annotated[Path, typer.Option(help="Model directory to write.")] = DEFAULT_MODEL,
     config: Annotated[Path | None, typer.Option(help="TOML or JSON config file.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. model.d_model=256.")] = None,
-    time_budget: Annotated[float | None, typer.Option(help="Stop training after this many minutes.")] = None,
+    time_budget: Annotated[
+        float | None, typer.Option(help="Minutes of training (from the first step, validation included).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     resume: Annotated[Path | None, typer.Option(help="Continue the training saved in this model directory.")] = None,
     accum: Annotated[

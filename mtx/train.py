@@ -262,7 +262,7 @@ def train(
     if resume is not None:
         train_state.restore(model, opt, info, tensors)
         avg.restore(info, tensors)
-        start -= info.get("elapsed_s", 0.0)  # the time budget counts the earlier runs too
+        start -= info.get("elapsed_s", 0.0)  # the earlier runs' time counts too
     # Under torchrun, DDP averages gradients over ranks (the same initial weights: same seed everywhere).
     stepper = DistributedDataParallel(model) if world.size > 1 else model
     stepper = compiled(stepper) if tc.compile else stepper  # checkpoints still come from `model`
@@ -286,7 +286,9 @@ def train(
     history = []
 
     def deadline_left() -> float:
-        return math.inf if budget <= 0 else budget - (time.time() - start)
+        """Seconds left of the time budget, which counts training (steps, validations, saves) from the first step,
+        over all runs of a resumed training; reading data and training the tokenizer come before it."""
+        return math.inf if budget <= 0 else budget - (time.time() - train_start)
 
     def agreed(flag: bool) -> bool:
         """One process: `flag`. Under torchrun, every rank agrees (an all-reduce, so a host sync) only at log
@@ -302,7 +304,7 @@ def train(
             return (epoch + batch_in_epoch / max(n_batches, 1)) / tc.max_epochs
         frac = step / tc.max_steps if tc.max_steps else 0.0
         if budget > 0:
-            frac = max(frac, (time.time() - train_start) / max(budget - (train_start - start) - 10, 1.0))
+            frac = max(frac, (time.time() - train_start) / max(budget - 10, 1.0))
         return frac
 
     def save_state() -> None:
@@ -337,7 +339,9 @@ def train(
                 if world.main:
                     checkpoint.save(out_dir, model, data.tokenizer, cfg, meta)
         eval_cost = time.time() - t0
-        rec = {"step": step, "epoch": epoch, "elapsed_s": round(time.time() - start, 1), **stats, "best": improved}
+        now = time.time()
+        rec = {"step": step, "epoch": epoch, "elapsed_s": round(now - start, 1), "train_s": round(now - train_start, 1)}
+        rec.update(**stats, best=improved)
         history.append(rec)
         if world.main:
             with open(log_path, "a") as f:
@@ -425,7 +429,8 @@ def train(
         "steps": step,
         "epochs": epoch,
         "stop": stop_reason,
-        "train_minutes": round((time.time() - start) / 60, 2),
+        "train_minutes": round((time.time() - train_start) / 60, 2),  # what the time budget counts
+        "total_minutes": round((time.time() - start) / 60, 2),  # data and tokenizer too
         "best_valid": best,
         "nonfinite_steps": int(nonfinite),
         "out": str(out_dir),

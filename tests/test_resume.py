@@ -120,3 +120,14 @@ def test_sigterm_saves_a_resumable_state(tiny_corpus, tmp_path):
     info, _, _ = load_state(find_state(out))
     assert info["step"] > 0
     checkpoint.load(out)
+
+
+def test_time_budget_counts_training_from_the_first_step(tiny_corpus, tmp_path):
+    """The budget covers steps, validations and saves; data and tokenizer come before it. The weight average's
+    snapshots follow the time-based progress too."""
+    cfg = build_config(None, [*TINY_SETTINGS, "train.max_steps=0", "train.time_budget_min=0.12", "train.average=2"])
+    result = train(cfg, tiny_corpus, tmp_path / "m", log=lambda s: None)
+    assert result["stop"] == "time_budget" and result["steps"] > 10
+    assert result["train_minutes"] <= 0.12 + 0.02  # the last validation fits in the reserve
+    assert result["total_minutes"] > result["train_minutes"]
+    assert result["history"][-1]["averaged"] == 3  # 2 snapshots and the final weights
