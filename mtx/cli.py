@@ -115,8 +115,23 @@ def train(
     compile_: Annotated[
         bool, typer.Option("--compile", help="torch.compile the training step (slower start, faster steps?).")
     ] = False,
+    gpus: Annotated[
+        int, typer.Option(help="Train on this many GPUs of this machine (runs itself under torchrun).")
+    ] = 1,
 ) -> None:
     """Train a tokenizer and a Transformer; keep the best checkpoint (by validation BLEU) in --out."""
+    from mtx import distributed
+
+    _positive("--gpus", gpus)
+    if gpus > 1 and not distributed.launched():
+        import subprocess
+
+        import torch
+
+        found = torch.cuda.device_count()
+        if found < gpus:
+            raise UsageError(f"--gpus {gpus}: this machine has {found} CUDA device(s); on CPUs use torchrun directly")
+        raise typer.Exit(subprocess.run(distributed.launch_command(gpus, sys.argv[1:])).returncode)
     from mtx.config import Config, build_config, preset
     from mtx.corpus import default_data_dir
     from mtx.train import resolve_device

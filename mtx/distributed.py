@@ -1,12 +1,14 @@
 """Data parallelism under torchrun: process group set-up, agreement on stopping, and who writes.
 
-`torchrun --nproc_per_node N -m mtx train ...` starts N processes; each takes its share of every update's
-batches, DistributedDataParallel averages the gradients, and rank 0 alone writes checkpoints and logs.
+`torchrun --nproc_per_node N -m mtx train ...` (or `mtx train --gpus N`, which runs it) starts N processes; each
+takes its share of every update's batches, DistributedDataParallel averages the gradients, and rank 0 alone
+writes checkpoints and logs.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +47,25 @@ def setup(device: torch.device) -> tuple[World, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return World(size, rank, local, device), device
+
+
+def launch_command(n_gpus: int, argv: list[str]) -> list[str]:
+    """The torchrun command that reruns this `mtx` command line (`argv`, without the program) on `n_gpus`
+    processes of this machine; under it, WORLD_SIZE is set and `--gpus` has done its job."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={n_gpus}",
+        "-m",
+        "mtx",
+    ] + argv
+
+
+def launched() -> bool:
+    """Whether this process was started by torchrun."""
+    return "WORLD_SIZE" in os.environ
 
 
 def close(world: World) -> None:

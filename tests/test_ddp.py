@@ -2,25 +2,21 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
+import pytest
+import torch
 from conftest import TINY_SETTINGS
 from safetensors.torch import load_file
 
 from mtx.config import build_config
+from mtx.distributed import launch_command
 from mtx.train import train
 from mtx.train_state import find_state
 
 STEPS = 12
 SETTINGS = [*TINY_SETTINGS, f"train.max_steps={STEPS}", "train.eval_every=6", "train.threads=1"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _params(out):
@@ -30,9 +26,8 @@ def _params(out):
 
 def test_two_process_ddp_equals_one_process_with_accumulation(tiny_corpus, tmp_path):
     ddp_out, one_out = tmp_path / "ddp", tmp_path / "one"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "mtx", "train", "--data", str(tiny_corpus),
-           "--out", str(ddp_out), "--device", "cpu"]  # fmt: skip
+    # the command `mtx train --gpus 2` runs (torchrun --standalone), here with 2 CPU processes
+    cmd = launch_command(2, ["train", "--data", str(tiny_corpus), "--out", str(ddp_out), "--device", "cpu"])
     for s in SETTINGS:
         cmd += ["--set", s]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -51,3 +46,10 @@ def test_two_process_ddp_equals_one_process_with_accumulation(tiny_corpus, tmp_p
     log = [json.loads(x) for x in (ddp_out / "train_log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in log] == [6, 12] and log[1]["valid_loss"] < log[0]["valid_loss"]
     print(f"max parameter difference, 2-process DDP vs 1 process with accum 2: {diff:.2e}")
+
+
+def test_gpus_without_enough_cuda_devices_is_a_usage_error(tmp_path):
+    if torch.cuda.device_count() >= 2:
+        pytest.skip("this machine has 2 GPUs")
+    r = subprocess.run([sys.executable, "-m", "mtx", "train", "--gpus", "2"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip().startswith("mtx: error: --gpus 2: this machine has"), r.stderr
