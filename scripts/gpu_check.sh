@@ -6,7 +6,9 @@
 # Prepare here with `make gpu-prep` (fills the git-ignored .gpu/ and .whl/), then in the device call:
 #   carry [".gpu", ".whl"], command: OUT=$OUT REF=.gpu/ref_nn_transformer.py bash scripts/gpu_check.sh
 # About 6 minutes with MINUTES=2 and REF_SECONDS=60 (the reference also decodes REF_TEST sentences).
-# COMPILE=1 adds a `--compile` throughput line. A dry run of the script's logic on a CPU:
+# COMPILE=1 adds a `--compile` throughput line. SWEEP="model.dropout=0.4|model.enc_layers=3 train.average=0" also
+# trains each variant (space-separated --set overrides on the GPU preset) for MINUTES and scores it on val (for
+# choosing) and test (sweep.jsonl): about MINUTES + 0.7 minutes each. A dry run of the script's logic on a CPU:
 #   PATH=.venv/bin:$PATH OUT=/tmp/dry WHEELS=none DEVICE=cpu MINUTES=0.5 STEPS=3 REF=../shared/bench/ref_nn_transformer.py \
 #   REF_SECONDS=10 REF_TEST=20 bash scripts/gpu_check.sh
 set -uo pipefail
@@ -50,7 +52,18 @@ mtx train --device "$DEVICE" --time-budget "$MINUTES" --out /tmp/gpu-model > "$O
 tail -4 "$OUT/train.log"; cat "$OUT/train.json"
 cp /tmp/gpu-model/train_log.jsonl "$OUT/" 2>/dev/null
 mtx evaluate --model /tmp/gpu-model --device "$DEVICE" --beam 5 --output "$OUT/test.hyp.en" | tee "$OUT/evaluate.txt"
+mtx evaluate --model /tmp/gpu-model --device "$DEVICE" --beam 5 --split val --output /tmp/val.hyp | tee "$OUT/evaluate_val.txt"
 mtx bench decode --model /tmp/gpu-model --device "$DEVICE" --beam 5 --settings greedy,beam | tee "$OUT/bench_decode.jsonl"
+IFS='|' read -r -a variants <<< "${SWEEP:-}"
+for v in "${variants[@]}"; do
+  sets=(); for kv in $v; do sets+=(--set "$kv"); done
+  rm -rf /tmp/sweep-model
+  mtx train --device "$DEVICE" --time-budget "$MINUTES" --out /tmp/sweep-model "${sets[@]}" > /tmp/sweep.json 2> /tmp/sweep.log
+  val=$(mtx evaluate --model /tmp/sweep-model --device "$DEVICE" --split val --output /tmp/sweep.val | grep -m1 -o 'BLEU = [0-9.]*')
+  test=$(mtx evaluate --model /tmp/sweep-model --device "$DEVICE" --output /tmp/sweep.test | grep -m1 -o 'BLEU = [0-9.]*')
+  python3 -c 'import json,sys; r=json.load(open("/tmp/sweep.json")); r.pop("out",None); print(json.dumps({"sets":sys.argv[1],"val":sys.argv[2],"test":sys.argv[3],**r}))' \
+    "$v" "$val" "$test" | tee -a "$OUT/sweep.jsonl"
+done
 python3 - "$OUT" "$(( $(date +%s) - t0 ))" <<'PY' | tee "$OUT/summary.json"
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
@@ -68,7 +81,9 @@ s = {"gpu": (out / "gpu.txt").read_text().strip() if (out / "gpu.txt").exists() 
      "ref": {k: ref.get(k) for k in ("train_tokens_per_s", "train_tokens_per_s_steady", "bleu_beam5")},
      "train": (lines("train.json") or [{}])[0],
      "evaluate": (out / "evaluate.txt").read_text().strip() if (out / "evaluate.txt").exists() else None,
+     "evaluate_val": (out / "evaluate_val.txt").read_text().strip().splitlines()[:1] if (out / "evaluate_val.txt").exists() else None,
      "decode": [{k: d.get(k) for k in ("setting", "sents_per_s", "bleu")} for d in lines("bench_decode.jsonl")],
+     "sweep": lines("sweep.jsonl"),
      "wall_s": int(sys.argv[2])}
 steady = ref.get("train_tokens_per_s_steady")
 if steady and bench:
