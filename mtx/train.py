@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.parallel import DistributedDataParallel
 
-from mtx import checkpoint, distributed, train_state
+from mtx import averaging, checkpoint, distributed, train_state
 from mtx.averaging import WeightAverage
 from mtx.batching import Batch, TrainBatches, collate, sorted_batches
 from mtx.config import Config, TrainConfig
@@ -241,6 +241,7 @@ def train(
         raise UsageError("train: time_budget_min >= 0, batch_tokens > 0, lr > 0 and eval_every > 0 are required")
     if tc.accum < 1:
         raise UsageError("train.accum must be >= 1")
+    averaging.check(tc.average, tc.average_frac)  # before the data is read
     world, device = distributed.setup(resolve_device(tc.device))
     if not world.main:
         log = _quiet

@@ -31,12 +31,15 @@ row "unknown config key" mtx train --set model.dmodel=3
 row "invalid config value" mtx train --set train.lr=fast
 row "zero time budget" mtx train --time-budget 0
 row "nothing to resume" mtx train --resume "$T/none"
+row "more GPUs than the machine has" mtx train --gpus 2
+row "averaging fraction out of range" mtx train --set train.average=4 --set train.average_frac=2
 row "missing model directory" mtx translate --model "$T/none" Hallo
 row "truncated weights" mtx translate --model "$T/trunc" Hallo
 row "a pickle where the weights belong" mtx translate --model "$T/pickle" Hallo
 row "missing input file" mtx translate --model "$MODEL" --input "$T/none.de"
 row "invalid UTF-8 in input" mtx translate --model "$MODEL" --input "$T/latin1.de"
 row "negative beam" mtx translate --model "$MODEL" --beam -1 Hallo
+row "negative length penalty" mtx translate --model "$MODEL" --alpha -1 Hallo
 row "unknown device" mtx translate --model "$MODEL" --device tpu Hallo
 row "very long line (400 pieces; the model takes 255)" mtx translate --model "$MODEL" "$LONG"
 row "control characters" mtx translate --model "$MODEL" "$(printf 'Ein\x07 Hund\x1b rennt.')"
