@@ -29,6 +29,7 @@ class WeightAverage:
         self.mean: list[torch.Tensor] | None = None
         self.count = 0
         self.last_step = -1
+        self.final = False  # the final weights of a finished run are in the mean
 
     def due(self, progress: float) -> bool:
         """Whether the next snapshot is due: snapshot k (0-based, k < snapshots) at progress 1 - frac + k*frac/N."""
@@ -60,13 +61,23 @@ class WeightAverage:
             with torch.no_grad():
                 torch._foreach_copy_(self.params, saved)
 
+    def add_final(self, step: int) -> None:
+        """Add the weights training ended with (unless just added)."""
+        if self.last_step != step:
+            self.add(step)
+        self.final = True
+
     def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         """(JSON-able info, tensors) for a resumable training state."""
-        info = {"avg_count": self.count, "avg_last_step": self.last_step}
+        info = {"avg_count": self.count, "avg_last_step": self.last_step, "avg_final": self.final}
         tensors = {} if self.mean is None else {f"avg.{i}": m.to("cpu") for i, m in enumerate(self.mean)}
         return info, tensors
 
     def restore(self, info: dict, tensors: dict[str, torch.Tensor]) -> None:
+        """Continue an interrupted run's average; a finished run resumed to train longer starts a new one (its
+        snapshots belong to the old schedule's end)."""
+        if info.get("avg_final"):
+            return
         self.count, self.last_step = info.get("avg_count", 0), info.get("avg_last_step", -1)
         if self.count:
             device = self.params[0].device

@@ -420,8 +420,7 @@ def train(
     if last_eval_step != step:
         run_eval()
     if avg.count and stop_reason != "interrupted":
-        if avg.last_step != step:
-            avg.add(step)  # the final weights
+        avg.add_final(step)
         run_eval(averaged=avg.count)
     save_state()
     progress.close()

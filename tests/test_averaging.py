@@ -58,3 +58,13 @@ def test_train_validates_the_average_and_keeps_the_better(tiny_corpus, tmp_path)
     assert meta.get("averaged") == kept.get("averaged") and meta["valid_bleu"] == kept["valid_bleu"]
     log = [json.loads(line) for line in (tmp_path / "m" / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["averaged"] == 4
+
+
+def test_a_finished_run_resumed_to_train_longer_averages_anew(tiny_corpus, tmp_path):
+    out = tmp_path / "m"
+    sets = [*TINY_SETTINGS, "train.eval_every=1000", "train.average=2", "train.average_frac=0.5"]
+    first = train(build_config(None, [*sets, "train.max_steps=20"]), tiny_corpus, out, log=lambda s: None)
+    assert first["history"][-1]["averaged"] == 3  # steps 11 and 16, and the final weights
+    more = build_config(None, [*sets, "train.max_steps=40"])
+    second = train(more, tiny_corpus, out, log=lambda s: None, resume=out)
+    assert second["history"][-1]["averaged"] == 3  # steps 21 and 31, and the final weights: none from the first run
