@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.parallel import DistributedDataParallel
 
@@ -24,6 +23,7 @@ from mtx.batching import Batch, TrainBatches, collate, sorted_batches
 from mtx.config import Config, TrainConfig
 from mtx.corpus import Split, load_split
 from mtx.errors import MtxError, UsageError
+from mtx.loss import smoothed_cross_entropy
 from mtx.metrics import bleu
 from mtx.model import Transformer
 from mtx.schedule import lr_at
@@ -91,9 +91,7 @@ def prepare_data(cfg: Config, data_dir: Path, log: Callable[[str], None], tok: T
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
     """Summed label-smoothed cross-entropy over real target tokens."""
-    return F.cross_entropy(
-        logits.flatten(0, 1).float(), target.flatten(), ignore_index=PAD, label_smoothing=smoothing, reduction="sum"
-    )
+    return smoothed_cross_entropy(logits.flatten(0, 1), target.flatten(), smoothing, PAD)
 
 
 @torch.no_grad()
