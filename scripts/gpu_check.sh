@@ -8,7 +8,8 @@
 # About 6 minutes with MINUTES=2 and REF_SECONDS=60 (the reference also decodes REF_TEST sentences).
 # COMPILE=1 adds a `--compile` throughput line. SWEEP="model.dropout=0.4|model.enc_layers=3 train.average=0" also
 # trains each variant (space-separated --set overrides on the GPU preset) for MINUTES and scores it on val (for
-# choosing) and test (sweep.jsonl): about MINUTES + 0.7 minutes each. A dry run of the script's logic on a CPU:
+# choosing) and test (sweep.jsonl): about MINUTES + 0.7 minutes each; ONLY_SWEEP=1 runs just those (one device
+# command may run 10 minutes: the full check plus more than one variant does not fit). A dry run of the script's logic on a CPU:
 #   PATH=.venv/bin:$PATH OUT=/tmp/dry WHEELS=none DEVICE=cpu MINUTES=0.5 STEPS=3 REF=../shared/bench/ref_nn_transformer.py \
 #   REF_SECONDS=10 REF_TEST=20 bash scripts/gpu_check.sh
 set -uo pipefail
@@ -34,6 +35,7 @@ else
   lscpu | grep -m1 "Model name" | tee "$OUT/gpu.txt"
 fi
 python3 -c "import torch, datasets, sacrebleu; print('torch', torch.__version__, 'datasets', datasets.__version__)"
+if [ -z "${ONLY_SWEEP:-}" ]; then  # ONLY_SWEEP=1: just the SWEEP runs (a second device call)
 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_search.py tests/test_model.py \
   tests/test_averaging.py 2>&1 | tail -5 | tee "$OUT/pytest.txt"
 small=(--set model.enc_layers=3 --set model.dec_layers=3)
@@ -54,6 +56,7 @@ cp /tmp/gpu-model/train_log.jsonl "$OUT/" 2>/dev/null
 mtx evaluate --model /tmp/gpu-model --device "$DEVICE" --beam 5 --output "$OUT/test.hyp.en" | tee "$OUT/evaluate.txt"
 mtx evaluate --model /tmp/gpu-model --device "$DEVICE" --beam 5 --split val --output /tmp/val.hyp | tee "$OUT/evaluate_val.txt"
 mtx bench decode --model /tmp/gpu-model --device "$DEVICE" --beam 5 --settings greedy,beam | tee "$OUT/bench_decode.jsonl"
+fi
 IFS='|' read -r -a variants <<< "${SWEEP:-}"
 for v in "${variants[@]}"; do
   sets=(); for kv in $v; do sets+=(--set "$kv"); done
