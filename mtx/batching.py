@@ -116,8 +116,9 @@ class TrainBatches:
         perm = torch.randperm(len(self), generator=g)  # random tie-breaking among equal lengths
         key = self.lengths * (int(self.src_len.max()) + 1) + self.src_len
         order = perm[torch.sort(key[perm], stable=True).indices]
+        ranges = bucket_ascending(self.lengths[order].tolist(), self.batch_tokens)
         order = order.tolist()
-        batches = [order[a:b] for a, b in bucket_ascending(self.lengths[order].tolist(), self.batch_tokens)]
+        batches = [order[a:b] for a, b in ranges]
         return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
 
     def n_tgt(self, idx: list[int]) -> int:

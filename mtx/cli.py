@@ -113,7 +113,7 @@ def train(
         int | None, typer.Option(help="Batches per update on each process (gradient accumulation).")
     ] = None,
     compile_: Annotated[
-        bool, typer.Option("--compile", help="torch.compile the training step (slower start, faster steps?).")
+        bool, typer.Option("--compile", help="torch.compile the training step (slower start; did not pay on CPU).")
     ] = False,
     gpus: Annotated[
         int, typer.Option(help="Train on this many GPUs of this machine (runs itself under torchrun).")

@@ -55,7 +55,7 @@ class TrainConfig:
     accum: int = 1  # batches per update on each process (gradient accumulation)
     lr: float = 1.5e-3
     warmup_steps: int = 250
-    schedule: str = "cosine"  # cosine | inv_sqrt | linear (cosine/linear decay over max_steps or the time budget)
+    schedule: str = "cosine"  # cosine | inv_sqrt | linear (decay over the time budget or max_steps, else max_epochs)
     min_lr_ratio: float = 0.02
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.98)

@@ -363,9 +363,10 @@ def train(
                     stop_reason = "max_steps"
                     break
                 group = batches[batch_in_epoch : batch_in_epoch + per_update]
-                mine = [data.train.collate(idx) for idx in group[world.rank * tc.accum : (world.rank + 1) * tc.accum]]
-                n_tok = sum(int(b.src_mask.sum()) + b.n_tgt_tokens for b in mine)
-                n_tgt = sum(b.n_tgt_tokens for b in mine)
+                mine_idx = group[world.rank * tc.accum : (world.rank + 1) * tc.accum]
+                mine = [data.train.collate(idx) for idx in mine_idx]
+                n_tgt = sum(data.train.n_tgt(idx) for idx in mine_idx)  # from the lengths, not the padded batch
+                n_tok = n_tgt + sum(int(b.src_mask.sum()) for b in mine)
                 scale = world.size / sum(data.train.n_tgt(idx) for idx in group)  # 1 / tokens of the whole update
                 if device.type == "cuda":
                     mine = [b.pin_memory().to(device, non_blocking=True) for b in mine]
