@@ -97,10 +97,10 @@ def _lines(path: Path | None) -> Iterator[str]:
 @friendly
 def train(
     data: Annotated[
-        Path | None, typer.Option(help="Directory of {split}.{lang} files [default: $MTX_DATA or Multi30k].")
+        Path | None, typer.Option(help="Directory of {split}.{lang} files.", show_default="$MTX_DATA or Multi30k")
     ] = None,
-    src: Annotated[str | None, typer.Option(help="Source language code [default: de].")] = None,
-    tgt: Annotated[str | None, typer.Option(help="Target language code [default: en].")] = None,
+    src: Annotated[str | None, typer.Option(help="Source language code.", show_default="de")] = None,
+    tgt: Annotated[str | None, typer.Option(help="Target language code.", show_default="en")] = None,
     out: Annotated[Path, typer.Option(help="Model directory to write.")] = DEFAULT_MODEL,
     config: Annotated[Path | None, typer.Option(help="TOML or JSON config file.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. model.d_model=256.")] = None,
@@ -170,13 +170,13 @@ def train(
 def translate(
     text: Annotated[list[str] | None, typer.Argument(help="Sentences to translate (else --input or stdin).")] = None,
     model: Annotated[Path, typer.Option(help="Model directory.")] = DEFAULT_MODEL,
-    beam: Annotated[int | None, typer.Option(help="Beam size (1 = greedy) [default: the model's, 5].")] = None,
+    beam: Annotated[int | None, typer.Option(help="Beam size (1 = greedy).", show_default="the model's, 5")] = None,
     input: Annotated[Path | None, typer.Option("--input", "-i", help="File with one sentence a line.")] = None,
     nbest: Annotated[int, typer.Option(help="Print this many candidates, tab-separated with scores.")] = 1,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
     batch_tokens: Annotated[int | None, typer.Option(help="Tokens per decoding batch.")] = None,
     alpha: Annotated[
-        float | None, typer.Option(help="Length penalty exponent (GNMT; 0 = none) [default: the model's].")
+        float | None, typer.Option(help="Length penalty exponent (GNMT; 0 = none).", show_default="the model's")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
@@ -201,13 +201,13 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Split to decode.")] = "test_2016_flickr",
     src_file: Annotated[Path | None, typer.Option(help="Source file (instead of --data/--split).")] = None,
     ref_file: Annotated[Path | None, typer.Option(help="Reference file (with --src-file).")] = None,
-    beam: Annotated[int | None, typer.Option(help="Beam size [default: the model's, 5].")] = None,
+    beam: Annotated[int | None, typer.Option(help="Beam size.", show_default="the model's, 5")] = None,
     output: Annotated[
-        Path | None, typer.Option(help="Where to write hypotheses [default: MODEL/SPLIT.hyp.TGT].")
+        Path | None, typer.Option(help="Where to write hypotheses.", show_default="MODEL/SPLIT.hyp.TGT")
     ] = None,
     batch_tokens: Annotated[int | None, typer.Option(help="Tokens per decoding batch.")] = None,
     alpha: Annotated[
-        float | None, typer.Option(help="Length penalty exponent (GNMT; 0 = none) [default: the model's].")
+        float | None, typer.Option(help="Length penalty exponent (GNMT; 0 = none).", show_default="the model's")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
@@ -288,14 +288,14 @@ def bench_train(
     data: Annotated[Path | None, typer.Option(help="Directory of {split}.{lang} files.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     batch_tokens: Annotated[
-        int | None, typer.Option(help="Training batch size in tokens [default: the preset's].")
+        int | None, typer.Option(help="Training batch size in tokens.", show_default="the preset's")
     ] = None,
     steps: Annotated[int, typer.Option(help="Timed steps.")] = 50,
     warmup: Annotated[int, typer.Option(help="Untimed steps first.")] = 10,
     config: Annotated[Path | None, typer.Option(help="TOML or JSON config file.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. model.d_model=512.")] = None,
     peak_tflops: Annotated[
-        float | None, typer.Option(help="Peak for MFU [default: 989, bf16 dense H100/H200 SXM, on CUDA].")
+        float | None, typer.Option(help="Peak for MFU.", show_default="989, bf16 dense H100/H200 SXM, on CUDA")
     ] = None,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the training step.")] = False,
 ) -> None:
