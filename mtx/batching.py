@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mtx.tokenizer import BOS, EOS, PAD
+from mtx.tokenizer import BOS, EOS, PAD, UNK
 
 
 @dataclass
@@ -39,6 +39,16 @@ class Batch:
             return None if t is None else t.pin_memory()
 
         return Batch(pin(self.src), pin(self.src_mask), pin(self.tgt_in), pin(self.tgt_out), self.index)
+
+
+def drop_tokens(ids: torch.Tensor, p: float) -> torch.Tensor:
+    """Token dropout, a regulariser for small corpora: each ordinary piece becomes UNK with probability `p`;
+    PAD, BOS and EOS stay, so masks and lengths do not change. Drawn on the ids' device (no host sync);
+    `p` = 0 returns `ids` itself and draws nothing."""
+    if p <= 0:
+        return ids
+    hit = (torch.rand(ids.shape, device=ids.device) < p) & (ids > EOS)
+    return ids.masked_fill(hit, UNK)
 
 
 def pad(seqs: list[list[int]], length: int | None = None) -> torch.Tensor:

@@ -60,6 +60,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.98)
     label_smoothing: float = 0.1
+    # Token dropout: the probability that a training source / decoder-input piece is replaced by UNK (0: off)
+    src_token_dropout: float = 0.0
+    tgt_token_dropout: float = 0.0
     clip_norm: float = 1.0
     max_steps: int = 0  # 0: no step limit (the time budget or max_epochs stops training)
     max_epochs: int = 100

@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from mtx import averaging, checkpoint, distributed, train_state
 from mtx.averaging import WeightAverage
-from mtx.batching import Batch, TrainBatches, collate, sorted_batches
+from mtx.batching import Batch, TrainBatches, collate, drop_tokens, sorted_batches
 from mtx.config import Config, TrainConfig
 from mtx.corpus import Split, load_split
 from mtx.errors import MtxError, UsageError
@@ -180,7 +180,8 @@ def train_step(
         sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
         with sync:
             with autocast(device, tc.amp), attention_kernel(device):
-                logits = model(batch.src, batch.src_mask, batch.tgt_in)
+                src = drop_tokens(batch.src, tc.src_token_dropout)
+                logits = model(src, batch.src_mask, drop_tokens(batch.tgt_in, tc.tgt_token_dropout))
             loss = loss_fn(logits, batch.tgt_out, tc.label_smoothing)
             (loss * scale).backward()
         total = total + loss.detach()
@@ -239,6 +240,8 @@ def train(
         raise UsageError("train: time_budget_min >= 0, batch_tokens > 0, lr > 0 and eval_every > 0 are required")
     if tc.accum < 1:
         raise UsageError("train.accum must be >= 1")
+    if not (0 <= tc.src_token_dropout < 1 and 0 <= tc.tgt_token_dropout < 1):
+        raise UsageError("train.src_token_dropout and train.tgt_token_dropout must be in [0, 1)")
     averaging.check(tc.average, tc.average_frac)  # before the data is read
     world, device = distributed.setup(resolve_device(tc.device))
     if not world.main:

@@ -33,6 +33,7 @@ row "zero time budget" mtx train --time-budget 0
 row "nothing to resume" mtx train --resume "$T/none"
 row "more GPUs than the machine has" mtx train --gpus 2
 row "averaging fraction out of range" mtx train --set train.average=4 --set train.average_frac=2
+row "token dropout out of range" mtx train --set train.src_token_dropout=1.5
 row "missing model directory" mtx translate --model "$T/none" Hallo
 row "truncated weights" mtx translate --model "$T/trunc" Hallo
 row "a pickle where the weights belong" mtx translate --model "$T/pickle" Hallo
