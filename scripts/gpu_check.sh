@@ -9,7 +9,9 @@
 # COMPILE=1 adds a `--compile` throughput line. SWEEP="model.dropout=0.4|model.enc_layers=3 train.average=0" also
 # trains each variant (space-separated --set overrides on the GPU preset) for MINUTES and scores it on val (for
 # choosing) and test (sweep.jsonl): about MINUTES + 0.7 minutes each; ONLY_SWEEP=1 runs just those (one device
-# command may run 10 minutes: the full check plus more than one variant does not fit). A dry run of the script's logic on a CPU:
+# command may run 10 minutes: the full check plus more than one variant does not fit). SWEEP_PARALLEL=1 trains the
+# variants at the same time; SWEEP_STEPS=N trains each for N steps instead of MINUTES (so that contention changes
+# the time taken, not the training); SWEEP_TIMEOUT=S stops a variant (it is still scored). A dry run on a CPU:
 #   PATH=.venv/bin:$PATH OUT=/tmp/dry WHEELS=none DEVICE=cpu MINUTES=0.5 STEPS=3 REF=../shared/bench/ref_nn_transformer.py \
 #   REF_SECONDS=10 REF_TEST=20 bash scripts/gpu_check.sh
 set -uo pipefail
@@ -58,14 +60,39 @@ mtx evaluate --model /tmp/gpu-model --device "$DEVICE" --beam 5 --split val --ou
 mtx bench decode --model /tmp/gpu-model --device "$DEVICE" --beam 5 --settings greedy,beam | tee "$OUT/bench_decode.jsonl"
 fi
 IFS='|' read -r -a variants <<< "${SWEEP:-}"
-for v in "${variants[@]}"; do
-  sets=(); for kv in $v; do sets+=(--set "$kv"); done
-  rm -rf /tmp/sweep-model
-  mtx train --device "$DEVICE" --time-budget "$MINUTES" --out /tmp/sweep-model "${sets[@]}" > /tmp/sweep.json 2> /tmp/sweep.log
-  val=$(mtx evaluate --model /tmp/sweep-model --device "$DEVICE" --split val --output /tmp/sweep.val | grep -m1 -o 'BLEU = [0-9.]*')
-  test=$(mtx evaluate --model /tmp/sweep-model --device "$DEVICE" --output /tmp/sweep.test | grep -m1 -o 'BLEU = [0-9.]*')
-  python3 -c 'import json,sys; r=json.load(open("/tmp/sweep.json")); r.pop("out",None); print(json.dumps({"sets":sys.argv[1],"val":sys.argv[2],"test":sys.argv[3],**r}))' \
-    "$v" "$val" "$test" | tee -a "$OUT/sweep.jsonl"
+train_variant() {  # $1: index, $2: space-separated overrides; writes /tmp/sweep-$1{,.json,.log}
+  local sets=() dir=/tmp/sweep-$1
+  for kv in $2; do sets+=(--set "$kv"); done
+  if [ -n "${SWEEP_STEPS:-}" ]; then  # a fixed number of steps: the same training whatever the GPU's contention
+    sets+=(--set "train.max_steps=$SWEEP_STEPS" --set train.time_budget_min=0)
+  else
+    sets+=(--time-budget "$MINUTES")
+  fi
+  rm -rf "$dir"
+  # SIGTERM at SWEEP_TIMEOUT: mtx saves, validates and keeps its best checkpoint, so the variant is still scored
+  timeout -s TERM "${SWEEP_TIMEOUT:-1200}" python3 -m mtx train --device "$DEVICE" --out "$dir" "${sets[@]}" \
+    > "$dir.json" 2> "$dir.log"
+}
+for i in "${!variants[@]}"; do  # SWEEP_PARALLEL=1: all variants at once (small batches leave the GPU mostly idle)
+  if [ -n "${SWEEP_PARALLEL:-}" ]; then train_variant "$i" "${variants[$i]}" & else train_variant "$i" "${variants[$i]}"; fi
+done
+wait
+for i in "${!variants[@]}"; do
+  dir=/tmp/sweep-$i
+  val=$(mtx evaluate --model "$dir" --device "$DEVICE" --split val --output "$dir.val" | grep -m1 -o 'BLEU = [0-9.]*')
+  test=$(mtx evaluate --model "$dir" --device "$DEVICE" --output "$dir.test" | grep -m1 -o 'BLEU = [0-9.]*')
+  python3 - "$dir" "${variants[$i]}" "${SWEEP_PARALLEL:+${#variants[@]}}" "$val" "$test" <<'PY' | tee -a "$OUT/sweep.jsonl"
+import json, pathlib, sys
+d, sets, parallel, val, test = sys.argv[1:]
+try:
+    r = json.loads(pathlib.Path(d + ".json").read_text())
+except (OSError, ValueError):  # the training failed: its log's last line says why
+    r = {"error": (pathlib.Path(d + ".log").read_text().strip().splitlines() or ["no log"])[-1]}
+for k in ("out", "history"):
+    r.pop(k, None)
+print(json.dumps({"sets": sets, "parallel": int(parallel or 1), "val": val, "test": test, **r}))
+PY
+  cp "$dir/train_log.jsonl" "$OUT/sweep-$i.train_log.jsonl" 2>/dev/null
 done
 python3 - "$OUT" "$(( $(date +%s) - t0 ))" <<'PY' | tee "$OUT/summary.json"
 import json, pathlib, sys
