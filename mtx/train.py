@@ -96,7 +96,7 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> tor
 
 @torch.no_grad()
 def validate(model: Transformer, data: Data, cfg: Config, device, amp) -> dict[str, float]:
-    """Validation loss (no label smoothing) on all of `valid`, greedy BLEU on its first eval_bleu_sents."""
+    """Validation loss (no label smoothing) on all of `valid`, greedy BLEU on its first eval_bleu_sents (-1: all)."""
     model.eval()
     lengths = [max(len(a), len(b)) + 1 for a, b in zip(data.valid_src, data.valid_tgt, strict=True)]
     total, n = torch.zeros((), device=device), 0
@@ -107,7 +107,7 @@ def validate(model: Transformer, data: Data, cfg: Config, device, amp) -> dict[s
         total += loss_fn(logits, b.tgt_out, 0.0)
         n += b.n_tgt_tokens
     out = {"valid_loss": float(total) / n}
-    k = min(cfg.train.eval_bleu_sents, len(data.valid_src))
+    k = len(data.valid_src) if cfg.train.eval_bleu_sents < 0 else min(cfg.train.eval_bleu_sents, len(data.valid_src))
     if k:
         hyps = [""] * k
         budget = 50_000 if device.type == "cuda" else 4000
