@@ -56,3 +56,30 @@ def test_cuda_bf16_decoding_matches_cpu(tiny_model, tiny_corpus):
     cpu = CliRunner().invoke(app, [*args, "--device", "cpu"])
     gpu = CliRunner().invoke(app, [*args, "--device", "cuda"])
     assert gpu.exit_code == 0 and gpu.stdout == cpu.stdout
+
+
+@cuda
+def test_cuda_train_step_does_not_synchronise():
+    """The step loop's claim: moving a pinned batch, token dropout, forward, loss, backward, clipping and the
+    fused AdamW update (with its non-finite skip) never wait for the GPU; only log steps read values back."""
+    from mtx.batching import collate
+    from mtx.config import TrainConfig
+    from mtx.train import make_optimizer, train_step
+
+    device = torch.device("cuda")
+    model = random_model(seed=0).to(device).train()
+    tc = TrainConfig(src_token_dropout=0.1, tgt_token_dropout=0.1)
+    opt = make_optimizer(model, tc)
+    batch = collate([[5 + (i + j) % 40 for j in range(3 + i % 9)] for i in range(16)], [[6, 7, 8, 9]] * 16)
+    scale = 1.0 / batch.n_tgt_tokens
+    for _ in range(2):  # first steps allocate optimizer state
+        train_step(model, opt, [batch.pin_memory().to(device, non_blocking=True)], scale, tc, device)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            b = batch.pin_memory().to(device, non_blocking=True)
+            loss, bad = train_step(model, opt, [b], scale, tc, device)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(loss).item() and not bad.item()
