@@ -3,8 +3,8 @@
 On CPU the loss and its gradient are computed together, a block of 128 rows at a time, in fp32 from the logits'
 dtype: log-softmax (one kernel, a row at a time in cache), then softmax - (1 - eps) * onehot - eps / V, stored in
 the logits' dtype for the backward pass. `F.cross_entropy` on upcast logits makes some ten passes over fp32
-copies of the (tokens x vocabulary) logits (for 2,496 x 8,000 bf16 logits on the 2-core CPU, forward and
-backward: ~145 ms; an op-per-pass version of these blocks ~65; this one ~44, medians of alternating runs).
+copies of the (tokens x vocabulary) logits (2,496 x 8,000 bf16 logits on the 2-core CPU, forward and backward:
+~160 ms; an op-per-pass version of these blocks, median ~70 ms; this one ~55, faster in 9 of 10 alternating runs).
 Elsewhere `F.cross_entropy` (one kernel a pass on a GPU; the blocks would add launches).
 """
 
