@@ -91,7 +91,8 @@ def train_throughput(cfg, data_dir: Path, device: torch.device, steps: int, warm
     """Time `steps` training steps (after `warmup`) on real batches; return throughput, step-time percentiles,
     padding, peak memory and model FLOPs utilisation against `peak_tflops`."""
     from mtx.model import Transformer
-    from mtx.train import compiled, make_optimizer, prepare_data, train_step
+    from mtx.step import compiled, make_optimizer, train_step
+    from mtx.train import prepare_data
 
     data = prepare_data(cfg, data_dir, lambda s: None)
     torch.manual_seed(cfg.train.seed)

@@ -57,7 +57,7 @@ def _load(
     model_dir: Path, device: str, beam: int | None, batch_tokens: int | None, nbest: int = 1, alpha: float | None = None
 ):
     from mtx import checkpoint
-    from mtx.train import resolve_device
+    from mtx.step import resolve_device
     from mtx.translator import Translator
 
     _positive("--beam", beam)
@@ -134,7 +134,7 @@ def train(
         raise typer.Exit(subprocess.run(distributed.launch_command(gpus, sys.argv[1:])).returncode)
     from mtx.config import Config, build_config, preset
     from mtx.corpus import default_data_dir
-    from mtx.train import resolve_device
+    from mtx.step import resolve_device
     from mtx.train import train as run_train
     from mtx.train_state import find_state, load_state
 
@@ -267,7 +267,7 @@ def bench_decode(
     """Decode a test set greedily, with beam search and the KV cache, and without it; one JSON line each."""
     from mtx import bench
     from mtx.corpus import default_data_dir
-    from mtx.train import resolve_device
+    from mtx.step import resolve_device
 
     _positive("--beam", beam)
     names = [s.strip() for s in settings.split(",") if s.strip()]
@@ -303,7 +303,7 @@ def bench_train(
     from mtx import bench
     from mtx.config import build_config, preset
     from mtx.corpus import default_data_dir
-    from mtx.train import resolve_device
+    from mtx.step import resolve_device
 
     _positive("--steps", steps)
     _positive("--warmup", warmup, zero_ok=True)

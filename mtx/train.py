@@ -1,4 +1,5 @@
-"""Training: data preparation, the step loop, validation, best-checkpoint keeping, time budget."""
+"""Training: data preparation, the step loop, validation, best-checkpoint keeping, time budget (the step itself is
+in `mtx/step.py`)."""
 
 from __future__ import annotations
 
@@ -14,49 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.parallel import DistributedDataParallel
 
 from mtx import averaging, checkpoint, distributed, train_state
 from mtx.averaging import WeightAverage
-from mtx.batching import Batch, TrainBatches, collate, drop_tokens, sorted_batches
-from mtx.config import Config, TrainConfig
+from mtx.batching import TrainBatches, collate, sorted_batches
+from mtx.config import Config
 from mtx.corpus import Split, load_split
 from mtx.errors import MtxError, UsageError
-from mtx.loss import smoothed_cross_entropy
 from mtx.metrics import bleu
 from mtx.model import Transformer
 from mtx.schedule import lr_at
 from mtx.search import greedy_search
-from mtx.tokenizer import PAD, Tokenizer
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise UsageError(f"--device {name!r}: expected auto, cpu or cuda")
-    return torch.device(name)
-
-
-def attention_kernel(device: torch.device):
-    """On CPU, SDPA's math backend: its backward is ~8x faster there than the fused CPU kernel's for short
-    sentences (measured on a 2-core EPYC, bf16). On CUDA, let SDPA pick its flash/efficient kernels."""
-    if device.type == "cpu":
-        return sdpa_kernel(SDPBackend.MATH)
-    return contextlib.nullcontext()
-
-
-def autocast(device: torch.device, amp: str):
-    """bf16 autocast on CUDA by default; fp32 on CPU unless amp=bf16."""
-    use_bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda")
-    if amp not in ("auto", "bf16", "fp32"):
-        raise UsageError(f"train.amp={amp!r}: expected auto, bf16 or fp32")
-    if use_bf16:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+from mtx.step import autocast, compiled, loss_fn, make_optimizer, resolve_device, train_step
+from mtx.tokenizer import Tokenizer
 
 
 @dataclass
@@ -87,11 +59,6 @@ def prepare_data(cfg: Config, data_dir: Path, log: Callable[[str], None], tok: T
     vs = [x[:limit] for x in tok.encode(valid.src)]
     vt = [x[:limit] for x in tok.encode(valid.tgt)]
     return Data(tok, TrainBatches(src, tgt, cfg.train.batch_tokens, cfg.train.seed), valid, vs, vt)
-
-
-def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Summed label-smoothed cross-entropy over real target tokens."""
-    return smoothed_cross_entropy(logits.flatten(0, 1), target.flatten(), smoothing, PAD)
 
 
 @torch.no_grad()
@@ -140,56 +107,6 @@ class Progress:
     def close(self) -> None:
         if self.tty:
             print(file=sys.stderr)
-
-
-def compiled(model: torch.nn.Module, backend: str = "inductor") -> torch.nn.Module:
-    """`torch.compile` with dynamic shapes, so that batches of other sizes reuse the graph instead of
-    recompiling; only the training forward/backward goes through it (validation and search run eagerly)."""
-    return torch.compile(model, dynamic=True, backend=backend)
-
-
-def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
-    # Fused AdamW (CPU and CUDA) skips its update when `opt.found_inf` is set: non-finite steps cost no sync.
-    return torch.optim.AdamW(
-        model.parameters(), lr=tc.lr, betas=tc.betas, eps=1e-9, weight_decay=tc.weight_decay, fused=True
-    )
-
-
-def clip_grad_norm(params, max_norm: float) -> torch.Tensor:
-    """Scale gradients so that their global L2 norm is at most `max_norm` (0: no clipping); return the norm before.
-    What `torch.nn.utils.clip_grad_norm_` computes, in a few multi-tensor kernels and no per-parameter calls (on a
-    GPU the host's time per step is what bounds small batches)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    if max_norm > 0:
-        torch._foreach_mul_(grads, torch.clamp(max_norm / (norm + 1e-6), max=1.0))
-    return norm
-
-
-def train_step(
-    model, opt, batches: list[Batch], scale: float, tc: TrainConfig, device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One update from micro-batches already on `device` (gradients accumulated; under DDP synchronised once, at
-    the last). The summed loss is multiplied by `scale` (1 / the update's target tokens, times the world size
-    under DDP, which averages gradients). Returns (summed loss, non-finite flag), both on the device; a
-    non-finite loss or gradient norm leaves parameters and optimizer moments untouched."""
-    opt.zero_grad(set_to_none=True)
-    total = torch.zeros((), device=device)
-    for i, batch in enumerate(batches):
-        last = i == len(batches) - 1
-        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
-        with sync:
-            with autocast(device, tc.amp), attention_kernel(device):
-                src = drop_tokens(batch.src, tc.src_token_dropout)
-                logits = model(src, batch.src_mask, drop_tokens(batch.tgt_in, tc.tgt_token_dropout))
-            loss = loss_fn(logits, batch.tgt_out, tc.label_smoothing)
-            (loss * scale).backward()
-        total = total + loss.detach()
-    norm = clip_grad_norm(model.parameters(), tc.clip_norm)
-    bad = ~(torch.isfinite(total) & torch.isfinite(norm))  # no host sync
-    opt.found_inf = bad.float()
-    opt.step()
-    return total, bad
 
 
 def _quiet(_: str) -> None:

@@ -10,7 +10,7 @@ from torch._dynamo.utils import counters
 
 from mtx.batching import Batch
 from mtx.config import TrainConfig
-from mtx.train import compiled, make_optimizer, train_step
+from mtx.step import compiled, make_optimizer, train_step
 
 
 def _batches():

@@ -25,7 +25,7 @@ def test_cuda_cached_equals_uncached_and_cpu():
 
 @cuda
 def test_cuda_bf16_training_reduces_loss():
-    from mtx.train import loss_fn
+    from mtx.step import loss_fn
 
     model = random_model(seed=0).cuda().train()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, fused=True)
@@ -64,7 +64,7 @@ def test_cuda_train_step_does_not_synchronise():
     fused AdamW update (with its non-finite skip) never wait for the GPU; only log steps read values back."""
     from mtx.batching import collate
     from mtx.config import TrainConfig
-    from mtx.train import make_optimizer, train_step
+    from mtx.step import make_optimizer, train_step
 
     device = torch.device("cuda")
     model = random_model(seed=0).to(device).train()

@@ -6,8 +6,8 @@ import torch
 from mtx.batching import collate, drop_tokens
 from mtx.config import TrainConfig
 from mtx.errors import UsageError
+from mtx.step import make_optimizer, train_step
 from mtx.tokenizer import BOS, EOS, PAD, UNK
-from mtx.train import make_optimizer, train_step
 from tests.conftest import random_model
 
 

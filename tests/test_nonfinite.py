@@ -7,6 +7,7 @@ import torch
 from conftest import TINY_SETTINGS
 from safetensors.torch import load_file
 
+import mtx.step as step_mod
 import mtx.train as train_mod
 from mtx import checkpoint
 from mtx.config import build_config
@@ -15,8 +16,8 @@ from mtx.train_state import find_state
 
 
 def _poison(monkeypatch, bad_steps):
-    """Make the loss NaN at the given (1-based) steps."""
-    real, calls = train_mod.loss_fn, {"n": 0}
+    """Make the training loss NaN at the given (1-based) steps."""
+    real, calls = step_mod.loss_fn, {"n": 0}
 
     def loss_fn(logits, target, smoothing):
         loss = real(logits, target, smoothing)
@@ -26,7 +27,7 @@ def _poison(monkeypatch, bad_steps):
                 return loss * float("nan")
         return loss
 
-    monkeypatch.setattr(train_mod, "loss_fn", loss_fn)
+    monkeypatch.setattr(step_mod, "loss_fn", loss_fn)
 
 
 def _cfg(steps, **extra):
@@ -68,7 +69,7 @@ def test_clip_grad_norm_matches_torch():
         src, tgt = torch.randint(4, 50, (2, 5)), torch.randint(4, 50, (2, 4))
         for m in (a, b):
             m(src, torch.ones(2, 5, dtype=torch.bool), tgt).sum().backward()
-        got = train_mod.clip_grad_norm(list(a.parameters()), max_norm)
+        got = step_mod.clip_grad_norm(list(a.parameters()), max_norm)
         want = torch.nn.utils.clip_grad_norm_(b.parameters(), max_norm or math.inf)
         torch.testing.assert_close(got, want)
         for p, q in zip(a.parameters(), b.parameters(), strict=True):
