@@ -200,6 +200,9 @@ def preset(device_type: str) -> Config:
         cfg.train.average = 6
         cfg.train.average_frac = 0.5
     else:
+        # Peak lr chosen on val (15-minute runs): 1.5e-3 / 2e-3 / 3e-3 ended at validation loss 1.78 / 1.69 / 1.71
+        # and beam-5 val BLEU 39.0-39.3 / 39.55 / 38.92.
+        cfg.train.lr = 2e-3
         cfg.train.time_budget_min = 15.0
         cfg.train.amp = "bf16" if _cpu_has_bf16() else "fp32"  # ~1.3x faster steps on AVX512-BF16/AMX
     return cfg
