@@ -2,13 +2,13 @@
 
 import pytest
 import torch
+from conftest import random_model
 
 from mtx.batching import collate, drop_tokens
 from mtx.config import TrainConfig
 from mtx.errors import UsageError
 from mtx.step import make_optimizer, train_step
 from mtx.tokenizer import BOS, EOS, PAD, UNK
-from tests.conftest import random_model
 
 
 def test_drop_tokens_keeps_specials_and_hits_the_rate():
