@@ -22,7 +22,6 @@ class Batch:
     src_mask: torch.Tensor  # (B, S) bool, True = token
     tgt_in: torch.Tensor | None = None  # (B, T) long: BOS y1 .. yn
     tgt_out: torch.Tensor | None = None  # (B, T) long: y1 .. yn EOS (PAD beyond)
-    index: list[int] | None = None  # positions of these sentences in the input
 
     @property
     def n_tgt_tokens(self) -> int:
@@ -32,13 +31,13 @@ class Batch:
         def mv(t):
             return None if t is None else t.to(device, non_blocking=non_blocking)
 
-        return Batch(mv(self.src), mv(self.src_mask), mv(self.tgt_in), mv(self.tgt_out), self.index)
+        return Batch(mv(self.src), mv(self.src_mask), mv(self.tgt_in), mv(self.tgt_out))
 
     def pin_memory(self) -> Batch:
         def pin(t):
             return None if t is None else t.pin_memory()
 
-        return Batch(pin(self.src), pin(self.src_mask), pin(self.tgt_in), pin(self.tgt_out), self.index)
+        return Batch(pin(self.src), pin(self.src_mask), pin(self.tgt_in), pin(self.tgt_out))
 
 
 def drop_tokens(ids: torch.Tensor, p: float) -> torch.Tensor:
@@ -56,22 +55,22 @@ def pad(seqs: list[list[int]], length: int | None = None) -> torch.Tensor:
     return torch.tensor([s + [PAD] * (length - len(s)) for s in seqs], dtype=torch.long)
 
 
-def collate(src: list[list[int]], tgt: list[list[int]] | None = None, index: list[int] | None = None) -> Batch:
+def collate(src: list[list[int]], tgt: list[list[int]] | None = None) -> Batch:
     """Build a padded batch; `src` and `tgt` are id lists without special tokens."""
     s = pad([x + [EOS] for x in src])
-    batch = Batch(src=s, src_mask=s != PAD, index=index)
+    batch = Batch(src=s, src_mask=s != PAD)
     if tgt is not None:
         batch.tgt_in = pad([[BOS] + y for y in tgt])
         batch.tgt_out = pad([y + [EOS] for y in tgt])
     return batch
 
 
-def bucket(lengths: list[int], batch_tokens: int, max_sents: int = 0) -> list[list[int]]:
-    """Group indices, in the given order, so that n_sents * max_len <= batch_tokens."""
+def bucket(lengths: list[int], batch_tokens: int) -> list[list[int]]:
+    """Group indices, in the given order, so that n_sents * max_len <= batch_tokens (a longer sentence alone)."""
     batches, cur, cur_max = [], [], 0
     for i in range(len(lengths)):
         new_max = max(cur_max, lengths[i])
-        if cur and (new_max * (len(cur) + 1) > batch_tokens or (max_sents and len(cur) >= max_sents)):
+        if cur and new_max * (len(cur) + 1) > batch_tokens:
             batches.append(cur)
             cur, new_max = [], lengths[i]
         cur.append(i)
@@ -94,10 +93,11 @@ def bucket_ascending(lengths: list[int], batch_tokens: int) -> list[tuple[int, i
     return ranges
 
 
-def sorted_batches(lengths: list[int], batch_tokens: int, max_sents: int = 0) -> list[list[int]]:
-    """Batches of original indices over the inputs sorted by length (longest first)."""
+def sorted_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
+    """Batches of original indices over the inputs sorted by length (longest first); the caller puts the
+    results back in input order."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    groups = bucket([lengths[i] for i in order], batch_tokens, max_sents)
+    groups = bucket([lengths[i] for i in order], batch_tokens)
     return [[order[j] for j in g] for g in groups]
 
 
@@ -141,7 +141,7 @@ class TrainBatches:
         src, src_mask = _gather(self.src_flat, self.src_off[i], self.src_len[i])
         tgt_in, _ = _gather(self.tgt_flat, self.tgt_off[i], self.tgt_len[i])
         tgt_out, _ = _gather(self.tgt_flat, self.tgt_off[i] + 1, self.tgt_len[i])
-        return Batch(src, src_mask, tgt_in, tgt_out, list(idx))
+        return Batch(src, src_mask, tgt_in, tgt_out)
 
 
 def _flatten(seqs: list[list[int]], prefix: list[int], suffix: list[int]):

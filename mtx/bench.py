@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import resource
 import time
 from collections.abc import Iterator
@@ -55,6 +56,7 @@ def decode(
             torch.cuda.synchronize(device)
         dt = time.perf_counter() - t0
         n_tok = sum(len(x) + 1 for x in tokenizer.encode(hyps))
+        outputs = "".join(h + "\n" for h in hyps).encode()
         yield {
             "setting": name,
             "beam": cfg.decode.beam,
@@ -64,6 +66,7 @@ def decode(
             "tgt_tokens_per_s": round(n_tok / dt, 1),
             "peak_mem_mb": round(_peak_mb(device), 1),
             "bleu": round(bleu(hyps, refs), 2),
+            "outputs_sha1": hashlib.sha1(outputs).hexdigest(),  # equal digests: the same translations
             "batch_tokens": translator.batch_tokens,
             "precision": precision,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -145,6 +148,7 @@ def train_throughput(cfg, data_dir: Path, device: torch.device, steps: int, warm
         "amp": cfg.train.amp,
         "compile": cfg.train.compile,
         "steps": steps,
+        "tokens": real,
         "tokens_per_s": round(real / wall, 1),  # real source + target tokens
         "steps_per_s": round(steps / wall, 2),
         "step_ms_p50": pct(0.5),

@@ -7,30 +7,21 @@ name, flushed to disk, then renamed, so a crash leaves the previous complete fil
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from mtx.config import Config
 from mtx.errors import MtxError, UsageError
+from mtx.files import atomic_write, atomic_write_tensors
 from mtx.model import Transformer
 from mtx.tokenizer import Tokenizer
 
 FORMAT_VERSION = 1
 CONFIG, WEIGHTS, TOKENIZER = "config.json", "model.safetensors", "tokenizer.model"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -47,11 +38,7 @@ def state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def save(out_dir: Path, model: Transformer, tokenizer: Tokenizer, cfg: Config, meta: dict[str, Any] | None = None):
     """Write a complete model directory (weights first, config last)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".{WEIGHTS}.tmp{os.getpid()}"
-    save_file(state_tensors(model), str(tmp), metadata={"format_version": str(FORMAT_VERSION)})
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, out_dir / WEIGHTS)
+    atomic_write_tensors(out_dir / WEIGHTS, state_tensors(model), {"format_version": str(FORMAT_VERSION)})
     atomic_write(out_dir / TOKENIZER, tokenizer.proto)
     doc = {"format_version": FORMAT_VERSION, "config": cfg.to_dict(), "meta": meta or {}}
     atomic_write(out_dir / CONFIG, json.dumps(doc, indent=2).encode())
@@ -82,15 +69,20 @@ def load(model_dir: Path, device: str | torch.device = "cpu") -> tuple[Transform
     except (SafetensorError, OSError, ValueError) as e:
         raise MtxError(f"{model_dir / WEIGHTS}: unreadable or truncated weights ({e})") from None
     model = Transformer(cfg.model)
+    load_weights(model, tensors, str(model_dir / WEIGHTS))
+    return model.to(device).eval(), tokenizer, cfg, doc.get("meta", {})
+
+
+def load_weights(model: Transformer, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Load saved weights into `model`; any missing, unexpected or misshapen tensor is an error naming `source`
+    (a tied source embedding is stored once, as the target embedding)."""
     try:
         missing, unexpected = model.load_state_dict(tensors, strict=False)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1].strip()
-        raise MtxError(f"{model_dir / WEIGHTS}: weights do not match the config ({first})") from None
-    missing = [k for k in missing if not (cfg.model.tie_embeddings and k == "src_embed.weight")]
+        raise MtxError(f"{source}: weights do not match the config ({first})") from None
+    missing = [k for k in missing if not (model.config.tie_embeddings and k == "src_embed.weight")]
     if missing or unexpected:
         raise MtxError(
-            f"{model_dir / WEIGHTS}: weights do not match the config (missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]})"
+            f"{source}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
-    return model.to(device).eval(), tokenizer, cfg, doc.get("meta", {})

@@ -56,26 +56,21 @@ def _positive(name: str, value: int | float | None, zero_ok: bool = False) -> No
 def _load(
     model_dir: Path, device: str, beam: int | None, batch_tokens: int | None, nbest: int = 1, alpha: float | None = None
 ):
+    """The translator of a model directory, with the decoding options given on the command line."""
     from mtx import checkpoint
     from mtx.step import resolve_device
     from mtx.translator import Translator
 
-    _positive("--beam", beam)
-    _positive("--batch-tokens", batch_tokens)
-    _positive("--nbest", nbest)
     dev = resolve_device(device)
     model, tokenizer, cfg, meta = checkpoint.load(model_dir, dev)
-    if beam is not None:
-        cfg.decode.beam = beam
-    if batch_tokens is not None:
-        cfg.decode.batch_tokens = batch_tokens
-    if alpha is not None:
-        if not 0.0 <= alpha <= 10.0:
-            raise UsageError(f"--alpha {alpha}: expected a length penalty between 0 and 10")
-        cfg.decode.alpha = alpha
-    cfg.decode.nbest = nbest
-    cfg.decode.beam = max(cfg.decode.beam, nbest)
-    return Translator(model, tokenizer, cfg.decode, dev), cfg
+    d = cfg.decode
+    for key, value in (("beam", beam), ("alpha", alpha), ("batch_tokens", batch_tokens), ("nbest", nbest)):
+        if value is not None:
+            setattr(d, key, value)
+    if d.beam > 0:  # a bad --beam is reported as such, not raised to --nbest
+        d.beam = max(d.beam, d.nbest)
+    cfg.validate("")
+    return Translator(model, tokenizer, d, dev), cfg
 
 
 def _lines(path: Path | None) -> Iterator[str]:
@@ -105,10 +100,14 @@ def train(
     config: Annotated[Path | None, typer.Option(help="TOML or JSON config file.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. model.d_model=256.")] = None,
     time_budget: Annotated[
-        float | None, typer.Option(help="Minutes of training (from the first step, validation included).")
+        float | None,
+        typer.Option(help="Minutes of training (from the first step, validation included; 0: no limit)."),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    resume: Annotated[Path | None, typer.Option(help="Continue the training saved in this model directory.")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue the training saved in this model directory (or from one of its state-N folders)."),
+    ] = None,
     accum: Annotated[
         int | None, typer.Option(help="Batches per update on each process (gradient accumulation).")
     ] = None,
@@ -132,35 +131,28 @@ def train(
         if found < gpus:
             raise UsageError(f"--gpus {gpus}: this machine has {found} CUDA device(s); on CPUs use torchrun directly")
         raise typer.Exit(subprocess.run(distributed.launch_command(gpus, sys.argv[1:])).returncode)
-    from mtx.config import Config, build_config, preset
-    from mtx.corpus import default_data_dir
+    from mtx.config import Config, build_config, check_resume, preset
+    from mtx.corpus import ensure_data_dir
     from mtx.step import resolve_device
     from mtx.train import train as run_train
-    from mtx.train_state import find_state, load_state
+    from mtx.train_state import find_state, load_state, model_dir_of
 
     dev = resolve_device(device)
-    base = preset(dev.type)
-    if resume is not None:
+    flags = {"train.device": dev.type, "data.src": src, "data.tgt": tgt, "train.accum": accum}
+    flags |= {"train.compile": True if compile_ else None, "train.time_budget_min": time_budget}
+    overrides = [*(set_ or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
+    if resume is None:
+        cfg = build_config(config, overrides, base=preset(dev.type))
+    else:
         info, _, _ = load_state(find_state(resume))
-        base = Config.from_dict(info["config"], str(resume))
-        out = resume if out == DEFAULT_MODEL else out
-    cfg = build_config(config, set_, base=base)
-    cfg.train.device = dev.type
-    if src:
-        cfg.data.src = src
-    if tgt:
-        cfg.data.tgt = tgt
-    if accum is not None:
-        _positive("--accum", accum)
-        cfg.train.accum = accum
-    if compile_:
-        cfg.train.compile = True
-    if time_budget is not None:
-        _positive("--time-budget", time_budget)
-        cfg.train.time_budget_min = time_budget
-    data_dir = data or default_data_dir()
-    typer.echo(f"training {cfg.data.src}->{cfg.data.tgt} on {data_dir} -> {out}", err=True)
-    summary = run_train(cfg, data_dir, out, log=lambda s: typer.echo(s, err=True), resume=resume)
+        saved = Config.from_dict(info["config"], str(resume))
+        cfg = build_config(config, overrides, base=Config.from_dict(info["config"], str(resume)))  # a copy
+        check_resume(saved, cfg, "--resume")
+        out = model_dir_of(resume) if out == DEFAULT_MODEL else out
+    log = functools.partial(typer.echo, err=True)
+    data_dir = ensure_data_dir(data, cfg.data.src, cfg.data.tgt, log)
+    log(f"training {cfg.data.src}->{cfg.data.tgt} on {data_dir} -> {out}")
+    summary = run_train(cfg, data_dir, out, log=log, resume=resume)
     summary.pop("history")
     typer.echo(json.dumps(summary))
 
@@ -172,8 +164,14 @@ def translate(
     model: Annotated[Path, typer.Option(help="Model directory.")] = DEFAULT_MODEL,
     beam: Annotated[int | None, typer.Option(help="Beam size (1 = greedy).", show_default="the model's, 5")] = None,
     input: Annotated[Path | None, typer.Option("--input", "-i", help="File with one sentence a line.")] = None,
-    nbest: Annotated[int, typer.Option(help="Print this many candidates, tab-separated with scores.")] = 1,
-    json_: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
+    nbest: Annotated[
+        int,
+        typer.Option(
+            help="Print this many candidates, tab-separated with scores. A score, for every beam size: the "
+            "candidate's summed token log-probabilities (EOS included) / ((5 + tokens) / 6) ** alpha."
+        ),
+    ] = 1,
+    json_: Annotated[bool, typer.Option("--json", help="One JSON object a line, with the scores.")] = False,
     batch_tokens: Annotated[int | None, typer.Option(help="Tokens per decoding batch.")] = None,
     alpha: Annotated[
         float | None, typer.Option(help="Length penalty exponent (GNMT; 0 = none).", show_default="the model's")
@@ -181,16 +179,22 @@ def translate(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Translate sentences: one output line per input line, in order; an empty line gives an empty line."""
+    from mtx.console import ProgressBar
+
     translator, _ = _load(model, device, beam, batch_tokens, nbest, alpha)
     lines = iter(text) if text else _lines(input)
-    for tr in translator.stream(lines):
-        if json_:
-            rec = {"translation": tr.text, "nbest": [{"text": t, "score": round(s, 4)} for t, s in tr.nbest]}
-            typer.echo(json.dumps(rec, ensure_ascii=False))
-        elif nbest > 1:
-            typer.echo("\t".join(f"{t}\t{s:.4f}" for t, s in tr.nbest))
-        else:
-            typer.echo(tr.text)
+    # A bar for a file whose translations go elsewhere than the terminal.
+    total = sum(1 for _ in _lines(input)) if input is not None and not text and not sys.stdout.isatty() else 0
+    with ProgressBar(total, "translating") as bar:
+        translator.on_progress = bar.advance
+        for tr in translator.stream(lines):
+            if json_:
+                rec = {"translation": tr.text, "nbest": [{"text": t, "score": round(s, 4)} for t, s in tr.nbest]}
+                typer.echo(json.dumps(rec, ensure_ascii=False))
+            elif nbest > 1:
+                typer.echo("\t".join(f"{t}\t{s:.4f}" for t, s in tr.nbest))
+            else:
+                typer.echo(tr.text)
 
 
 @app.command()
@@ -198,7 +202,9 @@ def translate(
 def evaluate(
     model: Annotated[Path, typer.Option(help="Model directory.")] = DEFAULT_MODEL,
     data: Annotated[Path | None, typer.Option(help="Directory of {split}.{lang} files.")] = None,
-    split: Annotated[str, typer.Option(help="Split to decode.")] = "test_2016_flickr",
+    split: Annotated[
+        str | None, typer.Option(help="Split to decode.", show_default="the model's data.test_split")
+    ] = None,
     src_file: Annotated[Path | None, typer.Option(help="Source file (instead of --data/--split).")] = None,
     ref_file: Annotated[Path | None, typer.Option(help="Reference file (with --src-file).")] = None,
     beam: Annotated[int | None, typer.Option(help="Beam size.", show_default="the model's, 5")] = None,
@@ -212,7 +218,8 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Decode a test set and print sacreBLEU and chrF with their signatures."""
-    from mtx.corpus import check_parallel, default_data_dir, read_lines, split_paths
+    from mtx.console import ProgressBar
+    from mtx.corpus import check_parallel, ensure_data_dir, read_lines, split_paths
     from mtx.metrics import score
 
     t0 = time.time()
@@ -220,14 +227,17 @@ def evaluate(
     if (src_file is None) != (ref_file is None):
         raise UsageError("--src-file and --ref-file go together")
     if src_file is None:
-        data_dir = data or default_data_dir()
+        split = split or cfg.data.test_split
+        data_dir = ensure_data_dir(data, cfg.data.src, cfg.data.tgt, functools.partial(typer.echo, err=True))
         src_file, ref_file = split_paths(data_dir, split, cfg.data.src, cfg.data.tgt)
     else:
         split = src_file.stem
     check_parallel(src_file, ref_file)
     sources, refs = read_lines(src_file), read_lines(ref_file)
     t1 = time.time()
-    hyps = [tr.text for tr in translator.translate(sources)]
+    with ProgressBar(len(sources), f"decoding {split}") as bar:
+        translator.on_progress = bar.advance
+        hyps = [tr.text for tr in translator.translate(sources)]
     decode_s = time.time() - t1
     output = output or model / f"{split}.hyp.{cfg.data.tgt}"
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -307,14 +317,10 @@ def bench_train(
 
     _positive("--steps", steps)
     _positive("--warmup", warmup, zero_ok=True)
-    _positive("--batch-tokens", batch_tokens)
     dev = resolve_device(device)
-    cfg = build_config(config, set_, base=preset(dev.type))
-    cfg.train.device = dev.type
-    if batch_tokens:
-        cfg.train.batch_tokens = batch_tokens
-    if compile_:
-        cfg.train.compile = True
+    flags = {"train.device": dev.type, "train.batch_tokens": batch_tokens, "train.compile": compile_ or None}
+    overrides = [*(set_ or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
+    cfg = build_config(config, overrides, base=preset(dev.type))
     if peak_tflops is None and dev.type == "cuda":
         peak_tflops = 989.0
     rec = bench.train_throughput(cfg, data or default_data_dir(), dev, steps, warmup, peak_tflops)

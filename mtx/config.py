@@ -31,9 +31,6 @@ class ModelConfig:
     pre_norm: bool = True
     tie_embeddings: bool = True  # source, target and output embeddings share one matrix
     max_len: int = 256  # positions the model can encode; longer inputs are truncated
-    pad_id: int = 0
-    bos_id: int = 2
-    eos_id: int = 3
 
 
 @dataclass
@@ -42,8 +39,8 @@ class DataConfig:
     tgt: str = "en"
     train_split: str = "train"
     valid_split: str = "val"
-    test_split: str = "test_2016_flickr"
-    max_tokens: int = 128  # training pairs with a longer side (in pieces) are dropped, with a count
+    test_split: str = "test_2016_flickr"  # what `mtx evaluate` decodes unless --split says otherwise
+    max_tokens: int = 128  # training pairs with a longer side (in pieces) are dropped, with a count; <= max_len
     spm_model_type: str = "unigram"
     spm_character_coverage: float = 1.0
 
@@ -58,6 +55,7 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine | inv_sqrt | linear (decay over the time budget or max_steps, else max_epochs)
     min_lr_ratio: float = 0.02
     weight_decay: float = 0.01
+    decay_1d: bool = True  # weight decay on 1-D tensors (biases, norm gains) too; False: on matrices only
     betas: tuple[float, float] = (0.9, 0.98)
     label_smoothing: float = 0.1
     # Token dropout: the probability that a training source / decoder-input piece is replaced by UNK (0: off)
@@ -108,9 +106,134 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> Config:
+        """A saved config (checkpoint, training state): keys this mtx no longer has are dropped; then validated."""
+        d = {sec: {k: v for k, v in vals.items() if f"{sec}.{k}" not in RETIRED} for sec, vals in d.items()}
         cfg = cls()
         merge(cfg, d, source)
+        cfg.validate(source)
         return cfg
+
+    def validate(self, source: str = "config") -> Config:
+        """Types, ranges, choices and cross-field rules, before any data is read; the first violation is a
+        UsageError naming the key (and its command-line option, where it has one) and the value."""
+        for section in (self.model, self.data, self.train, self.decode):
+            name = _SECTIONS[type(section)]
+            for f in dataclasses.fields(section):
+                key, value = f"{name}.{f.name}", getattr(section, f.name)
+                want = type(getattr(type(section)(), f.name))
+                ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
+                if want is float and isinstance(value, int) and not isinstance(value, bool):
+                    ok = True
+                if not ok:
+                    _fail(source, key, value, f"expected a {want.__name__}")
+        for key, rule, check in _RULES:
+            value = _get(self, key)
+            if not check(value, self):
+                _fail(source, key, value, rule)
+        return self
+
+
+def _get(cfg: Config, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
+def _fail(source: str, key: str, value: Any, rule: str) -> None:
+    flag = f" ({FLAGS[key]})" if key in FLAGS else ""
+    raise UsageError(f"{source + ': ' if source else ''}{key}={value!r}{flag}: {rule}")
+
+
+def _in(*choices):
+    return lambda v, c: v in choices
+
+
+def _between(lo, hi, lo_open=False, hi_open=False):
+    def check(v, c):
+        return (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+
+    return check
+
+
+_POS = ("must be > 0", lambda v, c: v > 0)
+_NONNEG = ("must be >= 0", lambda v, c: v >= 0)
+_PROB = ("must be in [0, 1)", _between(0, 1, hi_open=True))
+_RULES: list[tuple[str, str, Any]] = [
+    ("model.vocab_size", "must be >= 8", lambda v, c: v >= 8),
+    ("model.d_model", *_POS),
+    ("model.n_heads", *_POS),
+    ("model.d_model", "must be a multiple of model.n_heads", lambda v, c: v % c.model.n_heads == 0),
+    ("model.enc_layers", *_POS),
+    ("model.dec_layers", *_POS),
+    ("model.d_ff", *_POS),
+    ("model.dropout", *_PROB),
+    ("model.attn_dropout", *_PROB),
+    ("model.act_dropout", *_PROB),
+    ("model.max_len", "must be >= 2", lambda v, c: v >= 2),
+    ("data.src", "must be a language code", lambda v, c: bool(v.strip())),
+    ("data.tgt", "must be a language code", lambda v, c: bool(v.strip())),
+    ("data.max_tokens", *_POS),
+    (
+        "data.max_tokens",
+        "must be <= model.max_len (longer pairs could not be encoded)",
+        lambda v, c: v <= c.model.max_len,
+    ),
+    ("data.spm_model_type", "expected unigram, bpe, char or word", _in("unigram", "bpe", "char", "word")),
+    ("data.spm_character_coverage", "must be in (0, 1]", _between(0, 1, lo_open=True)),
+    ("train.batch_tokens", *_POS),
+    ("train.accum", "must be >= 1", lambda v, c: v >= 1),
+    ("train.lr", *_POS),
+    ("train.warmup_steps", *_NONNEG),
+    (
+        "train.schedule",
+        "expected cosine, inv_sqrt, linear or constant",
+        _in("cosine", "inv_sqrt", "linear", "constant"),
+    ),
+    ("train.min_lr_ratio", "must be in [0, 1]", _between(0, 1)),
+    ("train.weight_decay", *_NONNEG),
+    ("train.betas", "each must be in [0, 1)", lambda v, c: all(0 <= b < 1 for b in v)),
+    ("train.label_smoothing", *_PROB),
+    ("train.src_token_dropout", *_PROB),
+    ("train.tgt_token_dropout", *_PROB),
+    ("train.clip_norm", *_NONNEG),
+    ("train.max_steps", *_NONNEG),
+    ("train.max_epochs", "must be >= 1", lambda v, c: v >= 1),
+    ("train.time_budget_min", *_NONNEG),
+    ("train.eval_every", *_POS),
+    ("train.eval_bleu_sents", "must be >= -1 (-1: all)", lambda v, c: v >= -1),
+    ("train.average", *_NONNEG),
+    ("train.average_frac", "must be in (0, 1]", _between(0, 1, lo_open=True)),
+    ("train.device", "expected auto, cpu or cuda", _in("auto", "cpu", "cuda")),
+    ("train.amp", "expected auto, bf16 or fp32", _in("auto", "bf16", "fp32")),
+    ("train.threads", *_NONNEG),
+    ("train.log_every", *_POS),
+    ("train.save_every", *_NONNEG),
+    ("train.keep_last", "must be >= 1", lambda v, c: v >= 1),
+    ("train.max_nonfinite", "must be >= 1", lambda v, c: v >= 1),
+    ("decode.beam", "must be >= 1", lambda v, c: v >= 1),
+    ("decode.alpha", "expected a length penalty between 0 and 10", _between(0, 10)),
+    ("decode.max_len_a", *_NONNEG),
+    ("decode.max_len_b", *_NONNEG),
+    ("decode.max_len_b", "max_len_a + max_len_b must be >= 1", lambda v, c: c.decode.max_len_a + v >= 1),
+    ("decode.batch_tokens", *_NONNEG),
+    ("decode.nbest", "must be between 1 and decode.beam", lambda v, c: 1 <= v <= c.decode.beam),
+    ("decode.precision", "expected fp32, bf16 or fp16", _in("fp32", "bf16", "fp16")),
+]
+
+_SECTIONS = {ModelConfig: "model", DataConfig: "data", TrainConfig: "train", DecodeConfig: "decode"}
+# Command-line options that set a key, named in its errors.
+FLAGS = {
+    "train.time_budget_min": "--time-budget",
+    "train.accum": "--accum",
+    "train.device": "--device",
+    "data.src": "--src",
+    "data.tgt": "--tgt",
+    "decode.beam": "--beam",
+    "decode.alpha": "--alpha",
+    "decode.nbest": "--nbest",
+    "decode.batch_tokens": "--batch-tokens",
+}
+# Keys that older checkpoints hold and this mtx ignores (special ids are fixed by the tokenizer).
+RETIRED = {"model.pad_id", "model.bos_id", "model.eos_id"}
 
 
 def _coerce(value: Any, current: Any, key: str, source: str) -> Any:
@@ -175,12 +298,14 @@ def parse_override(item: str) -> dict[str, Any]:
 
 
 def build_config(file: Path | None = None, overrides: list[str] | None = None, base: Config | None = None) -> Config:
+    """`base` (or the defaults), then the file, then the `--set` overrides; validated."""
     cfg = base or Config()
     if file is not None:
         merge(cfg, load_file(file), str(file))
+        cfg.validate(str(file))
     for item in overrides or []:
         merge(cfg, parse_override(item), "--set")
-    return cfg
+    return cfg.validate("")
 
 
 def preset(device_type: str) -> Config:
@@ -215,3 +340,25 @@ def _cpu_has_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+# What a resumed training may not change: the weights and the tokenizer are built from model.* and data.*, and
+# the saved data position indexes the epoch plan made from the seed and the batch size. (Everything else,
+# such as the time budget, steps, intervals, lr, schedule and optimizer settings, takes effect on resume.)
+FROZEN_ON_RESUME = ("model.", "data.", "train.seed", "train.batch_tokens")
+UNFROZEN = {"data.test_split"}  # only `mtx evaluate` reads it
+
+
+def check_resume(saved: Config, new: Config, source: str) -> None:
+    """Refuse a resumed training whose settings differ from the saved ones where that cannot work."""
+    old_flat, new_flat = _flat(saved), _flat(new)
+    for key, old in old_flat.items():
+        if key.startswith(FROZEN_ON_RESUME) and key not in UNFROZEN and new_flat[key] != old:
+            raise UsageError(
+                f"{source}: {key} is {old!r} in the saved training and {new_flat[key]!r} now; a resumed training "
+                f"keeps its model, data and batching settings (train a new model with another --out)"
+            )
+
+
+def _flat(cfg: Config) -> dict[str, Any]:
+    return {f"{sec}.{k}": v for sec, vals in cfg.to_dict().items() for k, v in vals.items()}

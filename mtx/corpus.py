@@ -18,6 +18,7 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "multi30k"
 LOCAL_DATA = PROJECT_ROOT / "data" / "multi30k"
 HUB_DATASET = "bentrevett/multi30k"  # en/de Multi30k task 1 on the Hugging Face hub
 HUB_SPLITS = {"train": "train", "validation": "val", "test": "test_2016_flickr"}
+HUB_LANGS = ("de", "en")
 
 
 def default_data_dir() -> Path:
@@ -27,6 +28,16 @@ def default_data_dir() -> Path:
         return Path(env)
     if SHARED_DATA.is_dir():
         return SHARED_DATA
+    return LOCAL_DATA
+
+
+def ensure_data_dir(data: Path | None, src: str, tgt: str, log) -> Path:
+    """`data`, or the default corpus directory; on a machine without it (no $MTX_DATA, no ../shared),
+    Multi30k is fetched from the hub into data/multi30k first (`log` says so)."""
+    if data is not None or os.environ.get("MTX_DATA") or default_data_dir().is_dir():
+        return data or default_data_dir()
+    log(f"the default corpus is not here: fetching Multi30k from the Hugging Face hub into {LOCAL_DATA}")
+    fetch_multi30k(LOCAL_DATA, (src, tgt))
     return LOCAL_DATA
 
 
@@ -51,7 +62,7 @@ def read_lines(path: Path) -> list[str]:
     return out
 
 
-def check_parallel(src_path: Path, tgt_path: Path, allow_empty: bool = False) -> int:
+def check_parallel(src_path: Path, tgt_path: Path) -> int:
     """Validate a line-aligned pair of files; return the number of lines."""
     src = read_lines(src_path)
     tgt = read_lines(tgt_path)
@@ -68,7 +79,7 @@ def check_parallel(src_path: Path, tgt_path: Path, allow_empty: bool = False) ->
         for i, line in enumerate(lines, 1):
             if "\r" in line:
                 raise MtxError(f"{path}:{i}: carriage return inside a line")
-            if not allow_empty and not line.strip():
+            if not line.strip():
                 raise MtxError(f"{path}:{i}: empty line in a parallel corpus")
     return len(src)
 
@@ -112,20 +123,26 @@ def _read_text_dataset(path: Path) -> list[str]:
     return [line.removesuffix("\r") for line in ds["text"]]
 
 
-def fetch_multi30k(out_dir: Path, langs: tuple[str, ...] = ("de", "en")) -> list[Path]:
-    """Download Multi30k (en/de) from the Hugging Face hub and write `{split}.{lang}` files."""
+def fetch_multi30k(out_dir: Path, langs: tuple[str, ...] = HUB_LANGS) -> list[Path]:
+    """Download Multi30k (en/de) from the Hugging Face hub (with progress bars) and write `{split}.{lang}`
+    files."""
     import datasets
 
+    if missing := [x for x in langs if x not in HUB_LANGS]:
+        raise MtxError(f"{HUB_DATASET} on the hub has {' and '.join(HUB_LANGS)}, not {', '.join(missing)}: use --data")
+    datasets.enable_progress_bars()
     try:
         dd = datasets.load_dataset(HUB_DATASET)
-    except Exception as e:  # network or hub errors: report them in one line
-        raise MtxError(f"cannot download {HUB_DATASET} from the hub: {type(e).__name__}: {e}") from None
+    except Exception as e:  # network or hub errors: report them in one line, with what to do
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise MtxError(
+            f"cannot download {HUB_DATASET} from the hub ({reason}); offline, put Multi30k's "
+            f"{{split}}.{{lang}} files in {out_dir} or point --data or MTX_DATA at them"
+        ) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for hub_split, name in HUB_SPLITS.items():
         for lang in langs:
-            if lang not in dd[hub_split].column_names:
-                raise MtxError(f"{HUB_DATASET} has no language '{lang}' (it has en, de)")
             path = out_dir / f"{name}.{lang}"
             tmp = path.with_suffix(path.suffix + ".tmp")
             tmp.write_text("".join(s.strip() + "\n" for s in dd[hub_split][lang]), encoding="utf-8")

@@ -1,8 +1,9 @@
-"""Data parallelism under torchrun: process group set-up, agreement on stopping, and who writes.
+"""Data parallelism under torchrun: process group set-up, agreement on time and stopping, and who writes.
 
 `torchrun --nproc_per_node N -m mtx train ...` (or `mtx train --gpus N`, which runs it) starts N processes; each
-takes its share of every update's batches, DistributedDataParallel averages the gradients, and rank 0 alone
-writes checkpoints and logs.
+takes its share of every update's batches, DistributedDataParallel averages the gradients. Rank 0 alone trains
+the tokenizer (the others receive it), validates, writes checkpoints and logs, and keeps the time: the others
+adopt its clock at sync points, so all compute the same learning rate and stop at the same step.
 """
 
 from __future__ import annotations
@@ -19,20 +20,30 @@ import torch.distributed as dist
 class World:
     size: int = 1
     rank: int = 0
-    local_rank: int = 0
     device: torch.device = torch.device("cpu")
 
     @property
     def main(self) -> bool:
         return self.rank == 0
 
-    def any(self, flag: bool) -> bool:
-        """True on every rank if `flag` is True on any (a collective: every rank must call it)."""
+    def agree(self, elapsed: float, eval_cost: float, flag: bool) -> tuple[float, float, bool]:
+        """(rank 0's elapsed seconds, rank 0's validation cost, whether `flag` is True on any rank), the same on
+        every rank: one all-reduce (a collective: every rank must call it)."""
         if self.size == 1:
-            return flag
-        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
+            return elapsed, eval_cost, flag
+        mine = [elapsed, eval_cost] if self.main else [0.0, 0.0]
+        t = torch.tensor([*mine, 1.0 if flag else 0.0], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)  # a sum: only rank 0 contributes the times
+        e, c, f = t.tolist()
+        return e, c, f > 0
+
+    def from_main(self, obj):
+        """Rank 0's `obj` on every rank (pickled; for small things such as the tokenizer's bytes)."""
+        if self.size == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
 
 def setup(device: torch.device) -> tuple[World, torch.device]:
@@ -46,7 +57,7 @@ def setup(device: torch.device) -> tuple[World, torch.device]:
         device = torch.device("cuda", local)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return World(size, rank, local, device), device
+    return World(size, rank, device), device
 
 
 def launch_command(n_gpus: int, argv: list[str]) -> list[str]:

@@ -2,7 +2,10 @@
 
 Beam state is flat `(B * K)` rows, K beams per sentence kept contiguous; candidates come from one `topk`
 over `K * V` per sentence; finished hypotheses are merged per sentence on the device, and sentences whose
-finished list can no longer be beaten leave the batch. Scores are GNMT length-normalised log-probabilities.
+finished list can no longer be beaten leave the batch.
+
+One score for every beam size (greedy included): the sum of the hypothesis' token log-probabilities, EOS
+included, divided by the GNMT length penalty ((5 + n) / 6) ** alpha, n = its tokens with EOS (alpha 0: raw).
 """
 
 from __future__ import annotations
@@ -66,8 +69,9 @@ def greedy_search(
     max_len_a: float = 1.5,
     max_len_b: int = 10,
     use_cache: bool = True,
+    alpha: float = 1.0,
 ) -> list[Result]:
-    """Pick the most likely token at every step; score = sum of log-probabilities."""
+    """Pick the most likely token at every step; scored as beam search scores (see the module's docstring)."""
     B = src.shape[0]
     memory = model.encode(src, src_mask)
     limits = max_lengths(src_mask, max_len_a, max_len_b, model.config.max_len)
@@ -76,15 +80,18 @@ def greedy_search(
     seqs = torch.full((B, 1), BOS, dtype=torch.long, device=src.device)
     scores = torch.zeros(B, device=src.device)
     done = torch.zeros(B, dtype=torch.bool, device=src.device)
+    lengths = torch.zeros(B, device=src.device)  # tokens with EOS
     for t in range(T):
         logp = F.log_softmax(step(seqs, t).float(), dim=-1)
         tok = torch.where(done, PAD, torch.where(t + 1 >= limits, EOS, logp.argmax(dim=-1)))
         best = logp.gather(1, tok[:, None])[:, 0]
         scores = scores + torch.where(done, 0.0, best)
+        lengths = lengths + (~done).float()
         seqs = torch.cat([seqs, tok[:, None]], dim=1)
         done = done | (tok == EOS)
         if bool(done.all()):
             break
+    scores = scores / lengths.add(5.0).div(6.0).pow(alpha)
     return [[(_strip(row), s)] for row, s in zip(seqs[:, 1:].tolist(), scores.tolist(), strict=True)]
 
 
@@ -185,5 +192,5 @@ def search(
 ) -> list[Result]:
     """Greedy for beam 1 (n-best 1), beam search otherwise."""
     if beam <= 1 and nbest <= 1:
-        return greedy_search(model, src, src_mask, a, b, use_cache)
+        return greedy_search(model, src, src_mask, a, b, use_cache, alpha)
     return beam_search(model, src, src_mask, beam, alpha, a, b, nbest, use_cache)

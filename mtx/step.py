@@ -36,11 +36,8 @@ def attention_kernel(device: torch.device):
 
 
 def autocast(device: torch.device, amp: str):
-    """bf16 autocast on CUDA by default; fp32 on CPU unless amp=bf16."""
-    use_bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda")
-    if amp not in ("auto", "bf16", "fp32"):
-        raise UsageError(f"train.amp={amp!r}: expected auto, bf16 or fp32")
-    if use_bf16:
+    """bf16 autocast on CUDA by default; fp32 on CPU unless amp=bf16 (`Config.validate` checks the name)."""
+    if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -57,10 +54,15 @@ def compiled(model: torch.nn.Module, backend: str = "inductor") -> torch.nn.Modu
 
 
 def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
-    # Fused AdamW (CPU and CUDA) skips its update when `opt.found_inf` is set: non-finite steps cost no sync.
-    return torch.optim.AdamW(
-        model.parameters(), lr=tc.lr, betas=tc.betas, eps=1e-9, weight_decay=tc.weight_decay, fused=True
-    )
+    """Fused AdamW in two groups: matrices (embeddings included), decayed by `weight_decay`, and 1-D tensors
+    (biases, norm gains), decayed only with `decay_1d`. Fused AdamW (CPU and CUDA) skips its update when
+    `opt.found_inf` is set: non-finite steps cost no host sync."""
+    params = list(model.parameters())
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": tc.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": tc.weight_decay if tc.decay_1d else 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=tc.lr, betas=tc.betas, eps=1e-9, fused=True)
 
 
 def clip_grad_norm(params, max_norm: float) -> torch.Tensor:

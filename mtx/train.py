@@ -1,34 +1,38 @@
-"""Training: data preparation, the step loop, validation, best-checkpoint keeping, time budget (the step itself is
-in `mtx/step.py`)."""
+"""Training: data preparation, the step loop, validation and best-checkpoint keeping, resumable states.
+
+The update step itself is in `mtx/step.py`, when to stop and how far along training is in `mtx/budget.py`,
+the status line and the stop flag in `mtx/console.py`.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
-import signal
-import sys
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from mtx import averaging, checkpoint, distributed, train_state
+from mtx import checkpoint, distributed, train_state
 from mtx.averaging import WeightAverage
 from mtx.batching import TrainBatches, collate, sorted_batches
+from mtx.budget import Budget
 from mtx.config import Config
+from mtx.console import StatusLine, StopFlag
 from mtx.corpus import Split, load_split
-from mtx.errors import MtxError, UsageError
+from mtx.distributed import World
+from mtx.errors import MtxError
 from mtx.metrics import bleu
 from mtx.model import Transformer
 from mtx.schedule import lr_at
-from mtx.search import greedy_search
 from mtx.step import autocast, compiled, loss_fn, make_optimizer, resolve_device, train_step
 from mtx.tokenizer import Tokenizer
+from mtx.translator import Translator
 
 
 @dataclass
@@ -40,14 +44,21 @@ class Data:
     valid_tgt: list[list[int]]
 
 
-def prepare_data(cfg: Config, data_dir: Path, log: Callable[[str], None], tok: Tokenizer | None = None) -> Data:
-    """Read and validate train/valid, train the tokenizer (unless given, as on resume), encode, filter."""
-    d = cfg.data
+def prepare_data(
+    cfg: Config, data_dir: Path, log: Callable[[str], None], tok: Tokenizer | None = None, world: World | None = None
+) -> Data:
+    """Read and validate train/valid, train the tokenizer (unless given, as on resume; under torchrun rank 0
+    trains it and the others receive it), encode, filter."""
+    d, world = cfg.data, world or World()
     train = load_split(data_dir, d.train_split, d.src, d.tgt)
     valid = load_split(data_dir, d.valid_split, d.src, d.tgt)
     t0 = time.time()
     if tok is None:
-        tok = Tokenizer.train(train.src + train.tgt, cfg.model.vocab_size, d.spm_model_type, d.spm_character_coverage)
+        proto = None
+        if world.main:
+            texts = train.src + train.tgt
+            proto = Tokenizer.train(texts, cfg.model.vocab_size, d.spm_model_type, d.spm_character_coverage).proto
+        tok = Tokenizer(world.from_main(proto))
         cfg.model.vocab_size = len(tok)
     src, tgt = tok.encode(train.src), tok.encode(train.tgt)
     keep = [i for i in range(len(src)) if len(src[i]) < d.max_tokens and len(tgt[i]) < d.max_tokens]
@@ -62,79 +73,130 @@ def prepare_data(cfg: Config, data_dir: Path, log: Callable[[str], None], tok: T
 
 
 @torch.no_grad()
-def validate(model: Transformer, data: Data, cfg: Config, device, amp) -> dict[str, float]:
-    """Validation loss (no label smoothing) on all of `valid`, greedy BLEU on its first eval_bleu_sents (-1: all)."""
+def validate(model: Transformer, data: Data, cfg: Config, device: torch.device) -> dict[str, float]:
+    """Validation loss (no label smoothing) on all of `valid`; BLEU of greedy translations (by `Translator`, as
+    `mtx translate --beam 1` would) of its first `eval_bleu_sents` (-1: all)."""
     model.eval()
     lengths = [max(len(a), len(b)) + 1 for a, b in zip(data.valid_src, data.valid_tgt, strict=True)]
     total, n = torch.zeros((), device=device), 0
     for idx in sorted_batches(lengths, cfg.train.batch_tokens * 2):
         b = collate([data.valid_src[i] for i in idx], [data.valid_tgt[i] for i in idx]).to(device)
-        with autocast(device, amp):
+        with autocast(device, cfg.train.amp):
             logits = model(b.src, b.src_mask, b.tgt_in)
         total += loss_fn(logits, b.tgt_out, 0.0)
         n += b.n_tgt_tokens
     out = {"valid_loss": float(total) / n}
-    k = len(data.valid_src) if cfg.train.eval_bleu_sents < 0 else min(cfg.train.eval_bleu_sents, len(data.valid_src))
+    k = len(data.valid.src) if cfg.train.eval_bleu_sents < 0 else min(cfg.train.eval_bleu_sents, len(data.valid.src))
     if k:
-        hyps = [""] * k
-        budget = 50_000 if device.type == "cuda" else 4000
-        for idx in sorted_batches([len(x) + 1 for x in data.valid_src[:k]], budget):
-            b = collate([data.valid_src[i] for i in idx]).to(device)
-            with autocast(device, amp):
-                res = greedy_search(model, b.src, b.src_mask, cfg.decode.max_len_a, cfg.decode.max_len_b)
-            for i, text in zip(idx, data.tokenizer.decode([r[0][0] for r in res]), strict=True):
-                hyps[i] = text
+        greedy = Translator(model, data.tokenizer, dataclasses.replace(cfg.decode, beam=1, nbest=1), device)
+        hyps = [t.text for t in greedy.translate(data.valid.src[:k])]
         out["valid_bleu"] = bleu(hyps, data.valid.tgt[:k])
     model.train()
     return out
 
 
-class Progress:
-    """A status line on stderr (step, epoch, loss, lr, tokens/s, time left), redrawn in place on a terminal;
-    elsewhere (a log file) every `every`-th update is printed as a line."""
+@dataclass
+class Position:
+    """Where training is: what a resumable state records besides the tensors."""
 
-    def __init__(self, every: int = 10, enabled: bool = True):
-        self.tty = enabled and sys.stderr.isatty()
-        self.every, self.calls = (every if enabled else 0), 0
-
-    def show(self, text: str) -> None:
-        self.calls += 1
-        if self.tty:
-            print("\r" + text.ljust(110), end="", file=sys.stderr, flush=True)
-        elif self.every and self.calls % self.every == 0:
-            print(text, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.tty:
-            print(file=sys.stderr)
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best: float = -math.inf
+    history: list[dict] = field(default_factory=list)
 
 
-def _quiet(_: str) -> None:
-    """The log of ranks other than 0."""
+class Trainer:
+    """The objects one training run works on and what it does besides the loop (`train`, below): one update,
+    the status line, validation and best-checkpoint keeping, resumable states."""
 
+    def __init__(self, cfg: Config, out_dir: Path, world: World, data: Data, log, clock, info: dict):
+        self.cfg, self.out_dir, self.world, self.data, self.log, self.clock = cfg, out_dir, world, data, log, clock
+        self.device = device = world.device
+        self.model = Transformer(cfg.model).to(device)
+        self.opt = make_optimizer(self.model, cfg.train)
+        self.avg = WeightAverage(self.model, cfg.train.average, cfg.train.average_frac)
+        self.pos = Position(info.get("step", 0), info.get("epoch", 0), info.get("batch_in_epoch", 0))
+        self.pos.best = info.get("best", -math.inf)
+        self.start = clock() - info.get("elapsed_s", 0.0)  # wall time of all runs, data preparation included
+        self.eval_cost = -1.0  # seconds of the last validation (-1: none yet)
+        self.status = StatusLine(enabled=world.main)
+        self.stepper: torch.nn.Module = self.model
+        # Accumulated on the device between log steps (no host sync per step).
+        self.loss_sum, self.loss_tokens = torch.zeros((), device=device), torch.zeros((), device=device)
+        self.nonfinite = torch.zeros((), dtype=torch.long, device=device)  # skipped updates
+        self.in_a_row = torch.zeros((), dtype=torch.long, device=device)
+        self.tokens, self.window_start = 0, clock()
 
-class StopFlag:
-    """SIGINT/SIGTERM set a flag that the loop reads between steps, so no step is cut in half;
-    a second Ctrl-C stops at once."""
+    def update(self, group: list[list[int]], lr: float) -> None:
+        """One optimizer update on this rank's share of `group` (the batches of the update over all ranks)."""
+        tc, w, data = self.cfg.train, self.world, self.data
+        mine_idx = group[w.rank * tc.accum : (w.rank + 1) * tc.accum]
+        mine = [data.train.collate(idx) for idx in mine_idx]
+        n_tgt = sum(data.train.n_tgt(idx) for idx in mine_idx)  # from the lengths, not the padded batch
+        self.tokens += n_tgt + sum(int(b.src_mask.sum()) for b in mine)
+        scale = w.size / sum(data.train.n_tgt(idx) for idx in group)  # 1 / tokens of the whole update
+        if self.device.type == "cuda":
+            mine = [b.pin_memory().to(self.device, non_blocking=True) for b in mine]
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        loss, bad = train_step(self.stepper, self.opt, mine, scale, tc, self.device)
+        self.nonfinite += bad
+        self.in_a_row = (self.in_a_row + 1) * bad
+        self.loss_sum += torch.where(bad, 0.0, loss)
+        self.loss_tokens += torch.where(bad, 0, n_tgt)  # a skipped update counts neither loss nor tokens
 
-    def __init__(self):
-        self.set = False
-        self.saved: dict = {}
+    def report(self, lr: float, budget: Budget) -> None:
+        """At a log step: stop if training diverged, show the status line, start a new window."""
+        step, tc = self.pos.step, self.cfg.train
+        if int(self.in_a_row) >= tc.max_nonfinite:
+            raise MtxError(
+                f"training diverged: {int(self.in_a_row)} non-finite losses in a row at step {step} "
+                f"(try a lower train.lr); the best model so far is in {self.out_dir}"
+            )
+        now, left = self.clock(), max(budget.left(), 0.0)
+        loss = float(self.loss_sum) / max(float(self.loss_tokens), 1.0)
+        tps = self.tokens / max(now - self.window_start, 1e-9)
+        left_s = "" if math.isinf(left) else f" | {int(left // 60):02d}:{int(left % 60):02d} left"
+        self.status.show(
+            f"step {step} | ep {self.pos.epoch} | loss {loss:.3f} | lr {lr:.2e} | {tps / 1000:.1f}k tok/s{left_s}"
+        )
+        self.loss_sum.zero_()
+        self.loss_tokens.zero_()
+        self.tokens, self.window_start = 0, now
 
-    def __enter__(self) -> StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.saved[sig] = signal.signal(sig, self._handle)
-        return self
+    def save_state(self, budget: Budget) -> None:
+        if not self.world.main:
+            return
+        p, (avg_info, avg_tensors) = self.pos, self.avg.state()
+        info = {"step": p.step, "epoch": p.epoch, "batch_in_epoch": p.batch_in_epoch, "best": p.best, **avg_info}
+        info |= {"elapsed_s": self.clock() - self.start, "train_s": budget.elapsed(), "config": self.cfg.to_dict()}
+        proto, keep = self.data.tokenizer.proto, self.cfg.train.keep_last
+        train_state.save_state(self.out_dir, self.model, self.opt, proto, info, keep, avg_tensors)
 
-    def _handle(self, signum, frame) -> None:
-        if self.set:
-            raise KeyboardInterrupt
-        self.set = True
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
+    def evaluate(self, budget: Budget, averaged: int = 0) -> None:
+        """Validate the weights (or, with `averaged`, the average of that many snapshots) on rank 0 and keep
+        them as the checkpoint if they score best; the other ranks go on to the next collective and wait."""
+        if not self.world.main:
+            return
+        t0, p = self.clock(), self.pos
+        with self.avg.applied() if averaged else contextlib.nullcontext():
+            stats = validate(self.model, self.data, self.cfg, self.device)
+            stats |= {"averaged": averaged} if averaged else {}
+            score = stats.get("valid_bleu", -stats["valid_loss"])
+            improved = score > p.best
+            if improved or (not self.cfg.train.keep_best and not averaged):
+                p.best = max(p.best, score)
+                meta = {"step": p.step, "epoch": p.epoch, **stats}
+                checkpoint.save(self.out_dir, self.model, self.data.tokenizer, self.cfg, meta)
+        self.eval_cost = self.clock() - t0
+        rec = {"step": p.step, "epoch": p.epoch, "elapsed_s": round(self.clock() - self.start, 1)}
+        rec |= {"train_s": round(budget.elapsed(), 1), **stats, "best": improved}
+        p.history.append(rec)
+        with open(self.out_dir / "train_log.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        self.status.close()
+        self.log("eval " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
 
 
 def train(
@@ -144,25 +206,17 @@ def train(
     log: Callable[[str], None] = print,
     resume: Path | None = None,
     should_stop: Callable[[int], bool] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> dict:
     """Train a model and tokenizer on `data_dir`, keeping the best checkpoint (by validation BLEU) in `out_dir`
     and resumable states (`state-{step}/`, `latest`) every `train.save_every` steps and when stopped.
 
-    `resume`: a directory written by an earlier run; `cfg` must be the config saved there (plus overrides).
-    `should_stop(step)`: asked after every step; True stops as an interrupt would (used by tests)."""
-    tc = cfg.train
-    start = time.time()
-    budget = tc.time_budget_min * 60.0
-    if tc.time_budget_min < 0 or tc.batch_tokens <= 0 or tc.lr <= 0 or tc.eval_every <= 0:
-        raise UsageError("train: time_budget_min >= 0, batch_tokens > 0, lr > 0 and eval_every > 0 are required")
-    if tc.accum < 1:
-        raise UsageError("train.accum must be >= 1")
-    if not (0 <= tc.src_token_dropout < 1 and 0 <= tc.tgt_token_dropout < 1):
-        raise UsageError("train.src_token_dropout and train.tgt_token_dropout must be in [0, 1)")
-    averaging.check(tc.average, tc.average_frac)  # before the data is read
+    `resume`: a model directory (or one of its state folders) written by an earlier run; `cfg` is its saved
+    config with the changes `config.check_resume` allows. `should_stop(step)`: asked at every sync point (every
+    step in one process); True stops as an interrupt would. `clock`: seconds, for the time budget (tests)."""
+    tc = cfg.validate().train
     world, device = distributed.setup(resolve_device(tc.device))
-    if not world.main:
-        log = _quiet
+    log = log if world.main else (lambda s: None)
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
@@ -172,186 +226,82 @@ def train(
         info, tensors, proto = train_state.load_state(state_dir)
         tok = Tokenizer(proto)
         log(f"resuming from {state_dir} (step {info['step']}, epoch {info['epoch']})")
-    data = prepare_data(cfg, data_dir, log, tok)
-    model = Transformer(cfg.model).to(device)
-    n_params = sum(p.numel() for p in model.parameters())
+    data = prepare_data(cfg, data_dir, log, tok, world)
+    t = Trainer(cfg, out_dir, world, data, log, clock, info)
+    n_params = sum(p.numel() for p in t.model.parameters())
     log(f"model: {n_params / 1e6:.1f}M parameters on {device}; batch {tc.batch_tokens} tokens")
-    opt = make_optimizer(model, tc)
-    avg = WeightAverage(model, tc.average, tc.average_frac)
     if resume is not None:
-        train_state.restore(model, opt, info, tensors)
-        avg.restore(info, tensors)
-        start -= info.get("elapsed_s", 0.0)  # the earlier runs' time counts too
-    # Under torchrun, DDP averages gradients over ranks (the same initial weights: same seed everywhere).
-    stepper = DistributedDataParallel(model) if world.size > 1 else model
-    stepper = compiled(stepper) if tc.compile else stepper  # checkpoints still come from `model`
+        train_state.restore(t.model, t.opt, info, tensors, str(state_dir))
+        t.avg.restore(info, tensors)
+    if world.size > 1:  # the same initial weights on every rank (same seed), then a dropout stream of its own
+        torch.manual_seed(tc.seed * 1_000_003 + 7919 * world.rank + t.pos.step)
+    t.stepper = DistributedDataParallel(t.model) if world.size > 1 else t.model  # DDP averages gradients
+    t.stepper = compiled(t.stepper) if tc.compile else t.stepper  # checkpoints still come from `t.model`
     per_update = world.size * tc.accum  # batches one update consumes, over all ranks
     out_dir.mkdir(parents=True, exist_ok=True)
-    log_path = out_dir / "train_log.jsonl"
     if resume is None and world.main:
-        log_path.write_text("")
-    progress = Progress(enabled=world.main)
-
-    step, epoch, batch_in_epoch = info.get("step", 0), info.get("epoch", 0), info.get("batch_in_epoch", 0)
-    best = info.get("best", -math.inf)
-    loss_sum = torch.zeros((), device=device)
-    nonfinite = torch.zeros((), dtype=torch.long, device=device)  # skipped updates
-    in_a_row = torch.zeros((), dtype=torch.long, device=device)
-    tok_window, loss_tokens, window_start = 0, 0, time.time()
-    eval_cost = 0.0
-    train_start = time.time() - info.get("train_s", 0.0)
-    stop_reason = "max_epochs"
-    last_eval_step = step if resume is not None else -1
-    history = []
-
-    def deadline_left() -> float:
-        """Seconds left of the time budget, which counts training (steps, validations, saves) from the first step,
-        over all runs of a resumed training; reading data and training the tokenizer come before it."""
-        return math.inf if budget <= 0 else budget - (time.time() - train_start)
-
-    def agreed(flag: bool) -> bool:
-        """One process: `flag`. Under torchrun, every rank agrees (an all-reduce, so a host sync) only at log
-        steps; in between, no rank stops."""
-        if world.size == 1:
-            return flag
-        return step % tc.log_every == 0 and world.any(flag)
-
-    def done_frac(n_batches: int) -> float:
-        """The fraction of training done (0..1): of the time budget or step limit, whichever is further; with
-        neither, of max_epochs."""
-        if not budget and not tc.max_steps:
-            return (epoch + batch_in_epoch / max(n_batches, 1)) / tc.max_epochs
-        frac = step / tc.max_steps if tc.max_steps else 0.0
-        if budget > 0:
-            frac = max(frac, (time.time() - train_start) / max(budget - 10, 1.0))
-        return frac
-
-    def save_state() -> None:
-        avg_info, avg_tensors = avg.state()
-        state = {
-            "step": step,
-            "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch,
-            "best": best,
-            "elapsed_s": time.time() - start,
-            "train_s": time.time() - train_start,
-            "config": cfg.to_dict(),
-            **avg_info,
-        }
-        if world.main:
-            train_state.save_state(out_dir, model, opt, data.tokenizer.proto, state, tc.keep_last, avg_tensors)
-
-    def run_eval(averaged: int = 0) -> None:
-        """Validate the model's weights (or, with `averaged`, the weight average of that many snapshots) and keep
-        them as the checkpoint if they score best."""
-        nonlocal best, eval_cost, last_eval_step
-        t0 = time.time()
-        with avg.applied() if averaged else contextlib.nullcontext():
-            stats = validate(model, data, cfg, device, tc.amp)
-            if averaged:
-                stats["averaged"] = averaged
-            score = stats.get("valid_bleu", -stats["valid_loss"])
-            improved = score > best
-            if improved or (not tc.keep_best and not averaged):
-                best = max(best, score)
-                meta = {"step": step, "epoch": epoch, **stats}
-                if world.main:
-                    checkpoint.save(out_dir, model, data.tokenizer, cfg, meta)
-        eval_cost = time.time() - t0
-        now = time.time()
-        rec = {"step": step, "epoch": epoch, "elapsed_s": round(now - start, 1), "train_s": round(now - train_start, 1)}
-        rec.update(**stats, best=improved)
-        history.append(rec)
-        if world.main:
-            with open(log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-        progress.close()
-        shown = " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items())
-        log(f"eval {shown}")
-        last_eval_step = step
-
-    model.train()
+        (out_dir / "train_log.jsonl").write_text("")
+    spent, final_evals = info.get("train_s", 0.0), 2 if tc.average else 1
+    budget = Budget(tc.time_budget_min, tc.max_steps, tc.max_epochs, clock, spent, final_evals)
+    sync_every = 1 if world.size == 1 else tc.log_every  # under torchrun, agreeing costs a collective
+    pos, stop_reason, last_eval_step = t.pos, "max_epochs", (t.pos.step if resume is not None else -1)
     with StopFlag() as stop:
-        while epoch < tc.max_epochs and stop_reason == "max_epochs":
-            batches = data.train.epoch(epoch)
-            while batch_in_epoch + per_update <= len(batches):  # an epoch's last, partial update is dropped
-                # Reserve time for the final validations (the weights, the average) and save.
-                if agreed(deadline_left() < (3 if avg.snapshots else 2) * eval_cost + 5):
-                    stop_reason = "time_budget"
-                    break
-                if tc.max_steps and step >= tc.max_steps:
+        log("training (Ctrl-C or SIGTERM: save a resumable state, validate and stop)")
+        while pos.epoch < tc.max_epochs and stop_reason == "max_epochs":
+            batches = data.train.epoch(pos.epoch)
+            while pos.batch_in_epoch + per_update <= len(batches):  # an epoch's last, partial update is dropped
+                if pos.step % sync_every == 0:  # every rank: the same clock, the same decision
+                    asked = stop.set or (should_stop is not None and should_stop(pos.step))
+                    elapsed, eval_cost, asked = world.agree(budget.elapsed(), t.eval_cost, asked)
+                    budget.sync(pos.step, elapsed, eval_cost if eval_cost >= 0 else None)
+                    if asked:
+                        stop_reason = "interrupted"
+                        t.status.close()
+                        log(f"interrupted at step {pos.step}: saving a resumable state, validating, saving")
+                        break
+                    if budget.time_up():
+                        stop_reason = "time_budget"
+                        break
+                if budget.steps_done(pos.step):
                     stop_reason = "max_steps"
                     break
-                group = batches[batch_in_epoch : batch_in_epoch + per_update]
-                mine_idx = group[world.rank * tc.accum : (world.rank + 1) * tc.accum]
-                mine = [data.train.collate(idx) for idx in mine_idx]
-                n_tgt = sum(data.train.n_tgt(idx) for idx in mine_idx)  # from the lengths, not the padded batch
-                n_tok = n_tgt + sum(int(b.src_mask.sum()) for b in mine)
-                scale = world.size / sum(data.train.n_tgt(idx) for idx in group)  # 1 / tokens of the whole update
-                if device.type == "cuda":
-                    mine = [b.pin_memory().to(device, non_blocking=True) for b in mine]
-                frac = done_frac(len(batches))
-                lr = lr_at(step, frac, tc.lr, tc.warmup_steps, tc.schedule, tc.min_lr_ratio)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                loss, bad = train_step(stepper, opt, mine, scale, tc, device)
-                step += 1
-                if avg.due(frac):
-                    avg.add(step)
-                batch_in_epoch += per_update
-                nonfinite += bad
-                in_a_row = (in_a_row + 1) * bad
-                loss_sum += torch.where(bad, 0.0, loss)
-                loss_tokens += n_tgt
-                tok_window += n_tok
-                if step % tc.log_every == 0:
-                    if int(in_a_row) >= tc.max_nonfinite:
-                        raise MtxError(
-                            f"training diverged: {int(in_a_row)} non-finite losses in a row at step {step} "
-                            f"(try a lower train.lr); the best model so far is in {out_dir}"
-                        )
-                    now = time.time()
-                    tps = tok_window / max(now - window_start, 1e-9)
-                    left = deadline_left()
-                    left_s = "" if math.isinf(left) else f" | {int(left // 60):02d}:{int(left % 60):02d} left"
-                    progress.show(
-                        f"step {step} | ep {epoch} | loss {float(loss_sum) / loss_tokens:.3f} | lr {lr:.2e} | "
-                        f"{tps / 1000:.1f}k tok/s{left_s}"
-                    )
-                    loss_sum.zero_()
-                    loss_tokens, tok_window, window_start = 0, 0, now
-                if step % tc.eval_every == 0:
-                    run_eval()
-                if tc.save_every and step % tc.save_every == 0:
-                    save_state()
-                if agreed(stop.set or (should_stop is not None and should_stop(step))):
-                    stop_reason = "interrupted"
-                    progress.close()
-                    log(f"interrupted at step {step}: saving a resumable state, validating, saving")
-                    break
+                frac = budget.progress(pos.step, pos.epoch + pos.batch_in_epoch / len(batches))
+                lr = lr_at(pos.step, frac, tc.lr, tc.warmup_steps, tc.schedule, tc.min_lr_ratio)
+                t.update(batches[pos.batch_in_epoch : pos.batch_in_epoch + per_update], lr)
+                pos.step += 1
+                pos.batch_in_epoch += per_update
+                if t.avg.due(frac):
+                    t.avg.add(pos.step)
+                if pos.step % tc.log_every == 0:
+                    t.report(lr, budget)
+                if pos.step % tc.eval_every == 0:
+                    t.evaluate(budget)
+                    last_eval_step = pos.step
+                if tc.save_every and pos.step % tc.save_every == 0:
+                    t.save_state(budget)
             else:
-                epoch += 1
-                batch_in_epoch = 0
-    if step == 0:
+                pos.epoch += 1
+                pos.batch_in_epoch = 0
+    if pos.step == 0:
         raise MtxError("training stopped before the first step (time budget too small?)")
     if stop_reason == "interrupted":
-        save_state()  # first, in case the validation is interrupted too
-    if last_eval_step != step:
-        run_eval()
-    if avg.count and stop_reason != "interrupted":
-        avg.add_final(step)
-        run_eval(averaged=avg.count)
-    save_state()
-    progress.close()
+        t.save_state(budget)  # first, in case the validation is interrupted too
+    if last_eval_step != pos.step:
+        t.evaluate(budget)
+    if t.avg.count and stop_reason != "interrupted":
+        t.avg.add_final(pos.step)
+        t.evaluate(budget, averaged=t.avg.count)
+    t.save_state(budget)
+    t.status.close()
     distributed.close(world)
     return {
-        "steps": step,
-        "epochs": epoch,
+        "steps": pos.step,
+        "epochs": pos.epoch,
         "stop": stop_reason,
-        "train_minutes": round((time.time() - train_start) / 60, 2),  # what the time budget counts
-        "total_minutes": round((time.time() - start) / 60, 2),  # data and tokenizer too
-        "best_valid": best,
-        "nonfinite_steps": int(nonfinite),
+        "train_minutes": round(budget.elapsed() / 60, 2),  # what the time budget counts
+        "total_minutes": round((clock() - t.start) / 60, 2),  # data and tokenizer too
+        "best_valid": pos.best,
+        "nonfinite_steps": int(t.nonfinite),
         "out": str(out_dir),
-        "history": history,
+        "history": pos.history,
     }

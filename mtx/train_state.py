@@ -15,21 +15,14 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from mtx.checkpoint import atomic_write, state_tensors
+from mtx.checkpoint import load_weights, state_tensors
 from mtx.errors import MtxError
+from mtx.files import atomic_write, atomic_write_tensors, fsync_dir
 
 LATEST = "latest"
 STATE_VERSION = 1
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -62,14 +55,12 @@ def save_state(
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    save_file(tensors, str(tmp / "state.safetensors"))
-    with open(tmp / "state.safetensors", "rb+") as f:
-        os.fsync(f.fileno())
+    atomic_write_tensors(tmp / "state.safetensors", tensors)
     atomic_write(tmp / "tokenizer.model", tokenizer_proto)
     groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.state_dict()["param_groups"]]
     doc = {"version": STATE_VERSION, **info, "param_groups": groups}
     atomic_write(tmp / "state.json", json.dumps(doc, indent=1).encode())
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -78,6 +69,11 @@ def save_state(
     for old in states[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def model_dir_of(resume: Path) -> Path:
+    """The model directory of `--resume`: the directory itself, or the one a state folder is in."""
+    return resume.parent if (resume / "state.json").is_file() else resume
 
 
 def find_state(resume: Path) -> Path:
@@ -111,13 +107,16 @@ def load_state(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], byt
     return info, tensors, proto
 
 
-def restore(model: torch.nn.Module, opt: torch.optim.Optimizer, info: dict, tensors: dict[str, torch.Tensor]) -> None:
-    """Load model, optimizer and RNG states saved by `save_state` into freshly built objects."""
+def restore(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, info: dict, tensors: dict[str, torch.Tensor], source: str
+) -> None:
+    """Load model, optimizer and RNG states saved by `save_state` into freshly built objects. The optimizer's
+    moments come from the state; its hyperparameters (betas, weight decay) from `opt`, i.e. the current config."""
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(weights, strict=False)
-    except RuntimeError as e:
-        raise MtxError(f"training state does not match the model ({str(e).splitlines()[-1].strip()})") from None
+    load_weights(model, weights, source)
+    current = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+    if len(info["param_groups"]) != len(current):
+        raise MtxError(f"{source}: {len(info['param_groups'])} optimizer groups saved, {len(current)} now")
     device = next(model.parameters()).device
     state: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
@@ -132,6 +131,8 @@ def restore(model: torch.nn.Module, opt: torch.optim.Optimizer, info: dict, tens
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
     opt.load_state_dict({"state": state, "param_groups": groups})
+    for g, settings in zip(opt.param_groups, current, strict=True):
+        g.update(settings)
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])

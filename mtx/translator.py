@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +30,7 @@ class Translator:
     def __init__(self, model: Transformer, tokenizer: Tokenizer, decode: DecodeConfig, device: torch.device):
         self.model, self.tokenizer, self.cfg, self.device = model.eval(), tokenizer, decode, device
         self.oom_retries = 0
+        self.on_progress: Callable[[int], None] | None = None  # called with the number of sentences done
         # On a GPU a decoding step costs about the same for 50 or 1000 sentences: batch widely.
         self.batch_tokens = decode.batch_tokens or (100_000 if device.type == "cuda" else 12_000)
 
@@ -67,7 +68,8 @@ class Translator:
                     f"warning: input line {offset + i + 1} has {len(x)} pieces; truncated to {limit}", file=sys.stderr
                 )
                 ids[i] = x[:limit]
-        out: list[Translation] = [Translation("", [("", 0.0)]) for _ in lines]
+        empty = Translation("", [("", 0.0)] * c.nbest)  # an empty line: nbest empty candidates
+        out: list[Translation] = [empty for _ in lines]
         todo = [i for i, x in enumerate(ids) if x]
         # Beam search holds K rows per sentence: budget the batch in rows * length.
         lengths = [len(ids[i]) + 1 for i in todo]
@@ -76,7 +78,12 @@ class Translator:
             for i, res in zip(idx, self._search([ids[i] for i in idx], use_cache), strict=True):
                 texts = self.tokenizer.decode([toks for toks, _ in res])
                 nbest = list(zip(texts, [s for _, s in res], strict=True))
-                out[i] = Translation(nbest[0][0] if nbest else "", nbest)
+                nbest += [("", float("-inf"))] * (c.nbest - len(nbest))  # always nbest columns
+                out[i] = Translation(nbest[0][0], nbest)
+            if self.on_progress is not None:
+                self.on_progress(len(idx))
+        if self.on_progress is not None:
+            self.on_progress(len(lines) - len(todo))  # empty lines
         return out
 
     def _search(self, ids: list[list[int]], use_cache: bool) -> list:

@@ -1,9 +1,9 @@
 """The three commands end to end through CliRunner on a tiny corpus, and user errors as one-line messages."""
 
+import hashlib
 import json
 
 import pytest
-from conftest import LEXICON
 from typer.testing import CliRunner
 
 from mtx.cli import app
@@ -64,6 +64,19 @@ def test_translate_file_nbest_and_json(tiny_model, tiny_corpus, tmp_path):
     # the length penalty divides the log-probability by ((5 + len) / 6) ** alpha: alpha 0 leaves it raw
     raw = json.loads(run("translate", "--model", tiny_model, "--json", "--alpha", 0, a).stdout)["nbest"][0]["score"]
     assert raw < rec["nbest"][0]["score"] < 0
+    # one score definition for every beam size: greedy finds the same translation and gives it the same score
+    greedy = json.loads(run("translate", "--model", tiny_model, "--json", "--beam", 1, a).stdout)["nbest"][0]
+    assert greedy["text"] == ra and greedy["score"] == pytest.approx(rec["nbest"][0]["score"], abs=2e-4)
+    greedy_raw = json.loads(run("translate", "--model", tiny_model, "--json", "--beam", 1, "--alpha", 0, a).stdout)
+    assert greedy_raw["nbest"][0]["score"] == pytest.approx(raw, abs=2e-4)
+
+
+def test_nbest_on_an_empty_line_prints_k_candidates(tiny_model, tiny_corpus):
+    (a, _, _), _ = _train_pairs(tiny_corpus)
+    result = run("translate", "--model", tiny_model, "--nbest", 3, input=f"\n{a}\n")
+    assert result.exit_code == 0, result.output
+    empty, full = result.stdout.split("\n")[:2]
+    assert empty.split("\t") == ["", "0.0000"] * 3 and len(full.split("\t")) == 6
 
 
 def test_evaluate_prints_scores_and_writes_hypotheses(tiny_model, tiny_corpus, tmp_path):
@@ -112,19 +125,32 @@ def test_error_train_data_problems(tmp_path):
 
 
 def test_error_invalid_option_values(tiny_model):
-    _one_line_error(run("translate", "--model", tiny_model, "--beam", -1, "Hallo"), 2, "--beam must be > 0")
+    _one_line_error(run("translate", "--model", tiny_model, "--beam", -1, "Hallo"), 2, "decode.beam=-1 (--beam)")
     _one_line_error(run("translate", "--model", tiny_model, "--device", "tpu", "Hallo"), 2, "--device 'tpu'")
-    _one_line_error(run("evaluate", "--model", tiny_model, "--alpha", -1), 2, "--alpha -1.0: expected")
-
-
-def test_lexicon_is_word_for_word():
-    assert len(LEXICON) == len(set(LEXICON.values()))
+    r = run("evaluate", "--model", tiny_model, "--alpha", -1)
+    _one_line_error(r, 2, "decode.alpha=-1.0 (--alpha): expected a length penalty between 0 and 10")
 
 
 def test_error_train_option_values(tmp_path):
-    _one_line_error(run("train", "--time-budget", 0), 2, "--time-budget must be > 0")
+    _one_line_error(run("train", "--time-budget", -1), 2, "train.time_budget_min=-1.0 (--time-budget): must be >= 0")
     _one_line_error(run("train", "--resume", tmp_path / "none"), 1, "nothing to resume")
     _one_line_error(run("train", "--set", "train.lr=fast"), 2, "train.lr='fast' is not a valid float")
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("train.schedule=step", "train.schedule='step': expected cosine, inv_sqrt, linear or constant"),
+        ("data.max_tokens=300", "data.max_tokens=300: must be <= model.max_len"),
+        ("decode.alpha=-1", "decode.alpha=-1.0 (--alpha): expected a length penalty between 0 and 10"),
+        ("model.n_heads=3", "model.d_model=256: must be a multiple of model.n_heads"),
+    ],
+)
+def test_config_errors_come_before_any_data_is_read(tmp_path, setting, message):
+    """The data directory does not exist: a config error must be reported first, as a usage error."""
+    r = run("train", "--data", tmp_path / "none", "--out", tmp_path / "m", "--set", setting)
+    _one_line_error(r, 2, message)
+    assert not (tmp_path / "m").exists()
 
 
 def test_error_damaged_model(tiny_model, tmp_path):
@@ -141,7 +167,9 @@ def test_bench_decode_cache_matches_full_recompute(tiny_model, tiny_corpus):
     assert r.exit_code == 0, r.output
     recs = {x["setting"]: x for x in map(json.loads, r.stdout.splitlines())}
     assert set(recs) == {"greedy", "beam", "beam_nocache"}
-    assert recs["beam"]["bleu"] == recs["beam_nocache"]["bleu"] == 100.0
+    assert recs["beam"]["outputs_sha1"] == recs["beam_nocache"]["outputs_sha1"]  # the same translations
+    hyps = run("translate", "--model", tiny_model, "--beam", 3, "--input", tiny_corpus / "test_2016_flickr.de")
+    assert recs["beam"]["outputs_sha1"] == hashlib.sha1(hyps.stdout.encode()).hexdigest()
     assert all(x["sents_per_s"] > 0 and x["sentences"] == 20 for x in recs.values())
 
 
@@ -154,5 +182,14 @@ def test_bench_train_prints_throughput(tiny_corpus):
     r = run(*args)
     assert r.exit_code == 0, r.output
     rec = json.loads(r.stdout)
-    assert rec["steps"] == 4 and rec["tokens_per_s"] > 0 and 0 <= rec["padding_fraction"] < 1
-    assert rec["step_ms_p50"] <= rec["step_ms_p90"] <= rec["step_ms_p99"] and rec["mfu"] is None
+    # The tokens it counts are those of the timed batches: epoch 0's batches from the second on, cycled.
+    from mtx.config import build_config
+    from mtx.train import prepare_data
+
+    data = prepare_data(build_config(None, TINY_SETTINGS), tiny_corpus, lambda s: None)
+    epoch = data.train.epoch(0)
+    batches = [data.train.collate(epoch[i % len(epoch)]) for i in range(1, 5)]
+    real = sum(int(b.src_mask.sum()) + b.n_tgt_tokens for b in batches)
+    padded = sum(b.src.numel() + b.tgt_out.numel() for b in batches)
+    assert rec["steps"] == 4 and rec["tokens"] == real and rec["mfu"] is None
+    assert rec["padding_fraction"] == pytest.approx(1 - real / padded, abs=1e-4)

@@ -1,13 +1,16 @@
 """Corpus validation, tokenizer, batches and masks, config."""
 
 import random
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from mtx.batching import TrainBatches, bucket, bucket_ascending, collate, sorted_batches
-from mtx.config import Config, build_config
+from conftest import LEXICON, write_corpus
+
+from mtx.config import Config, build_config, check_resume
 from mtx.corpus import load_split
 from mtx.errors import MtxError, UsageError
 from mtx.tokenizer import BOS, EOS, PAD, Tokenizer
@@ -19,10 +22,17 @@ def _write(d: Path, name: str, data: bytes) -> Path:
     return d / name
 
 
-def test_load_split_reads_aligned_files(tiny_corpus):
-    split = load_split(tiny_corpus, "train", "de", "en")
-    assert len(split.src) == len(split.tgt) == 120
-    assert split.src[0].endswith(".") and split.tgt[0][0].isupper()
+def test_load_split_reads_aligned_files(tmp_path):
+    """Every pair read is a sentence and its own translation, in file order (the toy language is word for word)."""
+    write_corpus(tmp_path, {"train": 50})
+    split = load_split(tmp_path, "train", "de", "en")
+    assert split.src == (tmp_path / "train.de").read_text(encoding="utf-8").splitlines() and len(split.src) == 50
+    for de, en in zip(split.src, split.tgt, strict=True):
+        assert en.lower().rstrip(".").split() == [LEXICON[w] for w in de.lower().rstrip(".").split()]
+    # the same files with the target in another order are read as they are (and no longer translate)
+    lines = (tmp_path / "train.en").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "train.en").write_text("".join(x + "\n" for x in lines[1:] + lines[:1]), encoding="utf-8")
+    assert load_split(tmp_path, "train", "de", "en").tgt == lines[1:] + lines[:1]
 
 
 @pytest.mark.parametrize(
@@ -100,11 +110,18 @@ def test_bisected_bucketing_equals_the_greedy_loop():
         assert [list(range(a, b)) for a, b in bucket_ascending(lengths, budget)] == bucket(lengths, budget)
 
 
-def test_sorted_batches_restore_order():
-    lengths = [3, 9, 1, 7, 7, 2]
-    groups = sorted_batches(lengths, 14)
-    assert sorted(i for g in groups for i in g) == list(range(6))
-    assert groups[0][0] == 1  # longest first
+def test_sorted_batches_budget_and_order():
+    rng = random.Random(2)
+    lengths = [rng.randint(1, 20) for _ in range(300)]
+    for budget in (1, 25, 100):
+        groups = sorted_batches(lengths, budget)
+        flat = [i for g in groups for i in g]
+        assert sorted(flat) == list(range(300))  # every sentence once
+        assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)  # longest first
+        for g in groups:
+            assert len(g) == 1 or len(g) * max(lengths[i] for i in g) <= budget
+        for g in groups[:-1]:  # and full: one more sentence would not have fitted
+            assert (len(g) + 1) * max(lengths[i] for i in g) > budget
 
 
 def test_config_overrides_and_unknown_keys(tmp_path):
@@ -124,3 +141,47 @@ def test_config_overrides_and_unknown_keys(tmp_path):
     f.write_text("[nope]\nx = 1\n")
     with pytest.raises(UsageError, match="c.toml: unknown config section 'nope'"):
         build_config(f)
+
+
+def test_validate_checks_types_ranges_choices_and_cross_fields(tmp_path):
+    cfg = Config()
+    cfg.train.lr = "fast"  # set in code, not through --set: still caught
+    with pytest.raises(UsageError, match="train.lr='fast': expected a float"):
+        cfg.validate()
+    for setting, message in [
+        ("train.schedule=step", "train.schedule='step': expected cosine"),
+        ("decode.alpha=-1", "decode.alpha=-1.0 (--alpha): expected a length penalty between 0 and 10"),
+        ("data.max_tokens=257", "data.max_tokens=257: must be <= model.max_len"),
+        ("decode.nbest=6", "decode.nbest=6 (--nbest): must be between 1 and decode.beam"),
+        ("train.betas=0.9,1.5", "train.betas=(0.9, 1.5): each must be in [0, 1)"),
+        ("train.amp=fp16", "train.amp='fp16': expected auto, bf16 or fp32"),
+    ]:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            build_config(None, [setting])
+    f = tmp_path / "c.toml"
+    f.write_text("[train]\nwarmup_steps = -3\n")
+    with pytest.raises(UsageError, match=re.escape("c.toml: train.warmup_steps=-3: must be >= 0")):
+        build_config(f)
+    saved = Config().to_dict()
+    saved["model"]["dropout"] = 1.5
+    with pytest.raises(UsageError, match=re.escape("checkpoint: model.dropout=1.5: must be in [0, 1)")):
+        Config.from_dict(saved, "checkpoint")
+
+
+def test_saved_configs_with_retired_keys_still_load():
+    saved = Config().to_dict()
+    saved["model"] |= {"pad_id": 0, "bos_id": 2, "eos_id": 3}
+    assert Config.from_dict(saved) == Config()
+    with pytest.raises(UsageError, match="unknown config key 'model.pad_id'"):
+        build_config(None, ["model.pad_id=5"])
+
+
+def test_check_resume_refuses_model_and_data_changes():
+    saved = Config()
+    for setting, key in [("model.enc_layers=7", "model.enc_layers is 4"), ("data.src=fr", "data.src is 'de'"),
+                         ("data.max_tokens=100", "data.max_tokens"), ("train.seed=2", "train.seed")]:  # fmt: skip
+        with pytest.raises(UsageError, match=re.escape(key)):
+            check_resume(saved, build_config(None, [setting]), "--resume")
+    for fine in ["train.time_budget_min=3", "train.lr=1e-3", "train.max_steps=10", "train.weight_decay=0.1",
+                 "train.eval_every=7", "train.schedule=linear", "data.test_split=val", "decode.beam=2"]:  # fmt: skip
+        check_resume(saved, build_config(None, [fine]), "--resume")

@@ -1,13 +1,18 @@
 """Model properties: masks, padding invariance, no future leak, cached == full decoding."""
 
+import pytest
 import torch
 from conftest import random_batch, random_model
 
 from mtx.model import Dropout
 
 
-def test_padding_does_not_change_real_positions():
-    model = random_model()
+VARIANTS = [dict(), dict(pre_norm=False), dict(tie_embeddings=False)]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=["pre_norm_tied", "post_norm", "untied"])
+def test_padding_does_not_change_real_positions(variant):
+    model = random_model(**variant)
     src, mask = random_batch(4, 7)
     tgt = torch.randint(4, 50, (4, 5))
     memory = model.encode(src, mask)
@@ -53,8 +58,9 @@ def test_encoder_ignores_masked_source_tokens():
     torch.testing.assert_close(model.encode(src, mask)[mask], model.encode(other, mask)[mask])
 
 
-def test_cached_decode_step_equals_full_decode():
-    model = random_model()
+@pytest.mark.parametrize("variant", VARIANTS, ids=["pre_norm_tied", "post_norm", "untied"])
+def test_cached_decode_step_equals_full_decode(variant):
+    model = random_model(**variant)
     src, mask = random_batch(3, 6)
     memory = model.encode(src, mask)
     tgt = torch.randint(4, 50, (3, 7))
@@ -78,12 +84,20 @@ def test_cross_attention_shared_by_beams():
     torch.testing.assert_close(steps, full, atol=1e-5, rtol=1e-5)
 
 
-def test_post_norm_and_untied_variants_run():
-    for kw in (dict(pre_norm=False), dict(tie_embeddings=False)):
-        model = random_model(**kw)
-        src, mask = random_batch(2, 5)
-        out = model(src, mask, torch.randint(4, 50, (2, 3)))
-        assert out.shape == (2, 3, 50) and torch.isfinite(out).all()
+def test_variants_are_what_they_say():
+    """Post-norm ends each block with a norm (pre-norm: one final norm per stack); untied has its own matrices."""
+    tied, untied = random_model(), random_model(tie_embeddings=False)
+    assert tied.src_embed.weight is tied.tgt_embed.weight
+    assert untied.src_embed.weight is not untied.tgt_embed.weight
+    n_tied = sum(p.numel() for p in tied.parameters())
+    assert sum(p.numel() for p in untied.parameters()) > n_tied
+    src, mask = random_batch(2, 5)
+    for pre_norm in (True, False):  # either way the encoder's output is normalised (last block's or final norm)
+        memory = random_model(pre_norm=pre_norm).encode(src, mask)[mask]
+        torch.testing.assert_close(memory.mean(-1), torch.zeros(len(memory)), atol=1e-4, rtol=0)
+        torch.testing.assert_close(memory.std(-1, unbiased=False), torch.ones(len(memory)), atol=1e-3, rtol=0)
+    post = random_model(pre_norm=False)
+    assert isinstance(post.enc_norm, torch.nn.Identity) and isinstance(random_model().enc_norm, torch.nn.LayerNorm)
 
 
 def test_dropout_rate_and_scale():

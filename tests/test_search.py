@@ -4,6 +4,8 @@ import pytest
 import torch
 from conftest import random_batch, random_model
 
+from mtx.search import length_penalty
+
 from mtx.search import beam_search, greedy_search
 
 
@@ -38,11 +40,13 @@ def test_beam_cached_equals_uncached(beam):
     _same(a, b)
 
 
-def test_beam_one_equals_greedy():
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_beam_one_equals_greedy(alpha):
+    """The same hypotheses and the same scores: one score definition for every beam size."""
     model = _model()
     src, mask = random_batch(8, 6, seed=4)
-    greedy = greedy_search(model, src, mask)
-    beam = beam_search(model, src, mask, beam=1, alpha=0.0)
+    greedy = greedy_search(model, src, mask, alpha=alpha)
+    beam = beam_search(model, src, mask, beam=1, alpha=alpha)
     _same(beam, greedy)
 
 
@@ -96,3 +100,41 @@ def test_source_at_max_length_does_not_overflow_positions():
         assert len(res[0][0]) < 16
     for res in greedy_search(model, src, mask, max_len_a=2.0, max_len_b=10):
         assert len(res[0][0]) < 16
+
+
+def _exhaustive(model, src, mask, limit, alpha):
+    """Every output the search could produce (any non-EOS tokens, then EOS; EOS forced at `limit` tokens),
+    scored by the model: [(score, tokens)], best first."""
+    V = model.config.vocab_size
+    memory = model.encode(src, mask)
+    words = [v for v in range(V) if v != 3]
+    found = []
+    prefixes = [[]]
+    for n in range(limit):  # n tokens before EOS
+        for prefix in prefixes:
+            seq = torch.tensor([[2, *prefix, 3]])
+            logp = torch.log_softmax(model.decode(seq[:, :-1], memory, mask).float(), -1)[0]
+            total = logp.gather(1, seq[0, 1:, None]).sum().item()
+            found.append((total / length_penalty(n + 1, alpha), prefix))
+        prefixes = [p + [w] for p in prefixes for w in words]
+    return sorted(found, key=lambda x: -x[0])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_beam_search_finds_the_exhaustive_best(alpha):
+    """On a vocabulary of 6 and outputs of at most 4 tokens (EOS included), a beam as wide as the search space
+    returns exactly the exhaustive search's best hypotheses, with their scores; a narrow beam never reports a
+    score above the true best."""
+    torch.manual_seed(3)
+    model = random_model(seed=3, vocab_size=6, d_model=16, n_heads=2, d_ff=32)
+    with torch.no_grad():
+        model.out_bias[3] = 1.0
+    for seed in range(3):
+        src, mask = random_batch(1, 4, vocab=6, seed=seed)
+        best = _exhaustive(model, src, mask, limit=4, alpha=alpha)
+        K = 5**3  # live prefixes of 3 tokens: the beam never prunes
+        (wide,) = beam_search(model, src, mask, beam=K, alpha=alpha, max_len_a=0.0, max_len_b=4, nbest=5)
+        assert [t for t, _ in wide] == [t for _, t in best[:5]]
+        assert [s for _, s in wide] == pytest.approx([s for s, _ in best[:5]], abs=1e-4)
+        (narrow,) = beam_search(model, src, mask, beam=2, alpha=alpha, max_len_a=0.0, max_len_b=4)
+        assert narrow[0][1] <= best[0][0] + 1e-5
