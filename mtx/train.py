@@ -110,7 +110,7 @@ class Trainer:
     """The objects one training run works on and what it does besides the loop (`train`, below): one update,
     the status line, validation and best-checkpoint keeping, resumable states."""
 
-    def __init__(self, cfg: Config, out_dir: Path, world: World, data: Data, log, clock, info: dict):
+    def __init__(self, cfg: Config, out_dir: Path, world: World, data: Data, log, clock, info: dict, started: float):
         self.cfg, self.out_dir, self.world, self.data, self.log, self.clock = cfg, out_dir, world, data, log, clock
         self.device = device = world.device
         self.model = Transformer(cfg.model).to(device)
@@ -118,7 +118,7 @@ class Trainer:
         self.avg = WeightAverage(self.model, cfg.train.average, cfg.train.average_frac)
         self.pos = Position(info.get("step", 0), info.get("epoch", 0), info.get("batch_in_epoch", 0))
         self.pos.best = info.get("best", -math.inf)
-        self.start = clock() - info.get("elapsed_s", 0.0)  # wall time of all runs, data preparation included
+        self.start = started - info.get("elapsed_s", 0.0)  # wall time of all runs, data preparation included
         self.eval_cost = -1.0  # seconds of the last validation (-1: none yet)
         self.status = StatusLine(enabled=world.main)
         self.stepper: torch.nn.Module = self.model
@@ -214,7 +214,7 @@ def train(
     `resume`: a model directory (or one of its state folders) written by an earlier run; `cfg` is its saved
     config with the changes `config.check_resume` allows. `should_stop(step)`: asked at every sync point (every
     step in one process); True stops as an interrupt would. `clock`: seconds, for the time budget (tests)."""
-    tc = cfg.validate().train
+    started, tc = clock(), cfg.validate().train
     world, device = distributed.setup(resolve_device(tc.device))
     log = log if world.main else (lambda s: None)
     if tc.threads > 0:
@@ -227,7 +227,7 @@ def train(
         tok = Tokenizer(proto)
         log(f"resuming from {state_dir} (step {info['step']}, epoch {info['epoch']})")
     data = prepare_data(cfg, data_dir, log, tok, world)
-    t = Trainer(cfg, out_dir, world, data, log, clock, info)
+    t = Trainer(cfg, out_dir, world, data, log, clock, info, started)
     n_params = sum(p.numel() for p in t.model.parameters())
     log(f"model: {n_params / 1e6:.1f}M parameters on {device}; batch {tc.batch_tokens} tokens")
     if resume is not None:
@@ -282,7 +282,7 @@ def train(
             else:
                 pos.epoch += 1
                 pos.batch_in_epoch = 0
-    if pos.step == 0:
+    if pos.step == 0 and stop_reason != "interrupted":
         raise MtxError("training stopped before the first step (time budget too small?)")
     if stop_reason == "interrupted":
         t.save_state(budget)  # first, in case the validation is interrupted too

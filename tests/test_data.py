@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from mtx.batching import TrainBatches, bucket, bucket_ascending, collate, sorted_batches
 from conftest import LEXICON, write_corpus
 
+from mtx.batching import TrainBatches, bucket, bucket_ascending, collate, sorted_batches
 from mtx.config import Config, build_config, check_resume
 from mtx.corpus import load_split
 from mtx.errors import MtxError, UsageError

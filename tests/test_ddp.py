@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -46,6 +47,30 @@ def test_two_process_ddp_equals_one_process_with_accumulation(tiny_corpus, tmp_p
     log = [json.loads(x) for x in (ddp_out / "train_log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in log] == [6, 12] and log[1]["valid_loss"] < log[0]["valid_loss"]
     print(f"max parameter difference, 2-process DDP vs 1 process with accum 2: {diff:.2e}")
+
+
+def test_time_budget_with_a_slow_rank_keeps_replicas_identical(tiny_corpus, tmp_path):
+    """2 processes under a 0.1-minute budget, rank 1 slower per step: progress, lr, averaging and the stop are
+    agreed (rank 0's clock), so both end at the same step with identical parameters. Rank 0 alone trains the
+    tokenizer, and each rank draws its own dropout masks."""
+    out = tmp_path / "m"
+    settings = [*TINY_SETTINGS, "train.max_steps=0", "train.time_budget_min=0.1", "train.log_every=5"]
+    settings += ["model.dropout=0.1", "train.average=2", "train.threads=1"]
+    worker = str(Path(__file__).parent / "ddp_worker.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", worker]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent.parent)}
+    r = subprocess.run(
+        [*cmd, str(tiny_corpus), str(out), *settings], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    s0, s1 = (json.loads((out / f"rank{i}.json").read_text()) for i in (0, 1))
+    assert s0["stop"] == s1["stop"] == "time_budget" and s0["steps"] == s1["steps"] > 20
+    assert (s0["tokenizers"], s1["tokenizers"]) == (1, 0)
+    assert s0["rng"] != s1["rng"]  # dropout streams of their own
+    a, b = (load_file(str(out / f"rank{i}.safetensors")) for i in (0, 1))
+    assert a.keys() == b.keys()
+    diff = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert diff == 0.0, f"replicas drifted apart: max parameter difference {diff}"
 
 
 def test_gpus_without_enough_cuda_devices_is_a_usage_error(tmp_path):

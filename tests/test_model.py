@@ -6,7 +6,6 @@ from conftest import random_batch, random_model
 
 from mtx.model import Dropout
 
-
 VARIANTS = [dict(), dict(pre_norm=False), dict(tie_embeddings=False)]
 
 

@@ -1,11 +1,9 @@
 """Interrupted training resumes exactly; a training process killed at any moment leaves a resumable state."""
 
-import os
 import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from typer.testing import CliRunner
 
 from mtx import checkpoint
 from mtx.cli import app
-from mtx.config import Config, build_config
+from mtx.config import Config, TrainConfig, build_config
 from mtx.errors import MtxError
 from mtx.train import train
 from mtx.train_state import find_state, load_state
@@ -50,19 +48,74 @@ def test_interrupt_and_resume_equals_straight_run(tiny_corpus, tmp_path):
     assert diff == 0.0, f"max parameter difference {diff}"
 
 
+def _cli_train(tiny_corpus, out, *settings, resume=None):
+    args = ["train", "--data", str(tiny_corpus), "--device", "cpu"]
+    args += ["--resume", str(resume)] if resume else ["--out", str(out)]
+    for item in [*([] if resume else TINY_SETTINGS), *settings]:
+        args += ["--set", item]
+    return CliRunner().invoke(app, args)
+
+
 def test_resume_through_cli_and_keep_last(tiny_corpus, tmp_path):
     out = tmp_path / "m"
-    args = ["train", "--data", str(tiny_corpus), "--out", str(out), "--device", "cpu"]
-    for s in [*TINY_SETTINGS, "train.max_steps=20", "train.save_every=5", "train.keep_last=2"]:
-        args += ["--set", s]
-    assert CliRunner().invoke(app, args).exit_code == 0
+    assert _cli_train(tiny_corpus, out, "train.max_steps=20", "train.save_every=5", "train.keep_last=2").exit_code == 0
     assert sorted(p.name for p in out.glob("state-*")) == ["state-15", "state-20"]
-    r = CliRunner().invoke(
-        app, ["train", "--resume", str(out), "--data", str(tiny_corpus), "--set", "train.max_steps=30"]
-    )
+    r = _cli_train(tiny_corpus, out, "train.max_steps=30", resume=out)
     assert r.exit_code == 0, r.output
     assert "resuming from" in r.stderr and (out / "latest").read_text() == "state-30"
     checkpoint.load(out)
+
+
+def test_resume_from_a_state_folder_writes_to_its_model_directory(tiny_corpus, tmp_path):
+    out = tmp_path / "m"
+    assert _cli_train(tiny_corpus, out, "train.max_steps=20", "train.save_every=5", "train.keep_last=2").exit_code == 0
+    r = _cli_train(tiny_corpus, None, "train.max_steps=30", resume=out / "state-15")
+    assert r.exit_code == 0, r.output
+    assert "state-15 (step 15" in r.stderr
+    assert sorted(p.name for p in out.glob("state-*")) == ["state-25", "state-30"]
+    assert (out / "latest").read_text() == "state-30" and not list(out.glob("state-*/state-*"))
+
+
+def test_resume_refuses_a_changed_model_or_data(tiny_corpus, tmp_path):
+    out = tmp_path / "m"
+    assert _cli_train(tiny_corpus, out, "train.max_steps=5").exit_code == 0
+    before = (out / "latest").read_text()
+    for setting, message in [
+        ("model.enc_layers=7", "model.enc_layers is 2 in the saved training and 7 now"),
+        ("data.max_tokens=50", "data.max_tokens is 128 in the saved training and 50 now"),
+        ("model.vocab_size=90", "model.vocab_size is 100 in the saved training and 90 now"),
+    ]:
+        r = _cli_train(tiny_corpus, None, "train.max_steps=10", setting, resume=out)
+        assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+        assert r.stderr.strip().splitlines()[-1].startswith(f"mtx: error: --resume: {message}"), r.stderr
+    r = CliRunner().invoke(app, ["train", "--resume", str(out), "--src", "fr", "--data", str(tiny_corpus)])
+    assert r.exit_code == 2 and "data.src is 'de' in the saved training and 'fr' now" in r.stderr
+    assert (out / "latest").read_text() == before  # nothing was trained or written
+
+
+def test_resume_applies_changed_optimizer_settings(tiny_corpus, tmp_path):
+    out = tmp_path / "m"
+    assert _cli_train(tiny_corpus, out, "train.max_steps=5").exit_code == 0
+    r = _cli_train(tiny_corpus, None, "train.max_steps=8", "train.weight_decay=0.3", "train.betas=0.8,0.9", resume=out)
+    assert r.exit_code == 0, r.output
+    info, _, _ = load_state(find_state(out))
+    one_d = 0.3 if TrainConfig().decay_1d else 0.0  # matrices, then 1-D tensors
+    assert [g["weight_decay"] for g in info["param_groups"]] == [0.3, one_d]
+    assert all(g["betas"] == [0.8, 0.9] for g in info["param_groups"])
+    assert info["config"]["train"]["weight_decay"] == 0.3
+
+
+def test_a_state_missing_a_tensor_is_an_error(tiny_corpus, tmp_path):
+    from safetensors.torch import save_file
+
+    out = tmp_path / "m"
+    assert _cli_train(tiny_corpus, out, "train.max_steps=5").exit_code == 0
+    path = find_state(out) / "state.safetensors"
+    tensors = load_file(str(path))
+    del tensors["model.encoder.0.ff.w1.weight"]
+    save_file(tensors, str(path))
+    r = _cli_train(tiny_corpus, None, "train.max_steps=8", resume=out)
+    assert r.exit_code == 1 and "weights do not match the config (missing ['encoder.0.ff.w1.weight']" in r.stderr
 
 
 def test_resume_errors(tmp_path):
@@ -73,70 +126,112 @@ def test_resume_errors(tmp_path):
         find_state(tmp_path)
 
 
-def test_sigkill_at_a_random_moment_then_resume(tiny_corpus, tmp_path):
-    """kill -9 while training (and saving every 3 steps): the last complete state loads and training resumes."""
-    out = tmp_path / "m"
+def _mtx_train_process(tiny_corpus, out, *settings):
     args = [sys.executable, "-m", "mtx", "train", "--data", str(tiny_corpus), "--out", str(out), "--device", "cpu"]
-    for s in [*TINY_SETTINGS, "train.max_steps=100000", "train.save_every=3", "train.eval_every=50"]:
+    for s in [*TINY_SETTINGS, "train.max_steps=100000", *settings]:
         args += ["--set", s]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_line(proc, text: str) -> list[str]:
+    """Lines of the process's stderr up to the one containing `text` (driven by what it prints, not by time)."""
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"the process ended before printing {text!r}: {''.join(seen)[-2000:]}")
+
+
+def test_sigkill_at_a_random_moment_then_resume(tiny_corpus, tmp_path):
+    """kill -9 while training and saving every 3 steps, as soon as `latest` names a state of step >= a
+    (seeded) random step: the last complete state loads and training resumes."""
+    out = tmp_path / "m"
+    kill_after = random.Random(7).randrange(3, 30)
+    proc = _mtx_train_process(tiny_corpus, out, "train.save_every=3", "train.eval_every=50")
     try:
-        deadline = time.time() + 120
-        while not (out / "latest").exists() and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert (out / "latest").exists(), "training never saved a state"
-        time.sleep(random.Random().uniform(0.0, 1.5))
+        _wait_for_line(proc, "training (Ctrl-C")
+        latest = out / "latest"
+        while proc.poll() is None:
+            name = latest.read_text() if latest.exists() else "state-0"
+            if int(name.split("-")[1] or 0) >= kill_after:
+                break
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
         if proc.poll() is None:
             proc.kill()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
     info, _, _ = load_state(find_state(out))
-    r = CliRunner().invoke(
-        app, ["train", "--resume", str(out), "--data", str(tiny_corpus), "--set", f"train.max_steps={info['step'] + 4}"]
-    )
+    assert info["step"] >= kill_after
+    r = _cli_train(tiny_corpus, None, f"train.max_steps={info['step'] + 4}", resume=out)
     assert r.exit_code == 0, r.output
     assert load_state(find_state(out))[0]["step"] == info["step"] + 4
 
 
 def test_sigterm_saves_a_resumable_state(tiny_corpus, tmp_path):
+    """SIGTERM once the loop has said it is listening: a resumable state, a validated checkpoint, exit 0."""
     out = tmp_path / "m"
-    args = [sys.executable, "-m", "mtx", "train", "--data", str(tiny_corpus), "--out", str(out), "--device", "cpu"]
-    for s in [*TINY_SETTINGS, "train.max_steps=100000", "train.save_every=0", "train.eval_every=100000"]:
-        args += ["--set", s]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
-    deadline = time.time() + 120
-    while proc.poll() is None and time.time() < deadline:
-        # wait until the model is built (the line is printed before the loop starts)
-        time.sleep(0.2)
-        if (out / "train_log.jsonl").exists():
-            time.sleep(0.5)
-            break
+    proc = _mtx_train_process(tiny_corpus, out, "train.save_every=0", "train.eval_every=100000")
+    _wait_for_line(proc, "training (Ctrl-C")
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "interrupted at step" in err
     info, _, _ = load_state(find_state(out))
-    assert info["step"] > 0
+    assert info["step"] >= 0
     checkpoint.load(out)
 
 
-def test_time_budget_counts_training_from_the_first_step(tiny_corpus, tmp_path, monkeypatch):
-    """The budget covers steps, validations and saves; data and tokenizer come before it. The weight average's
-    snapshots follow the time-based progress too."""
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_time_budget_with_a_fake_clock(tiny_corpus, tmp_path, monkeypatch):
+    """A 15-second budget, steps of 0.1 s and validations of 0.5 s by an injected clock: data preparation (100 s)
+    does not count; the schedule's progress runs evenly to its end, not to 1 at once; the final validations (the
+    weights, the average) fit in the reserve; the average's snapshots follow the same progress."""
     import mtx.train as train_mod
 
-    slow = train_mod.prepare_data
+    clock, progress = FakeClock(), []
+    real_prepare, real_step, real_validate, real_lr = (
+        train_mod.prepare_data, train_mod.train_step, train_mod.validate, train_mod.lr_at
+    )  # fmt: skip
 
-    def prepare_data(*args, **kw):
-        time.sleep(4.0)  # slow data preparation does not eat into the training budget
-        return slow(*args, **kw)
+    def prepare_data(*a, **k):
+        clock.now += 100.0
+        return real_prepare(*a, **k)
 
-    monkeypatch.setattr(train_mod, "prepare_data", prepare_data)
-    cfg = build_config(None, [*TINY_SETTINGS, "train.max_steps=0", "train.time_budget_min=0.12", "train.average=2"])
-    result = train(cfg, tiny_corpus, tmp_path / "m", log=lambda s: None)
-    assert result["stop"] == "time_budget" and result["steps"] > 10
-    assert result["train_minutes"] <= 0.12 + 0.02  # the last validation fits in the reserve
-    assert result["total_minutes"] - result["train_minutes"] >= 0.06
+    def train_step(*a, **k):
+        clock.now += 0.1
+        return real_step(*a, **k)
+
+    def validate(*a, **k):
+        clock.now += 0.5
+        return real_validate(*a, **k)
+
+    def lr_at(step, frac, *a):
+        progress.append(frac)
+        return real_lr(step, frac, *a)
+
+    for name, fn in [("prepare_data", prepare_data), ("train_step", train_step), ("validate", validate),
+                     ("lr_at", lr_at)]:  # fmt: skip
+        monkeypatch.setattr(train_mod, name, fn)
+    settings = ["train.max_steps=0", "train.time_budget_min=0.25", "train.average=2", "train.eval_every=50"]
+    result = train(
+        build_config(None, [*TINY_SETTINGS, *settings]), tiny_corpus, tmp_path / "m", lambda s: None, clock=clock
+    )
+    assert result["stop"] == "time_budget"
+    assert result["train_minutes"] * 60 <= 15.0  # the final validations fitted
+    assert result["total_minutes"] - result["train_minutes"] == pytest.approx(100 / 60, abs=0.01)
     assert result["history"][-1]["averaged"] == 3  # 2 snapshots and the final weights
+    steps = result["steps"]
+    # 15 s less the reserve (2 final validations of 0.5 s + 2 s) is 12 s, ~0.1 s a step, a validation at 50 and 100
+    assert 105 <= steps <= 115, steps
+    assert progress == sorted(progress) and progress[-1] >= 0.97
+    assert progress[10] == pytest.approx(1.0 / 11.5, abs=0.01)  # 1 s of ~11.5 (until the first validation's cost)

@@ -4,9 +4,7 @@ import pytest
 import torch
 from conftest import random_batch, random_model
 
-from mtx.search import length_penalty
-
-from mtx.search import beam_search, greedy_search
+from mtx.search import beam_search, greedy_search, length_penalty
 
 
 def _model():

@@ -1,0 +1,44 @@
+"""Run by torchrun from test_ddp.py: `mtx.train.train` under a time budget, rank 1 slowed; each rank writes its
+final parameters, its summary, how often it trained a tokenizer and a digest of its random state."""
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+import mtx.train as train_mod
+from mtx.checkpoint import state_tensors
+from mtx.config import build_config
+from mtx.tokenizer import Tokenizer
+
+corpus, out, *settings = sys.argv[1:]
+rank = int(os.environ["RANK"])
+seen = {"model": None, "tokenizers": 0}
+real_step, real_train_tok = train_mod.train_step, Tokenizer.train.__func__
+
+
+def train_step(model, *args, **kwargs):
+    seen["model"] = model.module  # under DDP
+    if rank == 1:
+        time.sleep(0.01)  # a slower replica: its own clock would put it at another point of the schedule
+    return real_step(model, *args, **kwargs)
+
+
+def train_tokenizer(cls, *args, **kwargs):
+    seen["tokenizers"] += 1
+    return real_train_tok(cls, *args, **kwargs)
+
+
+train_mod.train_step = train_step
+Tokenizer.train = classmethod(train_tokenizer)
+summary = train_mod.train(build_config(None, settings), Path(corpus), Path(out), log=lambda s: None)
+summary.pop("history")
+params = state_tensors(seen["model"])
+save_file(params, f"{out}/rank{rank}.safetensors")
+rng = hashlib.sha1(torch.get_rng_state().numpy().tobytes()).hexdigest()
+Path(f"{out}/rank{rank}.json").write_text(json.dumps({**summary, "tokenizers": seen["tokenizers"], "rng": rng}))
