@@ -36,3 +36,30 @@ def test_compiled_steps_match_eager_steps():
         loss_f, _ = train_step(stepper, opt_f, [b], scale, tc, torch.device("cpu"))
         torch.testing.assert_close(loss_f, loss_e, rtol=1e-4, atol=1e-4)
     assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])  # not one per batch shape
+
+
+def test_a_compiled_training_saves_a_plain_checkpoint(tiny_corpus, tmp_path, monkeypatch):
+    """`train.compile`: the checkpoint and the state hold the plain module's names (no `_orig_mod.`) and load."""
+    import mtx.train as train_mod
+    from conftest import TINY_SETTINGS
+    from safetensors.torch import load_file
+
+    from mtx import checkpoint
+    from mtx.config import build_config
+    from mtx.train_state import find_state
+
+    torch._dynamo.reset()
+    calls = []
+
+    def aot_eager(module):
+        calls.append(module)
+        return compiled(module, backend="aot_eager")
+
+    monkeypatch.setattr(train_mod, "compiled", aot_eager)
+    cfg = build_config(None, [*TINY_SETTINGS, "train.compile=true", "train.max_steps=6", "train.eval_every=6"])
+    train_mod.train(cfg, tiny_corpus, tmp_path / "m", log=lambda s: None)
+    assert len(calls) == 1
+    model, *_ = checkpoint.load(tmp_path / "m")
+    names = load_file(str(find_state(tmp_path / "m") / "state.safetensors")).keys()
+    assert not any("_orig_mod" in k for k in names) and any(k.startswith("model.encoder.") for k in names)
+    assert all(torch.isfinite(p).all() for p in model.parameters())

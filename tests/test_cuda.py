@@ -25,37 +25,53 @@ def test_cuda_cached_equals_uncached_and_cpu():
 
 @cuda
 def test_cuda_bf16_training_reduces_loss():
-    from mtx.step import loss_fn
+    """`train_step` as training runs it on CUDA (bf16 autocast by default, fused AdamW) on padded batches."""
+    from mtx.batching import collate
+    from mtx.config import TrainConfig
+    from mtx.step import make_optimizer, train_step
 
-    model = random_model(seed=0).cuda().train()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, fused=True)
-    src, mask = random_batch(16, 9, seed=1)
-    src, mask = src.cuda(), mask.cuda()
-    tgt = src[:, :8].clamp(min=4)
-    tgt_in = torch.cat([torch.full((16, 1), 2, device="cuda"), tgt[:, :-1]], 1)
+    device = torch.device("cuda")
+    model = random_model(seed=0).to(device).train()
+    tc = TrainConfig(lr=3e-3)  # amp "auto": bf16 on CUDA
+    opt = make_optimizer(model, tc)
+    for g in opt.param_groups:
+        g["lr"] = tc.lr
+    src = [[5 + (i * 7 + j) % 40 for j in range(2 + i % 7)] for i in range(16)]
+    tgt = [[5 + (i * 3 + j) % 40 for j in range(1 + i % 6)] for i in range(16)]
+    batch = collate(src, tgt)
+    assert not batch.src_mask.all() and (batch.tgt_out == 0).any()  # real padding on both sides
+    b = batch.to(device)
     losses = []
     for _ in range(60):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = model(src, mask, tgt_in)
-        loss = loss_fn(logits, tgt, 0.0) / tgt.numel()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+        loss, bad = train_step(model, opt, [b], 1.0 / batch.n_tgt_tokens, tc, device)
+        assert not bad.item()
+        losses.append(loss.item() / batch.n_tgt_tokens)
     assert losses[-1] < 0.5 * losses[0]
 
 
 @cuda
 def test_cuda_bf16_decoding_matches_cpu(tiny_model, tiny_corpus):
-    from typer.testing import CliRunner
-
-    from mtx.cli import app
+    """Decoding under bf16 autocast (decode.precision=bf16) gives the CPU's fp32 translations on the tiny model."""
+    from mtx import checkpoint
+    from mtx.translator import Translator
 
     src = (tiny_corpus / "train.de").read_text(encoding="utf-8").splitlines()[:30]
-    args = ["translate", "--model", str(tiny_model), *src]
-    cpu = CliRunner().invoke(app, [*args, "--device", "cpu"])
-    gpu = CliRunner().invoke(app, [*args, "--device", "cuda"])
-    assert gpu.exit_code == 0 and gpu.stdout == cpu.stdout
+    model, tok, cfg, _ = checkpoint.load(tiny_model)
+    cpu = [t.text for t in Translator(model, tok, cfg.decode, torch.device("cpu")).translate(src)]
+    cfg.decode.precision = "bf16"
+    gpu_model = model.to("cuda")
+    calls = []
+    real = gpu_model.decode_step
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(out.dtype)
+        return out
+
+    gpu_model.decode_step = spy
+    gpu = [t.text for t in Translator(gpu_model, tok, cfg.decode, torch.device("cuda")).translate(src)]
+    assert torch.bfloat16 in calls  # it did decode in bf16
+    assert gpu == cpu
 
 
 @cuda
