@@ -40,10 +40,10 @@ def test_compiled_steps_match_eager_steps():
 
 def test_a_compiled_training_saves_a_plain_checkpoint(tiny_corpus, tmp_path, monkeypatch):
     """`train.compile`: the checkpoint and the state hold the plain module's names (no `_orig_mod.`) and load."""
-    import mtx.train as train_mod
     from conftest import TINY_SETTINGS
     from safetensors.torch import load_file
 
+    import mtx.train as train_mod
     from mtx import checkpoint
     from mtx.config import build_config
     from mtx.train_state import find_state
