@@ -4,9 +4,11 @@ the training status, printed as a line every `every`-th update."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -40,6 +42,16 @@ class StatusLine:
         if self.status is not None:
             self.status.stop()
             self.status = None
+
+
+@contextlib.contextmanager
+def spinner(text: str, enabled: bool = True) -> Iterator[None]:
+    """A spinner with `text` on stderr while the block runs (a terminal only): for steps without a count."""
+    if not (enabled and is_tty()):
+        yield
+        return
+    with Console(stderr=True).status(text, spinner="dots"):
+        yield
 
 
 class ProgressBar:

@@ -127,10 +127,13 @@ def fetch_multi30k(out_dir: Path, langs: tuple[str, ...] = HUB_LANGS) -> list[Pa
     """Download Multi30k (en/de) from the Hugging Face hub (with progress bars) and write `{split}.{lang}`
     files."""
     import datasets
+    import huggingface_hub
 
     if missing := [x for x in langs if x not in HUB_LANGS]:
         raise MtxError(f"{HUB_DATASET} on the hub has {' and '.join(HUB_LANGS)}, not {', '.join(missing)}: use --data")
     datasets.enable_progress_bars()
+    datasets.logging.set_verbosity_error()  # no retry warnings: an error is reported below, in one line
+    huggingface_hub.utils.logging.set_verbosity_error()
     try:
         dd = datasets.load_dataset(HUB_DATASET)
     except Exception as e:  # network or hub errors: report them in one line, with what to do

@@ -23,7 +23,7 @@ from mtx.averaging import WeightAverage
 from mtx.batching import TrainBatches, collate, sorted_batches
 from mtx.budget import Budget
 from mtx.config import Config
-from mtx.console import StatusLine, StopFlag
+from mtx.console import StatusLine, StopFlag, spinner
 from mtx.corpus import Split, load_split
 from mtx.distributed import World
 from mtx.errors import MtxError
@@ -50,17 +50,21 @@ def prepare_data(
     """Read and validate train/valid, train the tokenizer (unless given, as on resume; under torchrun rank 0
     trains it and the others receive it), encode, filter."""
     d, world = cfg.data, world or World()
-    train = load_split(data_dir, d.train_split, d.src, d.tgt)
-    valid = load_split(data_dir, d.valid_split, d.src, d.tgt)
+    with spinner(f"reading {data_dir}", world.main):
+        train = load_split(data_dir, d.train_split, d.src, d.tgt)
+        valid = load_split(data_dir, d.valid_split, d.src, d.tgt)
     t0 = time.time()
     if tok is None:
         proto = None
         if world.main:
-            texts = train.src + train.tgt
-            proto = Tokenizer.train(texts, cfg.model.vocab_size, d.spm_model_type, d.spm_character_coverage).proto
+            with spinner("training the tokenizer"):
+                texts = train.src + train.tgt
+                vocab, kind, coverage = cfg.model.vocab_size, d.spm_model_type, d.spm_character_coverage
+                proto = Tokenizer.train(texts, vocab, kind, coverage).proto
         tok = Tokenizer(world.from_main(proto))
         cfg.model.vocab_size = len(tok)
-    src, tgt = tok.encode(train.src), tok.encode(train.tgt)
+    with spinner("encoding", world.main):
+        src, tgt = tok.encode(train.src), tok.encode(train.tgt)
     keep = [i for i in range(len(src)) if len(src[i]) < d.max_tokens and len(tgt[i]) < d.max_tokens]
     if len(keep) < len(src):
         log(f"filtered {len(src) - len(keep)} of {len(src)} training pairs longer than {d.max_tokens} pieces")
@@ -165,6 +169,32 @@ class Trainer:
         self.loss_tokens.zero_()
         self.tokens, self.window_start = 0, now
 
+    def sync(self, budget: Budget, asked: bool) -> str | None:
+        """At a sync point, on every rank: adopt rank 0's clock and validation cost; "interrupted" if any rank was
+        asked to stop, "time_budget" if the time is up, else None."""
+        elapsed, eval_cost, asked = self.world.agree(budget.elapsed(), self.eval_cost, asked)
+        budget.sync(self.pos.step, elapsed, eval_cost if eval_cost >= 0 else None)
+        if asked:
+            self.status.close()
+            self.log(f"interrupted at step {self.pos.step}: saving a resumable state, validating, saving")
+            return "interrupted"
+        return "time_budget" if budget.time_up() else None
+
+    def finish(self, budget: Budget, stop_reason: str, last_eval_step: int) -> None:
+        """After the last step: validate the final weights (and the weight average) and save the state."""
+        step = self.pos.step
+        if step == 0 and stop_reason != "interrupted":
+            raise MtxError("training stopped before the first step (time budget too small?)")
+        if stop_reason == "interrupted":
+            self.save_state(budget)  # first, in case the validation is interrupted too
+        if last_eval_step != step:
+            self.evaluate(budget)
+        if self.avg.count and stop_reason != "interrupted":
+            self.avg.add_final(step)
+            self.evaluate(budget, averaged=self.avg.count)
+        self.save_state(budget)
+        self.status.close()
+
     def save_state(self, budget: Budget) -> None:
         if not self.world.main:
             return
@@ -252,15 +282,8 @@ def train(
             while pos.batch_in_epoch + per_update <= len(batches):  # an epoch's last, partial update is dropped
                 if pos.step % sync_every == 0:  # every rank: the same clock, the same decision
                     asked = stop.set or (should_stop is not None and should_stop(pos.step))
-                    elapsed, eval_cost, asked = world.agree(budget.elapsed(), t.eval_cost, asked)
-                    budget.sync(pos.step, elapsed, eval_cost if eval_cost >= 0 else None)
-                    if asked:
-                        stop_reason = "interrupted"
-                        t.status.close()
-                        log(f"interrupted at step {pos.step}: saving a resumable state, validating, saving")
-                        break
-                    if budget.time_up():
-                        stop_reason = "time_budget"
+                    stop_reason = t.sync(budget, asked) or stop_reason
+                    if stop_reason != "max_epochs":
                         break
                 if budget.steps_done(pos.step):
                     stop_reason = "max_steps"
@@ -282,17 +305,7 @@ def train(
             else:
                 pos.epoch += 1
                 pos.batch_in_epoch = 0
-    if pos.step == 0 and stop_reason != "interrupted":
-        raise MtxError("training stopped before the first step (time budget too small?)")
-    if stop_reason == "interrupted":
-        t.save_state(budget)  # first, in case the validation is interrupted too
-    if last_eval_step != pos.step:
-        t.evaluate(budget)
-    if t.avg.count and stop_reason != "interrupted":
-        t.avg.add_final(pos.step)
-        t.evaluate(budget, averaged=t.avg.count)
-    t.save_state(budget)
-    t.status.close()
+    t.finish(budget, stop_reason, last_eval_step)
     distributed.close(world)
     return {
         "steps": pos.step,

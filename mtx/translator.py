@@ -14,7 +14,7 @@ import torch
 
 from mtx.batching import collate, sorted_batches
 from mtx.config import DecodeConfig
-from mtx.errors import MtxError, UsageError
+from mtx.errors import MtxError
 from mtx.model import Transformer
 from mtx.search import search
 from mtx.tokenizer import Tokenizer
@@ -35,12 +35,10 @@ class Translator:
         self.batch_tokens = decode.batch_tokens or (100_000 if device.type == "cuda" else 12_000)
 
     def _precision(self):
-        """Autocast for decoding when `decode.precision` is bf16 or fp16."""
+        """Autocast for decoding when `decode.precision` is bf16 or fp16 (`Config.validate` checks the name)."""
         p = self.cfg.precision
-        if p in ("fp32", "auto"):
+        if p == "fp32":
             return contextlib.nullcontext()
-        if p not in ("bf16", "fp16"):
-            raise UsageError(f"decode.precision={p!r}: expected fp32, bf16 or fp16")
         return torch.autocast(self.device.type, dtype=torch.bfloat16 if p == "bf16" else torch.float16)
 
     def translate(self, lines: list[str], use_cache: bool = True) -> list[Translation]:

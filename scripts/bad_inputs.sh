@@ -9,6 +9,7 @@ printf 'Ein Hund.\n' > "$T/a.de"; printf 'A dog.\n\n' > "$T/a.en"
 printf 'Ein Hund.\nKatze \xe4 rot.\n' > "$T/latin1.de"
 printf 'Ein Hund.\n\nKatze.\n' > "$T/empty.de"; printf 'A dog.\nX\nCat.\n' > "$T/empty.en"
 : > "$T/nothing.de"; : > "$T/nothing.en"
+cp -r "$MODEL" "$T/res"  # a model directory with a resumable state
 cp -r "$MODEL" "$T/trunc"; head -c 1000 "$MODEL/model.safetensors" > "$T/trunc/model.safetensors"
 mkdir -p "$T/pickle"; cp "$MODEL"/config.json "$MODEL"/tokenizer.model "$T/pickle/"
 python3 -c "import pickle,sys; open(sys.argv[1],'wb').write(pickle.dumps({'a':1}))" "$T/pickle/model.safetensors"
@@ -29,11 +30,17 @@ row "data directory missing" mtx train --data "$T/none" --out "$T/m"
 row "unknown language code" mtx train --data "$T" --src xx --out "$T/m"
 row "unknown config key" mtx train --set model.dmodel=3
 row "invalid config value" mtx train --set train.lr=fast
-row "zero time budget" mtx train --time-budget 0
+row "negative time budget" mtx train --time-budget -1
+row "unknown schedule" mtx train --set train.schedule=step
+row "pairs longer than the model's positions" mtx train --set data.max_tokens=300
+row "d_model not a multiple of n_heads" mtx train --set model.n_heads=3
 row "nothing to resume" mtx train --resume "$T/none"
+row "resume with a changed model" mtx train --resume "$T/res" --set model.enc_layers=7
+row "resume with another source language" mtx train --resume "$T/res" --src fr
 row "more GPUs than the machine has" mtx train --gpus 2
 row "averaging fraction out of range" mtx train --set train.average=4 --set train.average_frac=2
 row "token dropout out of range" mtx train --set train.src_token_dropout=1.5
+row "n-best beyond the beam (from --set)" mtx train --set decode.nbest=9
 row "missing model directory" mtx translate --model "$T/none" Hallo
 row "truncated weights" mtx translate --model "$T/trunc" Hallo
 row "a pickle where the weights belong" mtx translate --model "$T/pickle" Hallo
