@@ -52,11 +52,11 @@ class TrainConfig:
     accum: int = 1  # batches per update on each process (gradient accumulation)
     lr: float = 1.5e-3
     warmup_steps: int = 250
-    schedule: str = "cosine"  # cosine | inv_sqrt | linear (decay over the time budget or max_steps, else max_epochs)
+    # cosine | linear | constant | inv_sqrt: decay over the time budget or max_steps, else max_epochs (mtx/budget.py)
+    schedule: str = "cosine"
     min_lr_ratio: float = 0.02
     weight_decay: float = 0.01
-    # Weight decay on 1-D tensors (biases, norm gains) too; False: on matrices only. On val, False did not pay
-    # (docs/results.md), so the decay stays where it was.
+    # Weight decay on 1-D tensors (biases, norm gains) too; False: on matrices only (measured: docs/results.md)
     decay_1d: bool = True
     betas: tuple[float, float] = (0.9, 0.98)
     label_smoothing: float = 0.1
@@ -92,8 +92,7 @@ class DecodeConfig:
     max_len_b: int = 10
     batch_tokens: int = 0  # rows (sentences x beams) x source length per batch; 0: 12000 on CPU, 100000 on CUDA
     nbest: int = 1
-    # fp32 by default: on an H200, bf16 autocast decoded 5.7x slower (per-op casts) for the same BLEU
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast, CUDA)
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast while decoding (why fp32: docs/performance.md)
 
 
 @dataclass
@@ -320,18 +319,14 @@ def preset(device_type: str) -> Config:
         cfg.train.warmup_steps = 400
         cfg.train.time_budget_min = 5.0
         cfg.train.eval_every = 500
-        # Averaging over the second half: in the two 2-minute H200 runs logged so far (no averaging), validation
-        # BLEU plateaued from ~40% of training on (40.3-41.2) while validation loss rose, where averaging usually
-        # pays. Not yet measured on a GPU; it costs one validation, and the average is kept only if it validates
-        # better. (On the CPU preset, far from converged, it gained 0.0-0.2 val BLEU at best: off there.)
+        # Averaging over the second half (why, and the CPU measurement that turned it off there: docs/results.md)
         cfg.train.average = 6
         cfg.train.average_frac = 0.5
     else:
-        # Peak lr chosen on val (15-minute runs): 1.5e-3 / 2e-3 / 3e-3 ended at validation loss 1.78 / 1.69 / 1.71
-        # and beam-5 val BLEU 39.0-39.3 / 39.55 / 38.92.
+        # Peak lr chosen on val with 15-minute runs (docs/results.md)
         cfg.train.lr = 2e-3
         cfg.train.time_budget_min = 15.0
-        cfg.train.amp = "bf16" if _cpu_has_bf16() else "fp32"  # ~1.3x faster steps on AVX512-BF16/AMX
+        cfg.train.amp = "bf16" if _cpu_has_bf16() else "fp32"  # on CPUs with AVX512-BF16/AMX
     return cfg
 
 

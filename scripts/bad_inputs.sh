@@ -41,6 +41,7 @@ row "more GPUs than the machine has" mtx train --gpus 2
 row "averaging fraction out of range" mtx train --set train.average=4 --set train.average_frac=2
 row "token dropout out of range" mtx train --set train.src_token_dropout=1.5
 row "n-best beyond the beam (from --set)" mtx train --set decode.nbest=9
+row "negative length penalty (from --set)" mtx train --set decode.alpha=-1
 row "missing model directory" mtx translate --model "$T/none" Hallo
 row "truncated weights" mtx translate --model "$T/trunc" Hallo
 row "a pickle where the weights belong" mtx translate --model "$T/pickle" Hallo
