@@ -136,3 +136,39 @@ def test_beam_search_finds_the_exhaustive_best(alpha):
         assert [s for _, s in wide] == pytest.approx([s for s, _ in best[:5]], abs=1e-4)
         (narrow,) = beam_search(model, src, mask, beam=2, alpha=alpha, max_len_a=0.0, max_len_b=4)
         assert narrow[0][1] <= best[0][0] + 1e-5
+
+
+def _reference_beam(model, src, mask, K, alpha, limit, nbest):
+    """Beam search as the batched one does it, one sentence and one prefix at a time, without early stopping:
+    it only ends when no live hypothesis is left or at the length limit."""
+    memory = model.encode(src, mask)
+    live, finished = [([], 0.0)], []
+    for t in range(limit):
+        cands = []
+        for prefix, score in live:
+            seq = torch.tensor([[2, *prefix]])
+            logp = torch.log_softmax(model.decode(seq, memory, mask)[0, -1].float(), -1)
+            for v in [3] if t + 1 >= limit else range(model.config.vocab_size):
+                cands.append((score + logp[v].item(), prefix + [v]))
+        cands.sort(key=lambda c: -c[0])
+        finished += [(s / length_penalty(t + 1, alpha), p[:-1]) for s, p in cands[:K] if p[-1] == 3]
+        live = [(p, s) for s, p in cands[: 2 * K] if p[-1] != 3][:K]
+        if not live:
+            break
+    finished.sort(key=lambda f: -f[0])
+    return finished[:nbest]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, 2.0])
+def test_early_stopping_never_changes_the_result(alpha):
+    """Batched beam search, which drops a sentence once no live beam can beat its K-th finished hypothesis,
+    returns what searching on to the length limit returns."""
+    model = random_model(seed=5, vocab_size=8, d_model=16, n_heads=2, d_ff=32)
+    with torch.no_grad():
+        model.out_bias[3] = 1.5  # hypotheses finish early and often: the stopping rule is exercised
+    for seed in range(6):
+        src, mask = random_batch(1, 5, vocab=8, seed=seed)
+        want = _reference_beam(model, src, mask, K=3, alpha=alpha, limit=7, nbest=3)
+        (got,) = beam_search(model, src, mask, beam=3, alpha=alpha, max_len_a=0.0, max_len_b=7, nbest=3)
+        assert [t for t, _ in got] == [t for _, t in want]
+        assert [s for _, s in got] == pytest.approx([s for s, _ in want], abs=1e-4)
