@@ -74,3 +74,28 @@ def test_clip_grad_norm_matches_torch():
         torch.testing.assert_close(got, want)
         for p, q in zip(a.parameters(), b.parameters(), strict=True):
             torch.testing.assert_close(p.grad, q.grad)
+
+
+def test_logged_loss_leaves_out_skipped_steps(tiny_corpus, tmp_path, monkeypatch):
+    """The status line's loss is the mean over the window's finite updates: a skipped step's tokens do not count."""
+    import re
+
+    _poison(monkeypatch, lambda n: n == 5)  # step 5 (in the window of steps 4-6) is NaN
+    steps, shown = [], []
+    real_step = train_mod.train_step
+
+    def train_step(model, opt, batches, *args):
+        loss, bad = real_step(model, opt, batches, *args)
+        steps.append((loss.item(), bool(bad), sum(b.n_tgt_tokens for b in batches)))
+        return loss, bad
+
+    monkeypatch.setattr(train_mod, "train_step", train_step)
+    monkeypatch.setattr(train_mod.StatusLine, "show", lambda self, text: shown.append(text))
+    cfg = _cfg(6, log_every=3)
+    train_mod.train(cfg, tiny_corpus, tmp_path / "m", log=lambda s: None)
+    window = steps[3:6]
+    assert [bad for _, bad, _ in window] == [False, True, False]
+    good = [(loss, n) for loss, bad, n in window if not bad]
+    want = sum(loss for loss, _ in good) / sum(n for _, n in good)
+    got = float(re.search(r"loss ([0-9.]+)", shown[1]).group(1))
+    assert got == pytest.approx(want, abs=1e-3)

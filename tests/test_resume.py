@@ -4,6 +4,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,7 @@ def test_sigkill_at_a_random_moment_then_resume(tiny_corpus, tmp_path):
             name = latest.read_text() if latest.exists() else "state-0"
             if int(name.split("-")[1] or 0) >= kill_after:
                 break
+            time.sleep(0.005)  # a polling interval, not a limit
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
