@@ -13,17 +13,11 @@ from collections.abc import Iterator
 
 import torch
 
-from mtx.errors import UsageError
-
-
-def check(snapshots: int, frac: float) -> None:
-    if snapshots < 0 or not 0.0 < frac <= 1.0:
-        raise UsageError(f"train.average={snapshots}, train.average_frac={frac}: need >= 0 and in (0, 1]")
-
 
 class WeightAverage:
+    """`snapshots` >= 0 and `frac` in (0, 1] (`Config.validate` checks train.average and train.average_frac)."""
+
     def __init__(self, model: torch.nn.Module, snapshots: int, frac: float):
-        check(snapshots, frac)
         self.params = [p for p in model.parameters() if p.dtype.is_floating_point]
         self.snapshots, self.frac = snapshots, frac
         self.mean: list[torch.Tensor] | None = None

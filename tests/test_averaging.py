@@ -42,8 +42,10 @@ def test_snapshots_are_evenly_spaced_over_the_last_fraction():
 
 
 def test_bad_settings_are_usage_errors():
-    with pytest.raises(UsageError, match="average_frac"):
-        WeightAverage(random_model(), snapshots=2, frac=0.0)
+    with pytest.raises(UsageError, match=r"train.average_frac=0.0: must be in \(0, 1\]"):
+        build_config(None, ["train.average=2", "train.average_frac=0"])
+    with pytest.raises(UsageError, match="train.average=-1: must be >= 0"):
+        build_config(None, ["train.average=-1"])
 
 
 def test_train_validates_the_average_and_keeps_the_better(tiny_corpus, tmp_path):
