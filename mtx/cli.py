@@ -255,6 +255,19 @@ def evaluate(
     )
 
 
+@app.command()
+@friendly
+def info(
+    model: Annotated[Path, typer.Option(help="Model directory.")] = DEFAULT_MODEL,
+    json_: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """What a model is made of: parameters by component with their formulas, tokenizer, training, config, files."""
+    from mtx.info import describe, render
+
+    d = describe(model)
+    typer.echo(json.dumps(d, ensure_ascii=False) if json_ else render(d))
+
+
 bench_app = typer.Typer(help="Benchmarks that print figures as JSON lines.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
