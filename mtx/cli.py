@@ -216,14 +216,24 @@ def evaluate(
         float | None, typer.Option(help="Length penalty exponent (GNMT; 0 = none).", show_default="the model's")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    ci: Annotated[bool, typer.Option("--ci", help="95% confidence intervals (sacreBLEU's bootstrap).")] = False,
+    compare: Annotated[
+        Path | None, typer.Option(help="A baseline model directory: paired significance tests against it.")
+    ] = None,
 ) -> None:
-    """Decode a test set and print sacreBLEU and chrF with their signatures."""
-    from mtx.console import ProgressBar
+    """Decode a test set and print sacreBLEU and chrF with their signatures (--ci: with 95% intervals; --compare A:
+    A decoded too, and sacreBLEU's paired bootstrap and approximate randomisation tests of this model against A)."""
     from mtx.corpus import check_parallel, ensure_data_dir, read_lines, split_paths
     from mtx.metrics import score
 
     t0 = time.time()
     translator, cfg = _load(model, device, beam, batch_tokens, alpha=alpha)
+    baseline = None
+    if compare is not None:
+        baseline, base_cfg = _load(compare, device, beam, batch_tokens, alpha=alpha)
+        if (base_cfg.data.src, base_cfg.data.tgt) != (cfg.data.src, cfg.data.tgt):
+            pair, other = f"{cfg.data.src}-{cfg.data.tgt}", f"{base_cfg.data.src}-{base_cfg.data.tgt}"
+            raise UsageError(f"--compare {compare}: translates {other}, --model {model} translates {pair}")
     if (src_file is None) != (ref_file is None):
         raise UsageError("--src-file and --ref-file go together")
     if src_file is None:
@@ -235,24 +245,52 @@ def evaluate(
     check_parallel(src_file, ref_file)
     sources, refs = read_lines(src_file), read_lines(ref_file)
     t1 = time.time()
-    with ProgressBar(len(sources), f"decoding {split}") as bar:
-        translator.on_progress = bar.advance
-        hyps = [tr.text for tr in translator.translate(sources)]
+    hyps = _decode(translator, sources, split, output or model / f"{split}.hyp.{cfg.data.tgt}")
     decode_s = time.time() - t1
-    output = output or model / f"{split}.hyp.{cfg.data.tgt}"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     s = score(hyps, refs)
-    total = time.time() - t0
     typer.echo(f"{s.bleu_text}")
     typer.echo(f"chrF2 = {s.chrf:.2f}")
     typer.echo(f"BLEU signature: {s.bleu_signature}")
     typer.echo(f"chrF signature: {s.chrf_signature}")
     typer.echo(
         f"{len(sources)} sentences, beam {cfg.decode.beam}, alpha {cfg.decode.alpha}, {translator.device}: "
-        f"decoding {decode_s:.1f}s "
-        f"({len(sources) / decode_s:.1f} sent/s), total {total:.1f}s; hypotheses in {output}"
+        f"decoding {decode_s:.1f}s ({len(sources) / decode_s:.1f} sent/s), total {time.time() - t0:.1f}s; "
+        f"hypotheses in {output or model / f'{split}.hyp.{cfg.data.tgt}'}"
     )
+    if ci and baseline is None:
+        from mtx.metrics import with_confidence
+
+        for name, c in with_confidence(hyps, refs).items():
+            typer.echo(f"{name} = {c['score']:.2f}, 95% interval {c['mean']:.2f} ± {c['ci']:.2f} (bootstrap, 1000)")
+    if baseline is not None:
+        from mtx.metrics import paired_tests
+
+        base_hyps = _decode(baseline, sources, split, compare / f"{split}.hyp.{cfg.data.tgt}")
+        _print_comparison(paired_tests(base_hyps, hyps, refs), compare, model)
+
+
+def _decode(translator, sources: list[str], split: str, output: Path) -> list[str]:
+    """Translate `sources` (a progress bar on a terminal) and write the hypotheses to `output`."""
+    from mtx.console import ProgressBar
+
+    with ProgressBar(len(sources), f"decoding {split}") as bar:
+        translator.on_progress = bar.advance
+        hyps = [tr.text for tr in translator.translate(sources)]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+    return hyps
+
+
+def _print_comparison(tests: dict, baseline: Path, system: Path) -> None:
+    typer.echo(f"\npaired tests, {system} against the baseline {baseline} (sacreBLEU: bootstrap 1000, AR 10000):")
+    typer.echo(f"{'metric':<7} {'system':<10} {'score':>6}   95% interval     p (bootstrap)  p (AR)")
+    for name, t in tests.items():
+        for who, r in (("baseline", t["baseline"]), ("system", t["system"])):
+            p = f"{r['p_bs']:>13.4f}  {r['p_ar']:.4f}" if who == "system" else ""
+            typer.echo(f"{name:<7} {who:<10} {r['score']:>6.2f}   {r['mean']:6.2f} ± {r['ci']:<5.2f}  {p}")
+    p_bs = tests["BLEU"]["system"]["p_bs"]
+    verdict = "no significant difference" if p_bs >= 0.05 else "a significant difference"
+    typer.echo(f"BLEU: {verdict} at p < 0.05 (paired bootstrap p = {p_bs:.4f}); {tests['BLEU']['signature']}")
 
 
 @app.command()

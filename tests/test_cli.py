@@ -4,6 +4,7 @@ import hashlib
 import json
 
 import pytest
+from conftest import TINY_SETTINGS as TINY_SETTINGS_FOR_CLI
 from typer.testing import CliRunner
 
 from mtx.cli import app
@@ -193,3 +194,39 @@ def test_bench_train_prints_throughput(tiny_corpus):
     padded = sum(b.src.numel() + b.tgt_out.numel() for b in batches)
     assert rec["steps"] == 4 and rec["tokens"] == real and rec["mfu"] is None
     assert rec["padding_fraction"] == pytest.approx(1 - real / padded, abs=1e-4)
+
+
+def test_evaluate_ci_and_compare(tiny_model, tiny_corpus, tmp_path):
+    r = run("evaluate", "--model", tiny_model, "--data", tiny_corpus, "--ci", "--output", tmp_path / "h")
+    assert r.exit_code == 0, r.output
+    assert "BLEU = 100.00, 95% interval 100.00 ± 0.00 (bootstrap, 1000)" in r.stdout
+    # against itself: identical outputs, no difference
+    r = run(
+        "evaluate", "--model", tiny_model, "--data", tiny_corpus, "--compare", tiny_model, "--output", tmp_path / "h"
+    )
+    assert r.exit_code == 0, r.output
+    assert "no significant difference" in r.stdout and "1.0000  1.0000" in r.stdout
+    # against a model trained for 40 steps only: both scores, intervals and p-values
+    weak = tmp_path / "weak"
+    args = ["train", "--data", tiny_corpus, "--out", weak, "--device", "cpu"]
+    for s in [*TINY_SETTINGS_FOR_CLI, "train.max_steps=40", "train.eval_every=40"]:
+        args += ["--set", s]
+    assert run(*args).exit_code == 0
+    r = run("evaluate", "--model", tiny_model, "--data", tiny_corpus, "--compare", weak, "--output", tmp_path / "h")
+    assert r.exit_code == 0, r.output
+    rows = [x.split() for x in r.stdout.splitlines() if x.split()[:2] in (["BLEU", "baseline"], ["BLEU", "system"])]
+    (_, _, base, *_), (_, _, system, _, _, _, p_bs, p_ar) = rows[0], rows[1]
+    assert float(system) == 100.0 > float(base) and 0 < float(p_bs) <= 1 and 0 < float(p_ar) <= 1
+    assert (weak / "test_2016_flickr.hyp.en").is_file()
+
+
+def test_compare_refuses_another_language_pair(tiny_model, tmp_path):
+    import shutil
+
+    other = tmp_path / "fr"
+    shutil.copytree(tiny_model, other)
+    doc = json.loads((other / "config.json").read_text())
+    doc["config"]["data"]["src"] = "fr"
+    (other / "config.json").write_text(json.dumps(doc))
+    r = run("evaluate", "--model", tiny_model, "--compare", other, "--src-file", "x", "--ref-file", "y")
+    _one_line_error(r, 2, "translates fr-en, --model", "translates de-en")
