@@ -306,6 +306,21 @@ def info(
     typer.echo(json.dumps(d, ensure_ascii=False) if json_ else render(d))
 
 
+@app.command()
+@friendly
+def plot(
+    runs: Annotated[list[Path], typer.Argument(help="Model directories (or their train_log.jsonl) to overlay.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("curves.png"),
+    x: Annotated[str, typer.Option(help="step or minutes (of training).")] = "step",
+) -> None:
+    """Training curves of one or more runs: loss, validation BLEU, learning rate, tokens/s."""
+    from mtx.plots import plot_runs
+
+    if x not in ("step", "minutes"):
+        raise UsageError(f"--x {x!r}: expected step or minutes")
+    typer.echo(str(plot_runs(runs, out, x)))
+
+
 bench_app = typer.Typer(help="Benchmarks that print figures as JSON lines.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 

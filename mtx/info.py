@@ -3,11 +3,11 @@ in d, d_ff and V), the tokenizer, the training summary and the files. `mtx info`
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mtx.config import Config, ModelConfig
+from mtx.plots import LOG, read_log
 
 
 @dataclass
@@ -62,8 +62,7 @@ def describe(model_dir: Path) -> dict:
     model, tok, cfg, meta = checkpoint.load(model_dir)
     parts = parameter_parts(cfg.model)
     total = sum(p.numel() for p in model.parameters())
-    log_path = model_dir / "train_log.jsonl"
-    history = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()] if log_path.is_file() else []
+    history = read_log(model_dir)[1] if (model_dir / LOG).is_file() else []
     return {
         "model_dir": str(model_dir),
         "config": cfg.to_dict(),

@@ -29,6 +29,7 @@ from mtx.distributed import World
 from mtx.errors import MtxError
 from mtx.metrics import bleu
 from mtx.model import Transformer
+from mtx.plots import plot_runs
 from mtx.schedule import lr_at
 from mtx.step import autocast, compiled, loss_fn, make_optimizer, resolve_device, train_step
 from mtx.tokenizer import Tokenizer
@@ -165,6 +166,8 @@ class Trainer:
         self.status.show(
             f"step {step} | ep {self.pos.epoch} | loss {loss:.3f} | lr {lr:.2e} | {tps / 1000:.1f}k tok/s{left_s}"
         )
+        rec = {"step": step, "epoch": self.pos.epoch, "train_s": round(budget.elapsed(), 1), "train_loss": loss}
+        self.write_log(rec | {"lr": lr, "tokens_per_s": round(tps * self.world.size, 1)})
         self.loss_sum.zero_()
         self.loss_tokens.zero_()
         self.tokens, self.window_start = 0, now
@@ -195,6 +198,12 @@ class Trainer:
         self.save_state(budget)
         self.status.close()
 
+    def write_log(self, rec: dict) -> None:
+        """One JSON line in `train_log.jsonl` (rank 0): training records at log steps, validations."""
+        if self.world.main:
+            with open(self.out_dir / "train_log.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
     def save_state(self, budget: Budget) -> None:
         if not self.world.main:
             return
@@ -219,12 +228,12 @@ class Trainer:
                 p.best = max(p.best, score)
                 meta = {"step": p.step, "epoch": p.epoch, **stats}
                 checkpoint.save(self.out_dir, self.model, self.data.tokenizer, self.cfg, meta)
-        self.eval_cost = self.clock() - t0
         rec = {"step": p.step, "epoch": p.epoch, "elapsed_s": round(self.clock() - self.start, 1)}
         rec |= {"train_s": round(budget.elapsed(), 1), **stats, "best": improved}
         p.history.append(rec)
-        with open(self.out_dir / "train_log.jsonl", "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        self.write_log(rec)
+        plot_runs([self.out_dir], self.out_dir / "curves.png")
+        self.eval_cost = self.clock() - t0
         self.status.close()
         self.log("eval " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
 

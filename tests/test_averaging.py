@@ -1,7 +1,5 @@
 """Weight averaging over the end of training: the running mean, its schedule, and its use by `train`."""
 
-import json
-
 import pytest
 import torch
 from conftest import TINY_SETTINGS, random_model
@@ -10,6 +8,7 @@ from mtx import checkpoint
 from mtx.averaging import WeightAverage
 from mtx.config import build_config
 from mtx.errors import UsageError
+from mtx.plots import read_log
 from mtx.train import train
 
 
@@ -58,7 +57,7 @@ def test_train_validates_the_average_and_keeps_the_better(tiny_corpus, tmp_path)
     meta = checkpoint.load(tmp_path / "m")[3]
     kept = averaged if averaged["best"] else raw
     assert meta.get("averaged") == kept.get("averaged") and meta["valid_bleu"] == kept["valid_bleu"]
-    log = [json.loads(line) for line in (tmp_path / "m" / "train_log.jsonl").read_text().splitlines()]
+    log = read_log(tmp_path / "m")[1]  # the validations
     assert log[-1]["averaged"] == 4
 
 
