@@ -177,11 +177,26 @@ def translate(
         float | None, typer.Option(help="Length penalty exponent (GNMT; 0 = none).", show_default="the model's")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    attention: Annotated[
+        Path | None, typer.Option(help="Draw the cross-attention of the one TEXT's translation into this PNG.")
+    ] = None,
+    attention_layer: Annotated[int, typer.Option(help="Decoder layer to draw (-1: the last).")] = -1,
+    attention_heads: Annotated[bool, typer.Option(help="One panel per head instead of their mean.")] = False,
 ) -> None:
     """Translate sentences: one output line per input line, in order; an empty line gives an empty line."""
     from mtx.console import ProgressBar
 
+    if attention is not None and (not text or len(text) != 1):
+        raise UsageError("--attention draws one sentence: give exactly one TEXT argument")
     translator, _ = _load(model, device, beam, batch_tokens, nbest, alpha)
+    if attention is not None:
+        from mtx.attention import attention_of, draw
+
+        src, tgt, weights = attention_of(
+            translator.model, translator.tokenizer, translator.cfg, text[0], translator.device
+        )
+        draw(src, tgt, weights, attention, attention_layer, attention_heads)
+        typer.echo(f"attention: {attention}", err=True)
     lines = iter(text) if text else _lines(input)
     # A bar for a file whose translations go elsewhere than the terminal.
     total = sum(1 for _ in _lines(input)) if input is not None and not text and not sys.stdout.isatty() else 0
