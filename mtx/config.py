@@ -82,6 +82,7 @@ class TrainConfig:
     save_every: int = 500  # steps between resumable training states (0: only at the end or when stopped)
     keep_last: int = 2  # resumable states kept
     max_nonfinite: int = 20  # non-finite losses in a row (updates skipped) that stop training
+    tensorboard: bool = False  # also write the log as TensorBoard events in MODEL/tensorboard (needs tensorboard)
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mtx.errors import MtxError
+from mtx.errors import MtxError, UsageError
 
 LOG = "train_log.jsonl"
 
@@ -69,3 +69,26 @@ def plot_runs(runs: list[Path], out: Path, x: str = "step", labels: list[str] | 
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
+
+
+class TensorBoardLog:
+    """The training log's numbers as TensorBoard scalars (`torch.utils.tensorboard`), under `train/` and `valid/`."""
+
+    def __init__(self, out_dir: Path):
+        self.writer = self.writer_class()(str(out_dir / "tensorboard"))
+
+    @staticmethod
+    def writer_class():
+        """torch's SummaryWriter; a one-line error where tensorboard is not installed (asked before any data)."""
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UsageError("train.tensorboard=true needs the tensorboard package (pip install tensorboard)") from None
+        return SummaryWriter
+
+    def write(self, rec: dict) -> None:
+        group = "valid" if "valid_loss" in rec else "train"
+        for key, value in rec.items():
+            if key not in ("step", "epoch", "best") and isinstance(value, int | float):
+                self.writer.add_scalar(f"{group}/{key}", value, rec["step"])
+        self.writer.flush()

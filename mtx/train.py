@@ -29,7 +29,7 @@ from mtx.distributed import World
 from mtx.errors import MtxError
 from mtx.metrics import bleu
 from mtx.model import Transformer
-from mtx.plots import plot_runs
+from mtx.plots import TensorBoardLog, plot_runs
 from mtx.schedule import lr_at
 from mtx.step import autocast, compiled, loss_fn, make_optimizer, resolve_device, train_step
 from mtx.tokenizer import Tokenizer
@@ -126,6 +126,7 @@ class Trainer:
         self.start = started - info.get("elapsed_s", 0.0)  # wall time of all runs, data preparation included
         self.eval_cost = -1.0  # seconds of the last validation (-1: none yet)
         self.status = StatusLine(enabled=world.main)
+        self.tensorboard = TensorBoardLog(out_dir) if cfg.train.tensorboard and world.main else None
         self.stepper: torch.nn.Module = self.model
         # Accumulated on the device between log steps (no host sync per step).
         self.loss_sum, self.loss_tokens = torch.zeros((), device=device), torch.zeros((), device=device)
@@ -203,6 +204,8 @@ class Trainer:
         if self.world.main:
             with open(self.out_dir / "train_log.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.write(rec)
 
     def save_state(self, budget: Budget) -> None:
         if not self.world.main:
@@ -254,6 +257,8 @@ def train(
     config with the changes `config.check_resume` allows. `should_stop(step)`: asked at every sync point (every
     step in one process); True stops as an interrupt would. `clock`: seconds, for the time budget (tests)."""
     started, tc = clock(), cfg.validate().train
+    if tc.tensorboard:
+        TensorBoardLog.writer_class()  # installed? (before the data is read)
     world, device = distributed.setup(resolve_device(tc.device))
     log = log if world.main else (lambda s: None)
     if tc.threads > 0:

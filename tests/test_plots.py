@@ -33,3 +33,43 @@ def test_plot_overlays_runs(tiny_model, tmp_path):
     bad.write_text('{"step": 1, "train_loss": 2.0}\nnot json\n')
     r = CliRunner().invoke(app, ["plot", str(bad), "-o", str(out)])
     assert r.exit_code == 1 and "bad.jsonl:2: not a JSON line" in r.stderr
+
+
+def test_tensorboard_without_the_package_is_a_one_line_error_before_the_data(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is not None:
+        import pytest
+
+        pytest.skip("tensorboard is installed here")
+    r = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "none"), "--set", "train.tensorboard=true"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.stderr.strip().endswith("train.tensorboard=true needs the tensorboard package (pip install tensorboard)")
+
+
+def test_tensorboard_gets_the_log_records(tiny_corpus, tmp_path, monkeypatch):
+    """With a stand-in SummaryWriter (tensorboard is optional): every numeric field of every record, by step."""
+    from conftest import TINY_SETTINGS
+
+    from mtx.config import build_config
+    from mtx.plots import TensorBoardLog
+    from mtx.train import train
+
+    scalars = []
+
+    class Writer:
+        def __init__(self, logdir):
+            self.logdir = logdir
+
+        def add_scalar(self, tag, value, step):
+            scalars.append((tag, step))
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(TensorBoardLog, "writer_class", staticmethod(lambda: Writer))
+    cfg = build_config(None, [*TINY_SETTINGS, "train.tensorboard=true", "train.max_steps=20", "train.log_every=10"])
+    cfg.train.eval_every = 20
+    train(cfg, tiny_corpus, tmp_path / "m", log=lambda s: None)
+    assert ("train/train_loss", 10) in scalars and ("train/lr", 20) in scalars
+    assert ("valid/valid_loss", 20) in scalars and ("valid/valid_bleu", 20) in scalars
