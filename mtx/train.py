@@ -127,6 +127,7 @@ class Trainer:
         self.eval_cost = -1.0  # seconds of the last validation (-1: none yet)
         self.status = StatusLine(enabled=world.main)
         self.tensorboard = TensorBoardLog(out_dir) if cfg.train.tensorboard and world.main else None
+        self.curves = True  # drawn at every validation while matplotlib is there
         self.stepper: torch.nn.Module = self.model
         # Accumulated on the device between log steps (no host sync per step).
         self.loss_sum, self.loss_tokens = torch.zeros((), device=device), torch.zeros((), device=device)
@@ -199,6 +200,15 @@ class Trainer:
         self.save_state(budget)
         self.status.close()
 
+    def draw_curves(self) -> None:
+        """MODEL/curves.png from the log; without matplotlib (a bare GPU machine), say so once and go on."""
+        if self.curves:
+            try:
+                plot_runs([self.out_dir], self.out_dir / "curves.png")
+            except ImportError as e:
+                self.curves = False
+                self.log(f"curves.png skipped: {e}")
+
     def write_log(self, rec: dict) -> None:
         """One JSON line in `train_log.jsonl` (rank 0): training records at log steps, validations."""
         if self.world.main:
@@ -235,7 +245,7 @@ class Trainer:
         rec |= {"train_s": round(budget.elapsed(), 1), **stats, "best": improved}
         p.history.append(rec)
         self.write_log(rec)
-        plot_runs([self.out_dir], self.out_dir / "curves.png")
+        self.draw_curves()
         self.eval_cost = self.clock() - t0
         self.status.close()
         self.log("eval " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))

@@ -73,3 +73,28 @@ def test_tensorboard_gets_the_log_records(tiny_corpus, tmp_path, monkeypatch):
     train(cfg, tiny_corpus, tmp_path / "m", log=lambda s: None)
     assert ("train/train_loss", 10) in scalars and ("train/lr", 20) in scalars
     assert ("valid/valid_loss", 20) in scalars and ("valid/valid_bleu", 20) in scalars
+
+
+def test_training_goes_on_without_matplotlib(tiny_corpus, tmp_path, monkeypatch):
+    """A bare GPU machine may lack matplotlib: the curves are skipped with one line, training is unaffected."""
+    import builtins
+
+    from conftest import TINY_SETTINGS
+
+    from mtx.config import build_config
+    from mtx.train import train
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    lines = []
+    cfg = build_config(None, [*TINY_SETTINGS, "train.max_steps=20", "train.eval_every=10"])
+    result = train(cfg, tiny_corpus, tmp_path / "m", log=lines.append)
+    assert result["steps"] == 20, (result, lines)
+    assert not (tmp_path / "m" / "curves.png").exists()
+    assert sum("curves.png skipped" in x for x in lines) == 1
