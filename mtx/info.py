@@ -88,7 +88,8 @@ def _training(cfg: Config, meta: dict, history: list[dict]) -> dict:
     last = history[-1] if history else {}
     return {
         "pair": f"{cfg.data.src}-{cfg.data.tgt}",
-        "corpus splits": f"{cfg.data.train_split} / {cfg.data.valid_split}",
+        "corpus": meta.get("corpus", "not recorded"),
+        "splits (train / valid)": f"{cfg.data.train_split} / {cfg.data.valid_split}",
         "device": cfg.train.device,
         "steps": last.get("step"),
         "train_minutes": round(last["train_s"] / 60, 2) if "train_s" in last else None,

@@ -43,6 +43,7 @@ class Data:
     valid: Split
     valid_src: list[list[int]]
     valid_tgt: list[list[int]]
+    dir: Path  # where the corpus was read
 
 
 def prepare_data(
@@ -74,7 +75,7 @@ def prepare_data(
     limit = cfg.model.max_len - 1
     vs = [x[:limit] for x in tok.encode(valid.src)]
     vt = [x[:limit] for x in tok.encode(valid.tgt)]
-    return Data(tok, TrainBatches(src, tgt, cfg.train.batch_tokens, cfg.train.seed), valid, vs, vt)
+    return Data(tok, TrainBatches(src, tgt, cfg.train.batch_tokens, cfg.train.seed), valid, vs, vt, data_dir)
 
 
 @torch.no_grad()
@@ -239,7 +240,7 @@ class Trainer:
             improved = score > p.best
             if improved or (not self.cfg.train.keep_best and not averaged):
                 p.best = max(p.best, score)
-                meta = {"step": p.step, "epoch": p.epoch, **stats}
+                meta = {"step": p.step, "epoch": p.epoch, **stats, "corpus": str(self.data.dir)}
                 checkpoint.save(self.out_dir, self.model, self.data.tokenizer, self.cfg, meta)
         rec = {"step": p.step, "epoch": p.epoch, "elapsed_s": round(self.clock() - self.start, 1)}
         rec |= {"train_s": round(budget.elapsed(), 1), **stats, "best": improved}

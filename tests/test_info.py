@@ -34,7 +34,7 @@ def test_each_component_formula_counts_its_own_parameters(variant):
     assert sum(p.count for p in parts) == sum(p.numel() for p in model.parameters())
 
 
-def test_info_command_text_and_json(tiny_model):
+def test_info_command_text_and_json(tiny_model, tiny_corpus):
     r = CliRunner().invoke(app, ["info", "--model", str(tiny_model), "--json"])
     assert r.exit_code == 0, r.output
     info = json.loads(r.stdout)
@@ -44,6 +44,7 @@ def test_info_command_text_and_json(tiny_model):
     total = sum(p.numel() for p in model.parameters())
     assert info["parameters"]["total"] == total == sum(x["count"] for x in info["parameters"]["by_component"])
     assert info["training"]["steps"] == 600 and info["tokenizer"]["pieces"] == 100
+    assert info["training"]["corpus"] == str(tiny_corpus) and info["training"]["pair"] == "de-en"
     assert info["files"]["model.safetensors"] == (tiny_model / "model.safetensors").stat().st_size
     text = CliRunner().invoke(app, ["info", "--model", str(tiny_model)]).stdout
     assert f"parameters: {total:,}" in text and "4d² + 4d" in text and "2·d·d_ff + d_ff + d" in text
