@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import sys
@@ -73,6 +74,11 @@ def _load(
     return Translator(model, tokenizer, d, dev), cfg
 
 
+def _overrides(set_: list[str] | None, flags: dict) -> list[str]:
+    """The `--set` items, then the command-line options that were given, as `section.key=value` items."""
+    return [*(set_ or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
+
+
 def _lines(path: Path | None) -> Iterator[str]:
     """Lines of a UTF-8 file, or of stdin; invalid UTF-8 names the line."""
     name = str(path) if path else "<stdin>"
@@ -140,13 +146,13 @@ def train(
     dev = resolve_device(device)
     flags = {"train.device": dev.type, "data.src": src, "data.tgt": tgt, "train.accum": accum}
     flags |= {"train.compile": True if compile_ else None, "train.time_budget_min": time_budget}
-    overrides = [*(set_ or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
+    overrides = _overrides(set_, flags)
     if resume is None:
         cfg = build_config(config, overrides, base=preset(dev.type))
     else:
         info, _, _ = load_state(find_state(resume))
         saved = Config.from_dict(info["config"], str(resume))
-        cfg = build_config(config, overrides, base=Config.from_dict(info["config"], str(resume)))  # a copy
+        cfg = build_config(config, overrides, base=copy.deepcopy(saved))
         check_resume(saved, cfg, "--resume")
         out = model_dir_of(resume) if out == DEFAULT_MODEL else out
     log = functools.partial(typer.echo, err=True)
@@ -400,8 +406,7 @@ def bench_train(
     _positive("--warmup", warmup, zero_ok=True)
     dev = resolve_device(device)
     flags = {"train.device": dev.type, "train.batch_tokens": batch_tokens, "train.compile": compile_ or None}
-    overrides = [*(set_ or []), *(f"{k}={v}" for k, v in flags.items() if v is not None)]
-    cfg = build_config(config, overrides, base=preset(dev.type))
+    cfg = build_config(config, _overrides(set_, flags), base=preset(dev.type))
     if peak_tflops is None and dev.type == "cuda":
         peak_tflops = 989.0
     rec = bench.train_throughput(cfg, data or default_data_dir(), dev, steps, warmup, peak_tflops)

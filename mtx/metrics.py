@@ -58,16 +58,11 @@ def paired_tests(baseline: list[str], system: list[str], refs: list[str]) -> dic
     _, bs = PairedTest(named, _metrics(), [refs], test_type="bs")()
     sigs, ar = PairedTest(named, _metrics(), [refs], test_type="ar")()
     out = {}
-    for (name, base_bs), (_, base_ar) in zip(_scored(bs), _scored(ar), strict=True):
-        b, s = base_bs
+    for name, sig in sigs.items():  # tables: {metric: [baseline Result, system Result]}
+        (b, s), p_ar = bs[name], ar[name][1].p_value
         out[name] = {
             "baseline": {"score": b.score, "mean": b.mean, "ci": b.ci},
-            "system": {"score": s.score, "mean": s.mean, "ci": s.ci, "p_bs": s.p_value, "p_ar": base_ar[1].p_value},
-            "signature": str(sigs[[k for k in sigs if k.startswith(name[:4])][0]]),
+            "system": {"score": s.score, "mean": s.mean, "ci": s.ci, "p_bs": s.p_value, "p_ar": p_ar},
+            "signature": str(sig),
         }
     return out
-
-
-def _scored(table: dict) -> list:
-    """[(metric name, (baseline Result, system Result))] from PairedTest's table."""
-    return [(k, (v[0], v[1])) for k, v in table.items() if k != "System"]

@@ -122,8 +122,8 @@ class Trainer:
         self.model = Transformer(cfg.model).to(device)
         self.opt = make_optimizer(self.model, cfg.train)
         self.avg = WeightAverage(self.model, cfg.train.average, cfg.train.average_frac)
-        self.pos = Position(info.get("step", 0), info.get("epoch", 0), info.get("batch_in_epoch", 0))
-        self.pos.best = info.get("best", -math.inf)
+        keys = ("step", "epoch", "batch_in_epoch", "best")
+        self.pos = Position(**{k: info[k] for k in keys if k in info})
         self.start = started - info.get("elapsed_s", 0.0)  # wall time of all runs, data preparation included
         self.eval_cost = -1.0  # seconds of the last validation (-1: none yet)
         self.status = StatusLine(enabled=world.main)

@@ -114,25 +114,15 @@ def restore(
     moments come from the state; its hyperparameters (betas, weight decay) from `opt`, i.e. the current config."""
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     load_weights(model, weights, source)
-    current = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
-    if len(info["param_groups"]) != len(current):
-        raise MtxError(f"{source}: {len(info['param_groups'])} optimizer groups saved, {len(current)} now")
+    if len(info["param_groups"]) != len(opt.param_groups):
+        raise MtxError(f"{source}: {len(info['param_groups'])} optimizer groups saved, {len(opt.param_groups)} now")
     device = next(model.parameters()).device
     state: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
             _, i, name = k.split(".", 2)
             state.setdefault(int(i), {})[name] = v if name == "step" else v.to(device)
-    groups = [
-        {**g, "params": pg["params"]}
-        for g, pg in zip(info["param_groups"], opt.state_dict()["param_groups"], strict=True)
-    ]
-    for g in groups:
-        if "betas" in g:
-            g["betas"] = tuple(g["betas"])
-    opt.load_state_dict({"state": state, "param_groups": groups})
-    for g, settings in zip(opt.param_groups, current, strict=True):
-        g.update(settings)
+    opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})  # settings: current
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
