@@ -13,13 +13,17 @@ from mtx.batching import collate
 from mtx.config import DecodeConfig
 from mtx.errors import UsageError
 from mtx.model import Transformer, split_heads
+from mtx.rnn import RNNSeq2Seq
 from mtx.search import search
 from mtx.tokenizer import BOS, Tokenizer
 
 
 @torch.no_grad()
-def cross_attention(model: Transformer, src, src_mask, tgt_in) -> torch.Tensor:
-    """Weights (layers, B, heads, T, S) of every decoder layer's cross-attention for the decoder input `tgt_in`."""
+def cross_attention(model: Transformer | RNNSeq2Seq, src, src_mask, tgt_in) -> torch.Tensor:
+    """Weights (layers, B, heads, T, S) of every decoder layer's cross-attention for the decoder input `tgt_in`
+    (the RNN's one attention: 1 layer, 1 head)."""
+    if isinstance(model, RNNSeq2Seq):
+        return model.eval().attention_weights(src, src_mask, tgt_in)
     weights = []
 
     def hook(module, args, output):
@@ -39,7 +43,7 @@ def cross_attention(model: Transformer, src, src_mask, tgt_in) -> torch.Tensor:
 
 
 def attention_of(
-    model: Transformer, tok: Tokenizer, decode: DecodeConfig, text: str, device: torch.device
+    model: Transformer | RNNSeq2Seq, tok: Tokenizer, decode: DecodeConfig, text: str, device: torch.device
 ) -> tuple[list[str], list[str], torch.Tensor]:
     """(source pieces, target pieces, weights (layers, heads, target, source)) for `text` and its translation;
     EOS is shown as `</s>` on both sides."""

@@ -81,6 +81,11 @@ def _train_flops(model, src_mask: torch.Tensor, tgt_len: int, n_tgt_rows: int) -
     c = model.config
     B, S = src_mask.shape
     T = tgt_len
+    if c.arch == "rnn":  # every matrix once per token on its side; attention 2 * 2 * d per query-key pair
+        enc = sum(p.numel() for p in model.encoder.parameters() if p.dim() == 2)
+        dec = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and "embed" not in n) - enc
+        linear = 2 * (B * S * (enc + c.d_model**2) + n_tgt_rows * T * (dec - c.d_model**2 + c.vocab_size * c.d_model))
+        return 3.0 * (linear + 4 * c.d_model * B * T * S)
     enc = sum(p.numel() for n, p in model.encoder.named_parameters() if p.dim() == 2)
     cross_kv = sum(layer.cross_attn.kv.weight.numel() for layer in model.decoder)
     dec = sum(p.numel() for n, p in model.decoder.named_parameters() if p.dim() == 2) - cross_kv
@@ -93,13 +98,13 @@ def _train_flops(model, src_mask: torch.Tensor, tgt_len: int, n_tgt_rows: int) -
 def train_throughput(cfg, data_dir: Path, device: torch.device, steps: int, warmup: int, peak_tflops: float | None):
     """Time `steps` training steps (after `warmup`) on real batches; return throughput, step-time percentiles,
     padding, peak memory and model FLOPs utilisation against `peak_tflops`."""
-    from mtx.model import Transformer
+    from mtx.model import build_model
     from mtx.step import compiled, make_optimizer, train_step
     from mtx.train import prepare_data
 
     data = prepare_data(cfg, data_dir, lambda s: None)
     torch.manual_seed(cfg.train.seed)
-    model = Transformer(cfg.model).to(device).train()
+    model = build_model(cfg.model).to(device).train()
     opt = make_optimizer(model, cfg.train)
     stepper = compiled(model) if cfg.train.compile else model
     batches = data.train.epoch(0)

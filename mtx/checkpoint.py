@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from mtx.config import Config
 from mtx.errors import MtxError, UsageError
 from mtx.files import atomic_write, atomic_write_tensors
-from mtx.model import Transformer
+from mtx.model import Transformer, build_model
 from mtx.tokenizer import Tokenizer
 
 FORMAT_VERSION = 1
@@ -68,7 +68,7 @@ def load(model_dir: Path, device: str | torch.device = "cpu") -> tuple[Transform
         tensors = load_file(str(model_dir / WEIGHTS))
     except (SafetensorError, OSError, ValueError) as e:
         raise MtxError(f"{model_dir / WEIGHTS}: unreadable or truncated weights ({e})") from None
-    model = Transformer(cfg.model)
+    model = build_model(cfg.model)
     load_weights(model, tensors, str(model_dir / WEIGHTS))
     return model.to(device).eval(), tokenizer, cfg, doc.get("meta", {})
 

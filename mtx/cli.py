@@ -124,7 +124,7 @@ def train(
         int, typer.Option(help="Train on this many GPUs of this machine (runs itself under torchrun).")
     ] = 1,
 ) -> None:
-    """Train a tokenizer and a Transformer; keep the best checkpoint (by validation BLEU) in --out."""
+    """Train a tokenizer and a Transformer (--set model.arch=rnn: an RNN); keep the best checkpoint in --out."""
     from mtx import distributed
 
     _positive("--gpus", gpus)
@@ -137,7 +137,7 @@ def train(
         if found < gpus:
             raise UsageError(f"--gpus {gpus}: this machine has {found} CUDA device(s); on CPUs use torchrun directly")
         raise typer.Exit(subprocess.run(distributed.launch_command(gpus, sys.argv[1:])).returncode)
-    from mtx.config import Config, build_config, check_resume, preset
+    from mtx.config import Config, build_config, check_resume, configure
     from mtx.corpus import ensure_data_dir
     from mtx.step import resolve_device
     from mtx.train import train as run_train
@@ -148,7 +148,7 @@ def train(
     flags |= {"train.compile": True if compile_ else None, "train.time_budget_min": time_budget}
     overrides = _overrides(set_, flags)
     if resume is None:
-        cfg = build_config(config, overrides, base=preset(dev.type))
+        cfg = configure(config, overrides, dev.type)
     else:
         info, _, _ = load_state(find_state(resume))
         saved = Config.from_dict(info["config"], str(resume))
@@ -398,7 +398,7 @@ def bench_train(
 ) -> None:
     """Training throughput of the device's preset (or a config): one JSON line."""
     from mtx import bench
-    from mtx.config import build_config, preset
+    from mtx.config import configure
     from mtx.corpus import default_data_dir
     from mtx.step import resolve_device
 
@@ -406,7 +406,7 @@ def bench_train(
     _positive("--warmup", warmup, zero_ok=True)
     dev = resolve_device(device)
     flags = {"train.device": dev.type, "train.batch_tokens": batch_tokens, "train.compile": compile_ or None}
-    cfg = build_config(config, _overrides(set_, flags), base=preset(dev.type))
+    cfg = configure(config, _overrides(set_, flags), dev.type)
     if peak_tflops is None and dev.type == "cuda":
         peak_tflops = 989.0
     rec = bench.train_throughput(cfg, data or default_data_dir(), dev, steps, warmup, peak_tflops)

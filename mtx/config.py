@@ -19,6 +19,10 @@ from mtx.errors import UsageError
 
 @dataclass
 class ModelConfig:
+    # transformer | rnn (a bidirectional GRU/LSTM encoder and an attentional decoder: mtx/rnn.py; it reads
+    # vocab_size, d_model, enc_layers, dec_layers, dropout, tie_embeddings, max_len and rnn_cell)
+    arch: str = "transformer"
+    rnn_cell: str = "gru"  # gru | lstm
     vocab_size: int = 8000
     d_model: int = 256
     n_heads: int = 4
@@ -160,6 +164,13 @@ _POS = ("must be > 0", lambda v, c: v > 0)
 _NONNEG = ("must be >= 0", lambda v, c: v >= 0)
 _PROB = ("must be in [0, 1)", _between(0, 1, hi_open=True))
 _RULES: list[tuple[str, str, Any]] = [
+    ("model.arch", "expected transformer or rnn", _in("transformer", "rnn")),
+    ("model.rnn_cell", "expected gru or lstm", _in("gru", "lstm")),
+    (
+        "model.d_model",
+        "must be even for model.arch=rnn (each encoder direction has d_model / 2 units)",
+        lambda v, c: c.model.arch != "rnn" or v % 2 == 0,
+    ),
     ("model.vocab_size", "must be >= 8", lambda v, c: v >= 8),
     ("model.d_model", *_POS),
     ("model.n_heads", *_POS),
@@ -310,9 +321,21 @@ def build_config(file: Path | None = None, overrides: list[str] | None = None, b
     return cfg.validate("")
 
 
-def preset(device_type: str) -> Config:
-    """The default settings for a device: a small fast model on CPU, a larger one on CUDA."""
+def configure(file: Path | None, overrides: list[str], device_type: str) -> Config:
+    """A new training's config: the preset of the device and of the architecture the file or overrides name,
+    then the file, then the overrides."""
+    cfg = build_config(file, overrides, base=preset(device_type))
+    if cfg.model.arch != "transformer":
+        cfg = build_config(file, overrides, base=preset(device_type, cfg.model.arch))
+    return cfg
+
+
+def preset(device_type: str, arch: str = "transformer") -> Config:
+    """The default settings for a device and architecture: a small fast Transformer on CPU, a larger one on
+    CUDA; an RNN for comparison."""
     cfg = Config()
+    if arch == "rnn":
+        return rnn_preset(cfg, device_type)
     if device_type == "cuda":
         cfg.model = ModelConfig(d_model=512, n_heads=8, enc_layers=6, dec_layers=3, d_ff=2048, dropout=0.3)
         cfg.train.batch_tokens = 12000
@@ -328,6 +351,15 @@ def preset(device_type: str) -> Config:
         cfg.train.lr = 2e-3
         cfg.train.time_budget_min = 15.0
         cfg.train.amp = "bf16" if _cpu_has_bf16() else "fp32"  # on CPUs with AVX512-BF16/AMX
+    return cfg
+
+
+def rnn_preset(cfg: Config, device_type: str) -> Config:
+    """The RNN baseline: chosen on val among the CPU candidates of docs/rnn.md."""
+    cfg.model = ModelConfig(arch="rnn", d_model=512, enc_layers=1, dec_layers=1, dropout=0.2)
+    cfg.train.lr = 2e-3
+    cfg.train.time_budget_min = 15.0 if device_type != "cuda" else 5.0
+    cfg.train.amp = "bf16" if device_type == "cuda" or _cpu_has_bf16() else "fp32"
     return cfg
 
 

@@ -274,3 +274,12 @@ class Transformer(nn.Module):
         for i, layer in enumerate(self.decoder):
             x = layer.step(x, cache, i, t)
         return self.logits(self.dec_norm(x))[:, 0]
+
+
+def build_model(c: ModelConfig) -> nn.Module:
+    """The model `c.arch` names: this Transformer, or the RNN baseline (mtx/rnn.py); both have the seams above."""
+    if c.arch == "rnn":
+        from mtx.rnn import RNNSeq2Seq
+
+        return RNNSeq2Seq(c)
+    return Transformer(c)

@@ -28,7 +28,7 @@ from mtx.corpus import Split, load_split
 from mtx.distributed import World
 from mtx.errors import MtxError
 from mtx.metrics import bleu
-from mtx.model import Transformer
+from mtx.model import Transformer, build_model
 from mtx.plots import TensorBoardLog, plot_runs
 from mtx.schedule import lr_at
 from mtx.step import autocast, compiled, loss_fn, make_optimizer, resolve_device, train_step
@@ -119,7 +119,7 @@ class Trainer:
     def __init__(self, cfg: Config, out_dir: Path, world: World, data: Data, log, clock, info: dict, started: float):
         self.cfg, self.out_dir, self.world, self.data, self.log, self.clock = cfg, out_dir, world, data, log, clock
         self.device = device = world.device
-        self.model = Transformer(cfg.model).to(device)
+        self.model = build_model(cfg.model).to(device)
         self.opt = make_optimizer(self.model, cfg.train)
         self.avg = WeightAverage(self.model, cfg.train.average, cfg.train.average_frac)
         keys = ("step", "epoch", "batch_in_epoch", "best")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mtx.config import ModelConfig
-from mtx.model import Transformer
+from mtx.model import build_model
 
 os.environ.setdefault("HF_HOME", str(Path(__file__).parent.parent / ".pytest_cache" / "hf"))
 
@@ -77,11 +77,16 @@ def tiny_model(tiny_corpus, tmp_path_factory) -> Path:
     return out
 
 
-def random_model(seed: int = 0, **kw) -> Transformer:
-    """A small untrained model in eval mode (dropout off) for property tests."""
+def random_model(seed: int = 0, **kw) -> torch.nn.Module:
+    """A small untrained model (a Transformer, or `arch="rnn"`) in eval mode (dropout off) for property tests."""
     torch.manual_seed(seed)
     base = dict(vocab_size=50, d_model=32, n_heads=4, enc_layers=2, dec_layers=2, d_ff=64, max_len=64)
-    return Transformer(ModelConfig(**{**base, **kw})).eval()
+    return build_model(ModelConfig(**{**base, **kw})).eval()
+
+
+# Both architectures, for the tests of the seams they share (masks, search, the cache)
+ARCHS = [dict(), dict(arch="rnn"), dict(arch="rnn", rnn_cell="lstm")]
+ARCH_IDS = ["transformer", "rnn_gru", "rnn_lstm"]
 
 
 def random_batch(B: int, S: int, vocab: int = 50, seed: int = 0):

@@ -37,6 +37,23 @@ def test_weights_reproduce_the_cross_attention_output(variant):
     assert split_heads  # the helper the module uses is the model's own
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_rnn_weights_reproduce_its_logits(cell):
+    """The RNN's one attention (1 layer, 1 head): the weights, applied to the encoder states and through W_c
+    and the output layer, give the logits the model computes."""
+    model = random_model(arch="rnn", rnn_cell=cell)
+    src, mask = random_batch(3, 6, seed=1)
+    tgt = torch.randint(4, 50, (3, 5))
+    w = cross_attention(model, src, mask, tgt)
+    assert w.shape == (1, 3, 1, 5, 6)
+    torch.testing.assert_close(w.sum(-1), torch.ones(1, 3, 1, 5))
+    assert (w.masked_select(~mask[None, :, None, None, :].expand_as(w)) == 0).all()
+    memory = model.encode(src, mask)
+    h, _ = model._run(model.tgt_embed(tgt) * model.scale, model.initial_state(memory, mask))
+    out = torch.tanh(model.combine(torch.cat([w[0, :, 0] @ memory, h], dim=-1)))
+    torch.testing.assert_close(model.logits(out), model(src, mask, tgt), atol=1e-5, rtol=1e-5)
+
+
 def _png_size(path):
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"

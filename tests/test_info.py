@@ -18,6 +18,9 @@ from mtx.info import parameter_parts
         dict(pre_norm=False),
         dict(pre_norm=False, tie_embeddings=False),
         dict(d_model=48, n_heads=3, d_ff=80, enc_layers=3, dec_layers=1, vocab_size=37),
+        dict(arch="rnn"),
+        dict(arch="rnn", rnn_cell="lstm", tie_embeddings=False),
+        dict(arch="rnn", d_model=48, enc_layers=3, dec_layers=1, vocab_size=37),
     ],  # fmt: skip
 )
 def test_each_component_formula_counts_its_own_parameters(variant):

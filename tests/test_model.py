@@ -1,15 +1,23 @@
-"""Model properties: masks, padding invariance, no future leak, cached == full decoding."""
+"""Model properties, for the Transformer and the RNN: masks, padding invariance, no future leak, cached == full
+decoding."""
 
 import pytest
 import torch
-from conftest import random_batch, random_model
+from conftest import ARCH_IDS, ARCHS, random_batch, random_model
 
 from mtx.model import Dropout
 
-VARIANTS = [dict(), dict(pre_norm=False), dict(tie_embeddings=False)]
+VARIANTS = [
+    dict(),
+    dict(pre_norm=False),
+    dict(tie_embeddings=False),
+    dict(arch="rnn"),
+    dict(arch="rnn", rnn_cell="lstm", tie_embeddings=False, enc_layers=1),
+]
+IDS = ["pre_norm_tied", "post_norm", "untied", "rnn_gru", "rnn_lstm_untied"]
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=["pre_norm_tied", "post_norm", "untied"])
+@pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
 def test_padding_does_not_change_real_positions(variant):
     model = random_model(**variant)
     src, mask = random_batch(4, 7)
@@ -26,8 +34,9 @@ def test_padding_does_not_change_real_positions(variant):
     torch.testing.assert_close(logits_p[:, :5], logits, atol=1e-5, rtol=1e-5)
 
 
-def test_each_sentence_independent_of_batch():
-    model = random_model()
+@pytest.mark.parametrize("arch", ARCHS, ids=ARCH_IDS)
+def test_each_sentence_independent_of_batch(arch):
+    model = random_model(**arch)
     src, mask = random_batch(3, 6)
     tgt = torch.randint(4, 50, (3, 4))
     full = model(src, mask, tgt)
@@ -37,8 +46,9 @@ def test_each_sentence_independent_of_batch():
         torch.testing.assert_close(alone[0], full[i], atol=1e-5, rtol=1e-5)
 
 
-def test_decoder_has_no_future_leak():
-    model = random_model()
+@pytest.mark.parametrize("arch", ARCHS, ids=ARCH_IDS)
+def test_decoder_has_no_future_leak(arch):
+    model = random_model(**arch)
     src, mask = random_batch(2, 6)
     memory = model.encode(src, mask)
     tgt = torch.randint(4, 50, (2, 8))
@@ -50,14 +60,15 @@ def test_decoder_has_no_future_leak():
     assert not torch.allclose(a[:, 5:], b[:, 5:])
 
 
-def test_encoder_ignores_masked_source_tokens():
-    model = random_model()
+@pytest.mark.parametrize("arch", ARCHS, ids=ARCH_IDS)
+def test_encoder_ignores_masked_source_tokens(arch):
+    model = random_model(**arch)
     src, mask = random_batch(3, 8, seed=3)
     other = torch.where(mask, src, torch.randint(4, 50, src.shape))
     torch.testing.assert_close(model.encode(src, mask)[mask], model.encode(other, mask)[mask])
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=["pre_norm_tied", "post_norm", "untied"])
+@pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
 def test_cached_decode_step_equals_full_decode(variant):
     model = random_model(**variant)
     src, mask = random_batch(3, 6)

@@ -2,14 +2,14 @@
 
 import pytest
 import torch
-from conftest import random_batch, random_model
+from conftest import ARCH_IDS, ARCHS, random_batch, random_model
 
 from mtx.search import beam_search, greedy_search, length_penalty
 
 
-def _model():
+def _model(arch=None):
     # Larger output scale makes the untrained model's distributions peaked, so hypotheses differ in length.
-    model = random_model(seed=1)
+    model = random_model(seed=1, **(arch or {}))
     with torch.no_grad():
         model.out_bias[3] = 2.0  # EOS likely enough that beams finish at different steps
     return model
@@ -23,33 +23,37 @@ def _same(a, b):
             assert s1 == pytest.approx(s2, abs=1e-4)
 
 
-def test_greedy_cached_equals_uncached():
-    model = _model()
+@pytest.mark.parametrize("arch", ARCHS, ids=ARCH_IDS)
+def test_greedy_cached_equals_uncached(arch):
+    model = _model(arch)
     src, mask = random_batch(6, 7)
     _same(greedy_search(model, src, mask, use_cache=True), greedy_search(model, src, mask, use_cache=False))
 
 
+@pytest.mark.parametrize("arch", ARCHS, ids=ARCH_IDS)
 @pytest.mark.parametrize("beam", [2, 5])
-def test_beam_cached_equals_uncached(beam):
-    model = _model()
+def test_beam_cached_equals_uncached(beam, arch):
+    model = _model(arch)
     src, mask = random_batch(6, 7, seed=2)
     a = beam_search(model, src, mask, beam=beam, nbest=beam, use_cache=True)
     b = beam_search(model, src, mask, beam=beam, nbest=beam, use_cache=False)
     _same(a, b)
 
 
+@pytest.mark.parametrize("arch", ARCHS, ids=ARCH_IDS)
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
-def test_beam_one_equals_greedy(alpha):
+def test_beam_one_equals_greedy(alpha, arch):
     """The same hypotheses and the same scores: one score definition for every beam size."""
-    model = _model()
+    model = _model(arch)
     src, mask = random_batch(8, 6, seed=4)
     greedy = greedy_search(model, src, mask, alpha=alpha)
     beam = beam_search(model, src, mask, beam=1, alpha=alpha)
     _same(beam, greedy)
 
 
-def test_batch_equals_one_at_a_time():
-    model = _model()
+@pytest.mark.parametrize("arch", ARCHS, ids=ARCH_IDS)
+def test_batch_equals_one_at_a_time(arch):
+    model = _model(arch)
     src, mask = random_batch(5, 8, seed=5)
     batched = beam_search(model, src, mask, beam=4, nbest=2)
     for i in range(5):
@@ -118,13 +122,14 @@ def _exhaustive(model, src, mask, limit, alpha):
     return sorted(found, key=lambda x: -x[0])
 
 
+@pytest.mark.parametrize("arch", ARCHS[:2], ids=ARCH_IDS[:2])
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
-def test_beam_search_finds_the_exhaustive_best(alpha):
+def test_beam_search_finds_the_exhaustive_best(alpha, arch):
     """On a vocabulary of 6 and outputs of at most 4 tokens (EOS included), a beam as wide as the search space
     returns exactly the exhaustive search's best hypotheses, with their scores; a narrow beam never reports a
     score above the true best."""
     torch.manual_seed(3)
-    model = random_model(seed=3, vocab_size=6, d_model=16, n_heads=2, d_ff=32)
+    model = random_model(seed=3, vocab_size=6, d_model=16, n_heads=2, d_ff=32, **arch)
     with torch.no_grad():
         model.out_bias[3] = 1.0
     for seed in range(3):
@@ -159,11 +164,12 @@ def _reference_beam(model, src, mask, K, alpha, limit, nbest):
     return finished[:nbest]
 
 
+@pytest.mark.parametrize("arch", ARCHS[:2], ids=ARCH_IDS[:2])
 @pytest.mark.parametrize("alpha", [0.0, 1.0, 2.0])
-def test_early_stopping_never_changes_the_result(alpha):
+def test_early_stopping_never_changes_the_result(alpha, arch):
     """Batched beam search, which drops a sentence once no live beam can beat its K-th finished hypothesis,
     returns what searching on to the length limit returns."""
-    model = random_model(seed=5, vocab_size=8, d_model=16, n_heads=2, d_ff=32)
+    model = random_model(seed=5, vocab_size=8, d_model=16, n_heads=2, d_ff=32, **arch)
     with torch.no_grad():
         model.out_bias[3] = 1.5  # hypotheses finish early and often: the stopping rule is exercised
     for seed in range(6):
