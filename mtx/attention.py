@@ -43,13 +43,19 @@ def cross_attention(model: Transformer | RNNSeq2Seq, src, src_mask, tgt_in) -> t
 
 
 def attention_of(
-    model: Transformer | RNNSeq2Seq, tok: Tokenizer, decode: DecodeConfig, text: str, device: torch.device
+    model: Transformer | RNNSeq2Seq,
+    tok: Tokenizer,
+    decode: DecodeConfig,
+    text: str,
+    device: torch.device,
+    prefix: list[int] | None = None,
 ) -> tuple[list[str], list[str], torch.Tensor]:
     """(source pieces, target pieces, weights (layers, heads, target, source)) for `text` and its translation;
     EOS is shown as `</s>` on both sides."""
-    ids = tok.encode([text.strip()])[0][: model.config.max_len - 1]
+    ids = tok.encode([text.strip()])[0]
     if not ids:
         raise UsageError("--attention: the sentence is empty")
+    ids = ((prefix or []) + ids)[: model.config.max_len - 1]  # the target-language tag shows as a source piece
     batch = collate([ids]).to(device)
     (res,) = search(model, batch.src, batch.src_mask, decode.beam, decode.alpha, decode.max_len_a, decode.max_len_b)
     hyp = res[0][0]
@@ -71,7 +77,8 @@ def draw(src: list[str], tgt: list[str], weights: torch.Tensor, out: Path, layer
     if not -n_layers <= layer < n_layers:
         raise UsageError(f"--attention-layer {layer}: the model has {n_layers} decoder layers (0..{n_layers - 1})")
     w = weights[layer]
-    maps = [(f"head {h}", w[h]) for h in range(n_heads)] if per_head else [("mean over heads", w.mean(0))]
+    mean = "mean over heads" if n_heads > 1 else "attention"
+    maps = [(f"head {h}", w[h]) for h in range(n_heads)] if per_head else [(mean, w.mean(0))]
     cols = min(len(maps), 4)
     rows = math.ceil(len(maps) / cols)
     size = (max(4.0, 0.35 * len(src) + 1.5) * cols, max(3.0, 0.3 * len(tgt) + 1.5) * rows)

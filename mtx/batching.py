@@ -108,9 +108,20 @@ class TrainBatches:
     is gathered from them by a few vectorised ops (tens of microseconds, where padding Python lists took
     milliseconds: on a GPU the host's time per step is what bounds small batches)."""
 
-    def __init__(self, src: list[list[int]], tgt: list[list[int]], batch_tokens: int, seed: int):
+    def __init__(
+        self,
+        src: list[list[int]],
+        tgt: list[list[int]],
+        batch_tokens: int,
+        seed: int,
+        groups: list[tuple[int, int]] | None = None,
+    ):
+        """`groups`: for a corpus of several pairs, each pair's (first index, examples in an epoch); an epoch then
+        draws that many of the pair's examples (all of them when the count is its size, a seeded sample without
+        replacement when smaller, repeated passes when larger). None: every example once an epoch."""
         self.batch_tokens = batch_tokens
         self.seed = seed
+        self.groups = groups
         self.src_flat, self.src_off, self.src_len = _flatten(src, [], [EOS])
         self.tgt_flat, self.tgt_off, self.tgt_len = _flatten(tgt, [BOS], [EOS])
         self.tgt_len -= 1  # decoder positions: BOS y (in) and y EOS (out)
@@ -124,12 +135,25 @@ class TrainBatches:
         """The batches (lists of example indices) of `epoch`, in training order."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         perm = torch.randperm(len(self), generator=g)  # random tie-breaking among equal lengths
+        if self.groups is not None:
+            perm = self._draw(g)
         key = self.lengths * (int(self.src_len.max()) + 1) + self.src_len
         order = perm[torch.sort(key[perm], stable=True).indices]
         ranges = bucket_ascending(self.lengths[order].tolist(), self.batch_tokens)
         order = order.tolist()
         batches = [order[a:b] for a, b in ranges]
         return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+
+    def _draw(self, g: torch.Generator) -> torch.Tensor:
+        """One epoch's examples of each group, in random order."""
+        ends = [start for start, _ in self.groups[1:]] + [len(self)]
+        drawn = []
+        for (start, count), end in zip(self.groups, ends, strict=True):
+            n = end - start
+            passes = [torch.randperm(n, generator=g) for _ in range(-(-count // n))]
+            drawn.append(start + torch.cat(passes)[:count])
+        pool = torch.cat(drawn)
+        return pool[torch.randperm(len(pool), generator=g)]
 
     def n_tgt(self, idx: list[int]) -> int:
         """Target tokens (EOS included) of a batch, without building it."""

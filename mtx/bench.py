@@ -13,6 +13,7 @@ import torch
 from mtx import checkpoint
 from mtx.corpus import check_parallel, read_lines, split_paths
 from mtx.metrics import bleu
+from mtx.pairs import pairs_of, prefix_ids
 from mtx.translator import Translator
 
 
@@ -33,9 +34,11 @@ def decode(
     limit: int = 0,
     precision: str = "fp32",
 ) -> Iterator[dict]:
-    """Decode `split` under each setting (greedy, beam, beam_nocache) and yield speed, memory and BLEU."""
+    """Decode `split` under each setting (greedy, beam, beam_nocache) and yield speed, memory and BLEU (a model of
+    several pairs: its first)."""
     model, tokenizer, cfg, _ = checkpoint.load(model_dir, device)
-    src_path, ref_path = split_paths(data_dir, split, cfg.data.src, cfg.data.tgt)
+    trained = pairs_of(cfg.data)
+    src_path, ref_path = split_paths(data_dir, split, *trained[0])
     check_parallel(src_path, ref_path)
     sources, refs = read_lines(src_path), read_lines(ref_path)
     if limit:
@@ -45,7 +48,7 @@ def decode(
     cfg.decode.precision = precision
     for name in settings:
         cfg.decode.beam = 1 if name == "greedy" else beam
-        translator = Translator(model, tokenizer, cfg.decode, device)
+        translator = Translator(model, tokenizer, cfg.decode, device, prefix_ids(tokenizer, trained, trained[0][1]))
         translator.translate(sources[:32], use_cache=name != "beam_nocache")  # warm-up
         if device.type == "cuda":
             torch.cuda.synchronize(device)

@@ -102,6 +102,9 @@ def train(
     ] = None,
     src: Annotated[str | None, typer.Option(help="Source language code.", show_default="de")] = None,
     tgt: Annotated[str | None, typer.Option(help="Target language code.", show_default="en")] = None,
+    pairs: Annotated[
+        str | None, typer.Option(help="Several directions in one model, e.g. de-en,en-de (instead of --src/--tgt).")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Model directory to write.")] = DEFAULT_MODEL,
     config: Annotated[Path | None, typer.Option(help="TOML or JSON config file.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. model.d_model=256.")] = None,
@@ -139,12 +142,15 @@ def train(
         raise typer.Exit(subprocess.run(distributed.launch_command(gpus, sys.argv[1:])).returncode)
     from mtx.config import Config, build_config, check_resume, configure
     from mtx.corpus import ensure_data_dir
+    from mtx.pairs import languages, pairs_of
     from mtx.step import resolve_device
     from mtx.train import train as run_train
     from mtx.train_state import find_state, load_state, model_dir_of
 
     dev = resolve_device(device)
-    flags = {"train.device": dev.type, "data.src": src, "data.tgt": tgt, "train.accum": accum}
+    if pairs is not None and (src is not None or tgt is not None):
+        raise UsageError("--pairs names every direction: leave out --src and --tgt")
+    flags = {"train.device": dev.type, "data.src": src, "data.tgt": tgt, "train.accum": accum, "data.pairs": pairs}
     flags |= {"train.compile": True if compile_ else None, "train.time_budget_min": time_budget}
     overrides = _overrides(set_, flags)
     if resume is None:
@@ -156,8 +162,9 @@ def train(
         check_resume(saved, cfg, "--resume")
         out = model_dir_of(resume) if out == DEFAULT_MODEL else out
     log = functools.partial(typer.echo, err=True)
-    data_dir = ensure_data_dir(data, cfg.data.src, cfg.data.tgt, log)
-    log(f"training {cfg.data.src}->{cfg.data.tgt} on {data_dir} -> {out}")
+    directions = pairs_of(cfg.data)
+    data_dir = ensure_data_dir(data, tuple(languages(directions)), log)
+    log(f"training {', '.join(f'{s}->{t}' for s, t in directions)} on {data_dir} -> {out}")
     summary = run_train(cfg, data_dir, out, log=log, resume=resume)
     summary.pop("history")
     typer.echo(json.dumps(summary))
@@ -188,18 +195,27 @@ def translate(
     ] = None,
     attention_layer: Annotated[int, typer.Option(help="Decoder layer to draw (-1: the last).")] = -1,
     attention_heads: Annotated[bool, typer.Option(help="One panel per head instead of their mean.")] = False,
+    to: Annotated[
+        str | None, typer.Option(help="Target language, for a model of several.", show_default="its only one")
+    ] = None,
+    pair: Annotated[str | None, typer.Option(help="Direction, e.g. de-fr (instead of --to).")] = None,
 ) -> None:
     """Translate sentences: one output line per input line, in order; an empty line gives an empty line."""
     from mtx.console import ProgressBar
 
     if attention is not None and (not text or len(text) != 1):
         raise UsageError("--attention draws one sentence: give exactly one TEXT argument")
-    translator, _ = _load(model, device, beam, batch_tokens, nbest, alpha)
+    from mtx import pairs as P
+
+    translator, cfg = _load(model, device, beam, batch_tokens, nbest, alpha)
+    trained = P.pairs_of(cfg.data)
+    src_lang, tgt_lang = P.choose(trained, to, pair, functools.partial(typer.echo, err=True))
+    translator.prefix = P.prefix_ids(translator.tokenizer, trained, tgt_lang)
     if attention is not None:
         from mtx.attention import attention_of, draw
 
         src, tgt, weights = attention_of(
-            translator.model, translator.tokenizer, translator.cfg, text[0], translator.device
+            translator.model, translator.tokenizer, translator.cfg, text[0], translator.device, translator.prefix
         )
         draw(src, tgt, weights, attention, attention_layer, attention_heads)
         typer.echo(f"attention: {attention}", err=True)
@@ -211,6 +227,7 @@ def translate(
         for tr in translator.stream(lines):
             if json_:
                 rec = {"translation": tr.text, "nbest": [{"text": t, "score": round(s, 4)} for t, s in tr.nbest]}
+                rec["pair"] = f"{src_lang or '?'}-{tgt_lang}"
                 typer.echo(json.dumps(rec, ensure_ascii=False))
             elif nbest > 1:
                 typer.echo("\t".join(f"{t}\t{s:.4f}" for t, s in tr.nbest))
@@ -228,6 +245,9 @@ def evaluate(
     ] = None,
     src_file: Annotated[Path | None, typer.Option(help="Source file (instead of --data/--split).")] = None,
     ref_file: Annotated[Path | None, typer.Option(help="Reference file (with --src-file).")] = None,
+    pair: Annotated[
+        str | None, typer.Option(help="One direction, e.g. de-fr.", show_default="every pair of the model")
+    ] = None,
     beam: Annotated[int | None, typer.Option(help="Beam size.", show_default="the model's, 5")] = None,
     output: Annotated[
         Path | None, typer.Option(help="Where to write hypotheses.", show_default="MODEL/SPLIT.hyp.TGT")
@@ -237,57 +257,120 @@ def evaluate(
         float | None, typer.Option(help="Length penalty exponent (GNMT; 0 = none).", show_default="the model's")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    json_: Annotated[bool, typer.Option("--json", help="One JSON object per pair.")] = False,
     ci: Annotated[bool, typer.Option("--ci", help="95% confidence intervals (sacreBLEU's bootstrap).")] = False,
     compare: Annotated[
         Path | None, typer.Option(help="A baseline model directory: paired significance tests against it.")
     ] = None,
 ) -> None:
     """Decode a test set and print sacreBLEU and chrF with their signatures (--ci: with 95% intervals; --compare A:
-    A decoded too, and sacreBLEU's paired bootstrap and approximate randomisation tests of this model against A)."""
+    A decoded too, and sacreBLEU's paired bootstrap and approximate randomisation tests of this model against A).
+    A model of several pairs is scored on each (a table), or on --pair."""
+    from mtx import pairs as P
     from mtx.corpus import check_parallel, ensure_data_dir, read_lines, split_paths
-    from mtx.metrics import score
 
     t0 = time.time()
     translator, cfg = _load(model, device, beam, batch_tokens, alpha=alpha)
+    trained = P.pairs_of(cfg.data)
+    if (src_file is None) != (ref_file is None):
+        raise UsageError("--src-file and --ref-file go together")
+    if pair is None and src_file is None and len(trained) > 1:
+        directions = trained
+    else:
+        directions = [P.choose(trained, None, pair, functools.partial(typer.echo, err=True))]
+    if (ci or compare is not None) and len(directions) > 1:
+        raise UsageError("--ci and --compare score one pair: add --pair")
     baseline = None
     if compare is not None:
         baseline, base_cfg = _load(compare, device, beam, batch_tokens, alpha=alpha)
-        if (base_cfg.data.src, base_cfg.data.tgt) != (cfg.data.src, cfg.data.tgt):
-            pair, other = f"{cfg.data.src}-{cfg.data.tgt}", f"{base_cfg.data.src}-{base_cfg.data.tgt}"
-            raise UsageError(f"--compare {compare}: translates {other}, --model {model} translates {pair}")
-    if (src_file is None) != (ref_file is None):
-        raise UsageError("--src-file and --ref-file go together")
-    if src_file is None:
-        split = split or cfg.data.test_split
-        data_dir = ensure_data_dir(data, cfg.data.src, cfg.data.tgt, functools.partial(typer.echo, err=True))
-        src_file, ref_file = split_paths(data_dir, split, cfg.data.src, cfg.data.tgt)
+        base_trained, (src, tgt) = P.pairs_of(base_cfg.data), directions[0]
+        if src is None or (src, tgt) not in base_trained:
+            have, want = ", ".join(P.name(p) for p in base_trained), f"{src or '?'}-{tgt}"
+            raise UsageError(f"--compare {compare}: translates {have}, --model {model} translates {want}")
+        baseline.prefix = P.prefix_ids(baseline.tokenizer, base_trained, tgt)
+    split = split or (src_file.stem if src_file is not None else cfg.data.test_split)
+    rows = []
+    for src, tgt in directions:
+        if src_file is None:
+            if src is None:
+                raise UsageError(f"the model translates into {tgt} from several languages: name one with --pair")
+            log = functools.partial(typer.echo, err=True)
+            data_dir = ensure_data_dir(data, (src, tgt), log)
+            sf, rf = split_paths(data_dir, split, src, tgt)
+        else:
+            sf, rf = src_file, ref_file
+        check_parallel(sf, rf)
+        sources, refs = read_lines(sf), read_lines(rf)
+        translator.prefix = P.prefix_ids(translator.tokenizer, trained, tgt)
+        name = f"{src}-{tgt}" if src else f"?-{tgt}"
+        hyp_file = output or model / (f"{split}.hyp.{tgt}" if len(trained) == 1 else f"{split}.hyp.{name}")
+        rows.append(_score_pair(translator, sources, refs, split, hyp_file) | {"pair": name, "split": split})
+    if json_:
+        for r in rows:
+            typer.echo(json.dumps({k: v for k, v in r.items() if k not in ("hyps", "refs", "score")}))
+    elif len(rows) > 1:
+        _print_table(rows, cfg.decode.beam, translator.device, time.time() - t0)
     else:
-        split = src_file.stem
-    check_parallel(src_file, ref_file)
-    sources, refs = read_lines(src_file), read_lines(ref_file)
+        _print_scores(rows[0], cfg.decode.beam, cfg.decode.alpha, translator.device, time.time() - t0)
+    if ci and baseline is None:
+        from mtx.metrics import with_confidence
+
+        for name, c in with_confidence(rows[0]["hyps"], rows[0]["refs"]).items():
+            typer.echo(f"{name} = {c['score']:.2f}, 95% interval {c['mean']:.2f} ± {c['ci']:.2f} (bootstrap, 1000)")
+    if baseline is not None:
+        from mtx.metrics import paired_tests
+
+        r, (src, tgt) = rows[0], directions[0]
+        name = f"{split}.hyp.{tgt}" if len(P.pairs_of(base_cfg.data)) == 1 else f"{split}.hyp.{src}-{tgt}"
+        base_hyps = _decode(baseline, r["sources"], split, compare / name)
+        _print_comparison(paired_tests(base_hyps, r["hyps"], r["refs"]), compare, model)
+
+
+def _score_pair(translator, sources: list[str], refs: list[str], split: str, hyp_file: Path) -> dict:
+    from mtx.metrics import score
+
     t1 = time.time()
-    hyps = _decode(translator, sources, split, output or model / f"{split}.hyp.{cfg.data.tgt}")
+    hyps = _decode(translator, sources, split, hyp_file)
     decode_s = time.time() - t1
     s = score(hyps, refs)
+    return {
+        "bleu": round(s.bleu, 2),
+        "chrf": round(s.chrf, 2),
+        "sentences": len(sources),
+        "sents_per_s": round(len(sources) / decode_s, 1),
+        "bleu_signature": s.bleu_signature,
+        "chrf_signature": s.chrf_signature,
+        "hyp_file": str(hyp_file),
+        "score": s,
+        "hyps": hyps,
+        "refs": refs,
+        "sources": sources,
+        "decode_s": decode_s,
+    }
+
+
+def _print_scores(r: dict, beam: int, alpha: float, device, total_s: float) -> None:
+    s = r["score"]
     typer.echo(f"{s.bleu_text}")
     typer.echo(f"chrF2 = {s.chrf:.2f}")
     typer.echo(f"BLEU signature: {s.bleu_signature}")
     typer.echo(f"chrF signature: {s.chrf_signature}")
     typer.echo(
-        f"{len(sources)} sentences, beam {cfg.decode.beam}, alpha {cfg.decode.alpha}, {translator.device}: "
-        f"decoding {decode_s:.1f}s ({len(sources) / decode_s:.1f} sent/s), total {time.time() - t0:.1f}s; "
-        f"hypotheses in {output or model / f'{split}.hyp.{cfg.data.tgt}'}"
+        f"{r['sentences']} sentences, beam {beam}, alpha {alpha}, {device}: decoding {r['decode_s']:.1f}s "
+        f"({r['sents_per_s']:.1f} sent/s), total {total_s:.1f}s; hypotheses in {r['hyp_file']}"
     )
-    if ci and baseline is None:
-        from mtx.metrics import with_confidence
 
-        for name, c in with_confidence(hyps, refs).items():
-            typer.echo(f"{name} = {c['score']:.2f}, 95% interval {c['mean']:.2f} ± {c['ci']:.2f} (bootstrap, 1000)")
-    if baseline is not None:
-        from mtx.metrics import paired_tests
 
-        base_hyps = _decode(baseline, sources, split, compare / f"{split}.hyp.{cfg.data.tgt}")
-        _print_comparison(paired_tests(base_hyps, hyps, refs), compare, model)
+def _print_table(rows: list[dict], beam: int, device, total_s: float) -> None:
+    typer.echo(f"{'pair':<8} {'BLEU':>6} {'chrF2':>6} {'sent/s':>7}   hypotheses")
+    for r in rows:
+        typer.echo(f"{r['pair']:<8} {r['bleu']:>6.2f} {r['chrf']:>6.2f} {r['sents_per_s']:>7.1f}   {r['hyp_file']}")
+    mean_bleu = sum(r["bleu"] for r in rows) / len(rows)
+    mean_chrf = sum(r["chrf"] for r in rows) / len(rows)
+    typer.echo(f"{'mean':<8} {mean_bleu:>6.2f} {mean_chrf:>6.2f}")
+    typer.echo(f"BLEU signature: {rows[0]['bleu_signature']}")
+    typer.echo(f"chrF signature: {rows[0]['chrf_signature']}")
+    typer.echo(f"{rows[0]['split']}, beam {beam}, {device}: total {total_s:.1f}s")
 
 
 def _decode(translator, sources: list[str], split: str, output: Path) -> list[str]:

@@ -44,6 +44,9 @@ class DataConfig:
     train_split: str = "train"
     valid_split: str = "val"
     test_split: str = "test_2016_flickr"  # what `mtx evaluate` decodes unless --split says otherwise
+    # Several directions in one model (--pairs de-en,en-de,...): then src and tgt are not read (mtx/pairs.py)
+    pairs: str = ""
+    temperature: float = 5.0  # pair i sampled in proportion to n_i ** (1 / temperature)
     max_tokens: int = 128  # training pairs with a longer side (in pieces) are dropped, with a count; <= max_len
     spm_model_type: str = "unigram"
     spm_character_coverage: float = 1.0
@@ -149,6 +152,15 @@ def _fail(source: str, key: str, value: Any, rule: str) -> None:
     raise UsageError(f"{source + ': ' if source else ''}{key}={value!r}{flag}: {rule}")
 
 
+def _pairs_ok(text: str) -> bool:
+    from mtx.pairs import parse_pairs
+
+    try:
+        return bool(parse_pairs(text))
+    except ValueError:
+        return False
+
+
 def _in(*choices):
     return lambda v, c: v in choices
 
@@ -184,6 +196,8 @@ _RULES: list[tuple[str, str, Any]] = [
     ("model.max_len", "must be >= 2", lambda v, c: v >= 2),
     ("data.src", "must be a language code", lambda v, c: bool(v.strip())),
     ("data.tgt", "must be a language code", lambda v, c: bool(v.strip())),
+    ("data.pairs", "expected SRC-TGT[,SRC-TGT...], e.g. de-en,en-de", lambda v, c: not v or _pairs_ok(v)),
+    ("data.temperature", *_POS),
     ("data.max_tokens", *_POS),
     (
         "data.max_tokens",
@@ -240,6 +254,7 @@ FLAGS = {
     "train.device": "--device",
     "data.src": "--src",
     "data.tgt": "--tgt",
+    "data.pairs": "--pairs",
     "decode.beam": "--beam",
     "decode.alpha": "--alpha",
     "decode.nbest": "--nbest",

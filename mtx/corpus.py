@@ -31,13 +31,13 @@ def default_data_dir() -> Path:
     return LOCAL_DATA
 
 
-def ensure_data_dir(data: Path | None, src: str, tgt: str, log) -> Path:
+def ensure_data_dir(data: Path | None, langs: tuple[str, ...], log) -> Path:
     """`data`, or the default corpus directory; on a machine without it (no $MTX_DATA, no ../shared),
     Multi30k is fetched from the hub into data/multi30k first (`log` says so)."""
     if data is not None or os.environ.get("MTX_DATA") or default_data_dir().is_dir():
         return data or default_data_dir()
     log(f"the default corpus is not here: fetching Multi30k from the Hugging Face hub into {LOCAL_DATA}")
-    fetch_multi30k(LOCAL_DATA, (src, tgt))
+    fetch_multi30k(LOCAL_DATA, langs)
     return LOCAL_DATA
 
 

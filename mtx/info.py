@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mtx.config import Config, ModelConfig
+from mtx.pairs import name, pairs_of
 from mtx.plots import LOG, read_log
 
 
@@ -129,7 +130,7 @@ def describe(model_dir: Path) -> dict:
 def _training(cfg: Config, meta: dict, history: list[dict]) -> dict:
     last = history[-1] if history else {}
     return {
-        "pair": f"{cfg.data.src}-{cfg.data.tgt}",
+        "pairs": ", ".join(name(p) for p in pairs_of(cfg.data)),
         "corpus": meta.get("corpus", "not recorded"),
         "splits (train / valid)": f"{cfg.data.train_split} / {cfg.data.valid_split}",
         "device": cfg.train.device,
@@ -147,9 +148,10 @@ def render(info: dict) -> str:
     shape = f"d_ff = {p['d_ff']}, V = {p['V']}, {p['heads']} heads" if p["arch"] == "transformer" else f"V = {p['V']}"
     lines.append(f"parameters: {p['total']:,} ({p['arch']}, d = {p['d']}, {shape})")
     width = max(len(x["name"]) for x in p["by_component"])
+    fw = max(len(x["formula"]) for x in p["by_component"])
     for x in p["by_component"]:
-        lines.append(f"  {x['name']:<{width}}  {x['formula']:<20} {x['count']:>12,}")
-    lines.append(f"  {'sum':<{width}}  {'':<20} {sum(x['count'] for x in p['by_component']):>12,}")
+        lines.append(f"  {x['name']:<{width}}  {x['formula']:<{fw}} {x['count']:>12,}")
+    lines.append(f"  {'sum':<{width}}  {'':<{fw}} {sum(x['count'] for x in p['by_component']):>12,}")
     t = info["tokenizer"]
     lines += ["", f"tokenizer: {t['pieces']} pieces, {t['type']}, character coverage {t['character_coverage']}"]
     lines += ["", "training:"] + [f"  {k}: {v}" for k, v in info["training"].items()]

@@ -28,8 +28,10 @@ class Tokenizer:
         model_type: str = "unigram",
         character_coverage: float = 1.0,
         seed_sentences: int = 2_000_000,
+        symbols: tuple[str, ...] = (),
     ) -> Tokenizer:
-        """Train a joint vocabulary on `sentences` (all source and target training lines)."""
+        """Train a joint vocabulary on `sentences` (the source and target training lines); `symbols` (such as
+        target-language tags) become pieces of their own, never split."""
         buf = io.BytesIO()
         try:
             spm.SentencePieceTrainer.train(
@@ -47,6 +49,7 @@ class Tokenizer:
                 hard_vocab_limit=False,
                 num_threads=2,
                 minloglevel=2,
+                **({"user_defined_symbols": list(symbols)} if symbols else {}),
             )
         except RuntimeError as e:
             reason = str(e).split("]")[-1].strip()
@@ -64,6 +67,13 @@ class Tokenizer:
 
     def __len__(self) -> int:
         return self.sp.get_piece_size()
+
+    def piece_id(self, piece: str) -> int:
+        """The id of a whole piece (a tag); an error when the vocabulary does not have it."""
+        i = self.sp.piece_to_id(piece)
+        if i == UNK and piece != self.sp.id_to_piece(UNK):
+            raise MtxError(f"tokenizer: no piece {piece!r} (the model was not trained with it)")
+        return i
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         return self.sp.encode(texts, out_type=int)

@@ -1,7 +1,7 @@
-"""Training: data preparation, the step loop, validation and best-checkpoint keeping, resumable states.
+"""Training: the step loop, validation and best-checkpoint keeping, resumable states.
 
-The update step itself is in `mtx/step.py`, when to stop and how far along training is in `mtx/budget.py`,
-the status line and the stop flag in `mtx/console.py`.
+The data are prepared in `mtx/data.py`, the update step is in `mtx/step.py`, when to stop and how far along
+training is in `mtx/budget.py`, the status line and the stop flag in `mtx/console.py`.
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ from torch.nn.parallel import DistributedDataParallel
 
 from mtx import checkpoint, distributed, train_state
 from mtx.averaging import WeightAverage
-from mtx.batching import TrainBatches, collate, sorted_batches
+from mtx.batching import collate, sorted_batches
 from mtx.budget import Budget
 from mtx.config import Config
-from mtx.console import StatusLine, StopFlag, spinner
-from mtx.corpus import Split, load_split
+from mtx.console import StatusLine, StopFlag
+from mtx.data import Data, ValidSet, prepare_data
 from mtx.distributed import World
 from mtx.errors import MtxError
 from mtx.metrics import bleu
 from mtx.model import Transformer, build_model
+from mtx.pairs import name as pair_name
 from mtx.plots import TensorBoardLog, plot_runs
 from mtx.schedule import lr_at
 from mtx.step import autocast, compiled, loss_fn, make_optimizer, resolve_device, train_step
@@ -36,68 +37,36 @@ from mtx.tokenizer import Tokenizer
 from mtx.translator import Translator
 
 
-@dataclass
-class Data:
-    tokenizer: Tokenizer
-    train: TrainBatches
-    valid: Split
-    valid_src: list[list[int]]
-    valid_tgt: list[list[int]]
-    dir: Path  # where the corpus was read
-
-
-def prepare_data(
-    cfg: Config, data_dir: Path, log: Callable[[str], None], tok: Tokenizer | None = None, world: World | None = None
-) -> Data:
-    """Read and validate train/valid, train the tokenizer (unless given, as on resume; under torchrun rank 0
-    trains it and the others receive it), encode, filter."""
-    d, world = cfg.data, world or World()
-    with spinner(f"reading {data_dir}", world.main):
-        train = load_split(data_dir, d.train_split, d.src, d.tgt)
-        valid = load_split(data_dir, d.valid_split, d.src, d.tgt)
-    t0 = time.time()
-    if tok is None:
-        proto = None
-        if world.main:
-            with spinner("training the tokenizer"):
-                texts = train.src + train.tgt
-                vocab, kind, coverage = cfg.model.vocab_size, d.spm_model_type, d.spm_character_coverage
-                proto = Tokenizer.train(texts, vocab, kind, coverage).proto
-        tok = Tokenizer(world.from_main(proto))
-        cfg.model.vocab_size = len(tok)
-    with spinner("encoding", world.main):
-        src, tgt = tok.encode(train.src), tok.encode(train.tgt)
-    keep = [i for i in range(len(src)) if len(src[i]) < d.max_tokens and len(tgt[i]) < d.max_tokens]
-    if len(keep) < len(src):
-        log(f"filtered {len(src) - len(keep)} of {len(src)} training pairs longer than {d.max_tokens} pieces")
-    src, tgt = [src[i] for i in keep], [tgt[i] for i in keep]
-    log(f"tokenizer: {len(tok)} pieces ({time.time() - t0:.1f}s); {len(src)} training pairs")
-    limit = cfg.model.max_len - 1
-    vs = [x[:limit] for x in tok.encode(valid.src)]
-    vt = [x[:limit] for x in tok.encode(valid.tgt)]
-    return Data(tok, TrainBatches(src, tgt, cfg.train.batch_tokens, cfg.train.seed), valid, vs, vt, data_dir)
-
-
 @torch.no_grad()
 def validate(model: Transformer, data: Data, cfg: Config, device: torch.device) -> dict[str, float]:
-    """Validation loss (no label smoothing) on all of `valid`; BLEU of greedy translations (by `Translator`, as
-    `mtx translate --beam 1` would) of its first `eval_bleu_sents` (-1: all)."""
+    """Validation loss (no label smoothing) on all of each pair's valid split; BLEU of greedy translations (by
+    `Translator`, as `mtx translate --beam 1` would) of its first `eval_bleu_sents` (-1: all). Several pairs:
+    `valid_loss` and `valid_bleu` are their means, and each pair's are logged as `valid_bleu.de-en` etc."""
     model.eval()
-    lengths = [max(len(a), len(b)) + 1 for a, b in zip(data.valid_src, data.valid_tgt, strict=True)]
+    per_pair = [_validate_pair(model, data.tokenizer, v, cfg, device) for v in data.valid]
+    out = {k: sum(r[k] for r in per_pair) / len(per_pair) for k in per_pair[0]}
+    if len(per_pair) > 1:
+        for v, r in zip(data.valid, per_pair, strict=True):
+            out |= {f"{k}.{pair_name(v.pair)}": x for k, x in r.items()}
+    model.train()
+    return out
+
+
+def _validate_pair(model, tok, v: ValidSet, cfg: Config, device: torch.device) -> dict[str, float]:
+    lengths = [max(len(a), len(b)) + 1 for a, b in zip(v.src, v.tgt, strict=True)]
     total, n = torch.zeros((), device=device), 0
     for idx in sorted_batches(lengths, cfg.train.batch_tokens * 2):
-        b = collate([data.valid_src[i] for i in idx], [data.valid_tgt[i] for i in idx]).to(device)
+        b = collate([v.src[i] for i in idx], [v.tgt[i] for i in idx]).to(device)
         with autocast(device, cfg.train.amp):
             logits = model(b.src, b.src_mask, b.tgt_in)
         total += loss_fn(logits, b.tgt_out, 0.0)
         n += b.n_tgt_tokens
     out = {"valid_loss": float(total) / n}
-    k = len(data.valid.src) if cfg.train.eval_bleu_sents < 0 else min(cfg.train.eval_bleu_sents, len(data.valid.src))
+    k = len(v.split.src) if cfg.train.eval_bleu_sents < 0 else min(cfg.train.eval_bleu_sents, len(v.split.src))
     if k:
-        greedy = Translator(model, data.tokenizer, dataclasses.replace(cfg.decode, beam=1, nbest=1), device)
-        hyps = [t.text for t in greedy.translate(data.valid.src[:k])]
-        out["valid_bleu"] = bleu(hyps, data.valid.tgt[:k])
-    model.train()
+        greedy = Translator(model, tok, dataclasses.replace(cfg.decode, beam=1, nbest=1), device, v.prefix)
+        hyps = [t.text for t in greedy.translate(v.split.src[:k])]
+        out["valid_bleu"] = bleu(hyps, v.split.tgt[:k])
     return out
 
 

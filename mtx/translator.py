@@ -27,8 +27,17 @@ class Translation:
 
 
 class Translator:
-    def __init__(self, model: Transformer, tokenizer: Tokenizer, decode: DecodeConfig, device: torch.device):
+    def __init__(
+        self,
+        model: Transformer,
+        tokenizer: Tokenizer,
+        decode: DecodeConfig,
+        device: torch.device,
+        prefix: list[int] | None = None,
+    ):
+        """`prefix`: ids put before every source sentence (the target-language tag of a multi-target model)."""
         self.model, self.tokenizer, self.cfg, self.device = model.eval(), tokenizer, decode, device
+        self.prefix = prefix or []
         self.oom_retries = 0
         self.on_progress: Callable[[int], None] | None = None  # called with the number of sentences done
         # On a GPU a decoding step costs about the same for 50 or 1000 sentences: batch widely.
@@ -58,7 +67,7 @@ class Translator:
 
     def _chunk(self, lines: list[str], use_cache: bool, offset: int = 0) -> list[Translation]:
         c = self.cfg
-        limit = self.model.config.max_len - 1  # room for EOS
+        limit = self.model.config.max_len - 1 - len(self.prefix)  # room for EOS (and the tag)
         ids = self.tokenizer.encode([s.strip() for s in lines])
         for i, x in enumerate(ids):
             if len(x) > limit:
@@ -66,6 +75,7 @@ class Translator:
                     f"warning: input line {offset + i + 1} has {len(x)} pieces; truncated to {limit}", file=sys.stderr
                 )
                 ids[i] = x[:limit]
+        ids = [self.prefix + x if x else x for x in ids]
         empty = Translation("", [("", 0.0)] * c.nbest)  # an empty line: nbest empty candidates
         out: list[Translation] = [empty for _ in lines]
         todo = [i for i, x in enumerate(ids) if x]

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import random_batch, random_model
+from conftest import ARCH_IDS, ARCHS, random_batch, random_model
 
 from mtx.search import beam_search, greedy_search
 
@@ -10,8 +10,9 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 
 @cuda
-def test_cuda_cached_equals_uncached_and_cpu():
-    model = random_model(seed=1)
+@pytest.mark.parametrize("arch", ARCHS, ids=ARCH_IDS)
+def test_cuda_cached_equals_uncached_and_cpu(arch):
+    model = random_model(seed=1, **arch)
     src, mask = random_batch(6, 7, seed=2)
     cpu = beam_search(model, src, mask, beam=4, nbest=2)
     gpu_model = model.cuda()
@@ -24,14 +25,15 @@ def test_cuda_cached_equals_uncached_and_cpu():
 
 
 @cuda
-def test_cuda_bf16_training_reduces_loss():
+@pytest.mark.parametrize("arch", ARCHS, ids=ARCH_IDS)
+def test_cuda_bf16_training_reduces_loss(arch):
     """`train_step` as training runs it on CUDA (bf16 autocast by default, fused AdamW) on padded batches."""
     from mtx.batching import collate
     from mtx.config import TrainConfig
     from mtx.step import make_optimizer, train_step
 
     device = torch.device("cuda")
-    model = random_model(seed=0).to(device).train()
+    model = random_model(seed=0, **arch).to(device).train()
     tc = TrainConfig(lr=3e-3)  # amp "auto": bf16 on CUDA
     opt = make_optimizer(model, tc)
     for g in opt.param_groups:
@@ -77,7 +79,8 @@ def test_cuda_bf16_decoding_matches_cpu(tiny_model, tiny_corpus):
 @cuda
 def test_cuda_train_step_does_not_synchronise():
     """The step loop's claim: moving a pinned batch, token dropout, forward, loss, backward, clipping and the
-    fused AdamW update (with its non-finite skip) never wait for the GPU; only log steps read values back."""
+    fused AdamW update (with its non-finite skip) never wait for the GPU; only log steps read values back.
+    (The Transformer's claim: the RNN packs its sources with lengths read back to the host, as cuDNN wants them.)"""
     from mtx.batching import collate
     from mtx.config import TrainConfig
     from mtx.step import make_optimizer, train_step

@@ -47,7 +47,7 @@ def test_info_command_text_and_json(tiny_model, tiny_corpus):
     total = sum(p.numel() for p in model.parameters())
     assert info["parameters"]["total"] == total == sum(x["count"] for x in info["parameters"]["by_component"])
     assert info["training"]["steps"] == 600 and info["tokenizer"]["pieces"] == 100
-    assert info["training"]["corpus"] == str(tiny_corpus) and info["training"]["pair"] == "de-en"
+    assert info["training"]["corpus"] == str(tiny_corpus) and info["training"]["pairs"] == "de-en"
     assert info["files"]["model.safetensors"] == (tiny_model / "model.safetensors").stat().st_size
     text = CliRunner().invoke(app, ["info", "--model", str(tiny_model)]).stdout
     assert f"parameters: {total:,}" in text and "4d² + 4d" in text and "2·d·d_ff + d_ff + d" in text
