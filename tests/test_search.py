@@ -1,9 +1,12 @@
 """Search properties: cached == uncached, beam 1 == greedy, batch == one at a time, n-best, edge cases."""
 
+import math
+
 import pytest
 import torch
 from conftest import ARCH_IDS, ARCHS, random_batch, random_model
 
+from mtx.config import ModelConfig
 from mtx.search import beam_search, greedy_search, length_penalty
 
 
@@ -178,3 +181,42 @@ def test_early_stopping_never_changes_the_result(alpha, arch):
         (got,) = beam_search(model, src, mask, beam=3, alpha=alpha, max_len_a=0.0, max_len_b=7, nbest=3)
         assert [t for t, _ in got] == [t for _, t in want]
         assert [s for _, s in got] == pytest.approx([s for s, _ in want], abs=1e-4)
+
+
+class _Scripted(torch.nn.Module):
+    """A 'model' whose next-token log-probabilities depend only on the position: at the first, EOS 0.905 and
+    token 5 0.095; then token 4 almost surely; EOS at `eos_at`. Its cache only follows the search's reordering."""
+
+    def __init__(self, eos_at: int):
+        super().__init__()
+        self.config = ModelConfig(vocab_size=6, max_len=64)
+        self.eos_at = eos_at
+
+    def encode(self, src, src_mask):
+        return torch.zeros(*src.shape, 1)
+
+    def init_cache(self, memory, src_mask, beam, max_steps):
+        return self
+
+    def reorder(self, rows, sents=None):
+        pass
+
+    def decode_step(self, tokens, cache, t):
+        logits = torch.full((tokens.shape[0], 6), -30.0)
+        if t == 0:
+            logits[:, 3], logits[:, 5] = math.log(0.905), math.log(0.095)
+        else:
+            logits[:, 3 if t == self.eos_at else 4] = 0.0
+        return logits
+
+
+def test_early_stopping_waits_for_a_long_hypothesis_the_length_penalty_favours():
+    """With alpha 3, a hypothesis that is still live after a likely EOS can overtake it by growing longer:
+    log 0.095 / ((5 + 20) / 6) ** 3 = -0.033 beats log 0.905 / 1 = -0.1. The stopping bound must divide by the
+    largest penalty the live beam can reach (its length limit), not the next step's."""
+    src, mask = torch.tensor([[7]]), torch.tensor([[True]])
+    for beam in (1, 2):
+        ((tokens, score),) = beam_search(_Scripted(eos_at=19), src, mask, beam=beam, alpha=3.0, max_len_a=0.0,
+                                          max_len_b=20)[0][:1]  # fmt: skip
+        assert tokens == [5] + [4] * 18
+        assert score == pytest.approx(math.log(0.095) / (25 / 6) ** 3, abs=1e-4)
