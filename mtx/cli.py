@@ -55,15 +55,31 @@ def _positive(name: str, value: int | float | None, zero_ok: bool = False) -> No
 
 
 def _load(
-    model_dir: Path, device: str, beam: int | None, batch_tokens: int | None, nbest: int = 1, alpha: float | None = None
+    model_dir: Path,
+    device: str,
+    beam: int | None,
+    batch_tokens: int | None,
+    nbest: int = 1,
+    alpha: float | None = None,
+    engine: str = "mtx",
 ):
-    """The translator of a model directory, with the decoding options given on the command line."""
+    """The translator of a model directory (mtx's own, or CTranslate2's), with the decoding options given on the
+    command line."""
     from mtx import checkpoint
+    from mtx.config import Config
     from mtx.step import resolve_device
     from mtx.translator import Translator
 
+    if engine not in ("mtx", "ct2"):
+        raise UsageError(f"--engine {engine!r}: expected mtx or ct2")
     dev = resolve_device(device)
-    model, tokenizer, cfg, meta = checkpoint.load(model_dir, dev)
+    if engine == "ct2":
+        from mtx.ct2 import exported_dir
+
+        path = exported_dir(model_dir, functools.partial(typer.echo, err=True))
+        cfg = Config.from_dict(json.loads((path / "mtx.json").read_text(encoding="utf-8"))["config"], str(path))
+    else:
+        model, tokenizer, cfg, meta = checkpoint.load(model_dir, dev)
     d = cfg.decode
     for key, value in (("beam", beam), ("alpha", alpha), ("batch_tokens", batch_tokens), ("nbest", nbest)):
         if value is not None:
@@ -71,6 +87,10 @@ def _load(
     if d.beam > 0:  # a bad --beam is reported as such, not raised to --nbest
         d.beam = max(d.beam, d.nbest)
     cfg.validate("")
+    if engine == "ct2":
+        from mtx.ct2 import CT2Translator
+
+        return CT2Translator(path, d, dev), cfg
     return Translator(model, tokenizer, d, dev), cfg
 
 
@@ -199,6 +219,9 @@ def translate(
         str | None, typer.Option(help="Target language, for a model of several.", show_default="its only one")
     ] = None,
     pair: Annotated[str | None, typer.Option(help="Direction, e.g. de-fr (instead of --to).")] = None,
+    engine: Annotated[
+        str, typer.Option(help="mtx (its own search) or ct2 (CTranslate2; exports on first use).")
+    ] = "mtx",
 ) -> None:
     """Translate sentences: one output line per input line, in order; an empty line gives an empty line."""
     from mtx.console import ProgressBar
@@ -207,7 +230,9 @@ def translate(
         raise UsageError("--attention draws one sentence: give exactly one TEXT argument")
     from mtx import pairs as P
 
-    translator, cfg = _load(model, device, beam, batch_tokens, nbest, alpha)
+    if attention is not None and engine != "mtx":
+        raise UsageError("--attention draws mtx's own attention: leave out --engine ct2")
+    translator, cfg = _load(model, device, beam, batch_tokens, nbest, alpha, engine)
     trained = P.pairs_of(cfg.data)
     src_lang, tgt_lang = P.choose(trained, to, pair, functools.partial(typer.echo, err=True))
     translator.prefix = P.prefix_ids(translator.tokenizer, trained, tgt_lang)
@@ -258,6 +283,9 @@ def evaluate(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per pair.")] = False,
+    engine: Annotated[
+        str, typer.Option(help="mtx (its own search) or ct2 (CTranslate2; exports on first use).")
+    ] = "mtx",
     ci: Annotated[bool, typer.Option("--ci", help="95% confidence intervals (sacreBLEU's bootstrap).")] = False,
     compare: Annotated[
         Path | None, typer.Option(help="A baseline model directory: paired significance tests against it.")
@@ -270,7 +298,7 @@ def evaluate(
     from mtx.corpus import check_parallel, ensure_data_dir, read_lines, split_paths
 
     t0 = time.time()
-    translator, cfg = _load(model, device, beam, batch_tokens, alpha=alpha)
+    translator, cfg = _load(model, device, beam, batch_tokens, alpha=alpha, engine=engine)
     trained = P.pairs_of(cfg.data)
     if (src_file is None) != (ref_file is None):
         raise UsageError("--src-file and --ref-file go together")
@@ -282,7 +310,7 @@ def evaluate(
         raise UsageError("--ci and --compare score one pair: add --pair")
     baseline = None
     if compare is not None:
-        baseline, base_cfg = _load(compare, device, beam, batch_tokens, alpha=alpha)
+        baseline, base_cfg = _load(compare, device, beam, batch_tokens, alpha=alpha, engine=engine)
         base_trained, (src, tgt) = P.pairs_of(base_cfg.data), directions[0]
         if src is None or (src, tgt) not in base_trained:
             have, want = ", ".join(P.name(p) for p in base_trained), f"{src or '?'}-{tgt}"
@@ -395,6 +423,25 @@ def _print_comparison(tests: dict, baseline: Path, system: Path) -> None:
     p_bs = tests["BLEU"]["system"]["p_bs"]
     verdict = "no significant difference" if p_bs >= 0.05 else "a significant difference"
     typer.echo(f"BLEU: {verdict} at p < 0.05 (paired bootstrap p = {p_bs:.4f}); {tests['BLEU']['signature']}")
+
+
+@app.command()
+@friendly
+def export(
+    model: Annotated[Path, typer.Argument(help="Model directory.")],
+    out: Annotated[Path, typer.Argument(help="Directory to write.")],
+    format_: Annotated[str, typer.Option("--format", help="ct2: a CTranslate2 model.")] = "ct2",
+    quantize: Annotated[
+        str | None, typer.Option(help="int8, int8_float32, int16, float16 or bfloat16 weights.", show_default="fp32")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Export a model for another engine: a CTranslate2 directory, with the tokenizer and mtx.json beside it."""
+    from mtx.export import export_ct2
+
+    if format_ != "ct2":
+        raise UsageError(f"--format {format_!r}: expected ct2")
+    typer.echo(str(export_ct2(model, out, quantize, force)))
 
 
 @app.command()

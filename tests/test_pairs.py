@@ -174,3 +174,16 @@ def test_single_pair_models_from_before_pairs_still_load(tiny_model, tiny_corpus
     r1 = CliRunner().invoke(app, ["translate", "--model", str(old), *src])
     r2 = CliRunner().invoke(app, ["translate", "--model", str(tiny_model), *src])
     assert r1.exit_code == 0 and r1.stdout == r2.stdout
+
+
+def test_ctranslate2_engine_carries_the_tags(multi_model, corpus3):
+    pytest.importorskip("ctranslate2")
+    en = (corpus3 / "train.en").read_text(encoding="utf-8").splitlines()[40:48]
+    outs = {}
+    for engine in ("mtx", "ct2"):
+        r = CliRunner().invoke(app, ["translate", "--model", str(multi_model), "--to", "de", "--engine", engine, *en])
+        assert r.exit_code == 0, r.output
+        outs[engine] = r.stdout
+    assert outs["ct2"] == outs["mtx"]
+    info = json.loads((multi_model / "ct2" / "mtx.json").read_text())
+    assert info["tags"] == {"en": "<2en>", "de": "<2de>"} and info["pairs"] == ["de-en", "en-de", "fr-en"]

@@ -1,0 +1,94 @@
+"""The CTranslate2 engine (`--engine ct2`): a `Translator` with the same interface and output, decoding with
+CTranslate2 a model directory `mtx export` wrote (or exports on the fly into MODEL/ct2).
+
+Differences from mtx's search: CTranslate2's length penalty divides by length ** alpha (mtx: ((5 + length) / 6)
+** alpha), so beam outputs and scores can differ; the length limit a * source + b is applied per batch (the
+batch's longest source), not per sentence. Greedy outputs are the same (docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import torch
+
+from mtx.batching import sorted_batches
+from mtx.checkpoint import TOKENIZER
+from mtx.config import DecodeConfig
+from mtx.export import MTX_JSON, _ct2, export_ct2
+from mtx.tokenizer import Tokenizer
+from mtx.translator import Translation
+
+
+def exported_dir(model_dir: Path, log: Callable[[str], None]) -> Path:
+    """`model_dir` itself when it is an exported directory; else MODEL/ct2, exported now if missing or older
+    than the model's weights."""
+    if (model_dir / MTX_JSON).is_file():
+        return model_dir
+    out = model_dir / "ct2"
+    weights = model_dir / "model.safetensors"
+    if not (out / MTX_JSON).is_file() or (
+        weights.is_file() and weights.stat().st_mtime > (out / MTX_JSON).stat().st_mtime
+    ):
+        log(f"exporting {model_dir} to CTranslate2 in {out}")
+        export_ct2(model_dir, out, force=True)
+    return out
+
+
+class CT2Translator:
+    def __init__(self, path: Path, decode: DecodeConfig, device: torch.device, threads: int = 0):
+        self.info = json.loads((path / MTX_JSON).read_text(encoding="utf-8"))
+        self.tokenizer = Tokenizer.load(path / TOKENIZER)
+        self.cfg, self.device = decode, device
+        self.max_len = self.info["config"]["model"]["max_len"]
+        threads = threads or torch.get_num_threads()
+        self.engine = _ct2().Translator(str(path), device=device.type, intra_threads=threads)
+        self.prefix: list[int] = []  # as Translator's: the target-language tag's id, if any
+        self.on_progress: Callable[[int], None] | None = None
+        self.batch_tokens = decode.batch_tokens or (100_000 if device.type == "cuda" else 12_000)
+
+    def translate(self, lines: list[str], use_cache: bool = True) -> list[Translation]:
+        return list(self.stream(lines))
+
+    def stream(self, lines: Iterable[str], chunk: int = 20000, use_cache: bool = True) -> Iterator[Translation]:
+        buf: list[str] = []
+        for line in lines:
+            buf.append(line)
+            if len(buf) >= chunk:
+                yield from self._chunk(buf)
+                buf = []
+        if buf:
+            yield from self._chunk(buf)
+
+    def _chunk(self, lines: list[str]) -> list[Translation]:
+        c, sp = self.cfg, self.tokenizer.sp
+        limit = self.max_len - 1 - len(self.prefix)
+        tag = [sp.id_to_piece(i) for i in self.prefix]
+        pieces = [p[:limit] for p in sp.encode([s.strip() for s in lines], out_type=str)]
+        out = [Translation("", [("", 0.0)] * c.nbest) for _ in lines]
+        todo = [i for i, p in enumerate(pieces) if p]
+        lengths = [len(pieces[i]) + 1 + len(tag) for i in todo]
+        for group in sorted_batches(lengths, max(self.batch_tokens // max(c.beam, 1), 1)):
+            idx = [todo[j] for j in group]
+            longest = max(lengths[j] for j in group)
+            results = self.engine.translate_batch(
+                [tag + pieces[i] for i in idx],
+                beam_size=c.beam,
+                num_hypotheses=c.nbest,
+                length_penalty=c.alpha,
+                max_decoding_length=max(1, min(self.max_len, math.ceil(c.max_len_a * longest + c.max_len_b)) - 1),
+                min_decoding_length=0,  # an empty translation is allowed, as in mtx
+                return_scores=True,
+            )
+            for i, r in zip(idx, results, strict=True):
+                nbest = list(zip(sp.decode(r.hypotheses), r.scores, strict=True))
+                nbest += [("", float("-inf"))] * (c.nbest - len(nbest))
+                out[i] = Translation(nbest[0][0], nbest)
+            if self.on_progress is not None:
+                self.on_progress(len(idx))
+        if self.on_progress is not None:
+            self.on_progress(len(lines) - len(todo))
+        return out

@@ -1,0 +1,99 @@
+"""CTranslate2 export and engine: the exported model decodes as mtx does; what cannot be exported is refused."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mtx import checkpoint
+from mtx.cli import app
+from mtx.config import Config, DecodeConfig
+
+pytest.importorskip("ctranslate2")
+
+
+def _lines(corpus, split="test_2016_flickr", lang="de"):
+    return (corpus / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ct2") / "m"
+    r = CliRunner().invoke(app, ["export", str(tiny_model), str(out)])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_export_writes_a_ctranslate2_model(exported, tiny_model):
+    assert {"model.bin", "config.json", "tokenizer.model", "mtx.json"} <= {p.name for p in exported.iterdir()}
+    info = json.loads((exported / "mtx.json").read_text())
+    assert info["pairs"] == ["de-en"] and info["tags"] == {} and info["quantization"] == "none"
+    ct2_config = json.loads((exported / "config.json").read_text())
+    assert ct2_config["add_source_eos"] is True and ct2_config["layer_norm_epsilon"] == 1e-5
+
+
+@pytest.mark.parametrize("variant", [dict(), dict(pre_norm=False, tie_embeddings=False)])
+def test_ctranslate2_greedy_equals_mtx_greedy(variant, tmp_path):
+    """On an untrained model of each variant (so that the comparison is not between two memorised outputs):
+    CTranslate2's greedy tokens are mtx's, sentence by sentence."""
+    from conftest import make_pairs, random_model
+
+    from mtx.ct2 import CT2Translator
+    from mtx.export import export_ct2
+    from mtx.tokenizer import Tokenizer
+    from mtx.translator import Translator
+
+    src = tmp_path / "m"
+    proto = (_tiny_tokenizer(tmp_path)).proto
+    tok = Tokenizer(proto)
+    model = random_model(seed=3, vocab_size=len(tok), **variant)
+    with torch.no_grad():
+        model.out_bias[:3] = -30.0  # no PAD, UNK or BOS: every output token shows in the text
+    cfg = Config()
+    cfg.model, cfg.data.max_tokens = model.config, 32
+    checkpoint.save(src, model, tok, cfg)
+    export_ct2(src, tmp_path / "ct2")
+    texts = [s for s, _ in make_pairs(12, seed=4)]
+    # one sentence a batch: CTranslate2 applies the length limit per batch, mtx per sentence
+    decode = DecodeConfig(beam=1, max_len_a=1.0, max_len_b=5, batch_tokens=1)
+    a = [t.text for t in Translator(model, tok, decode, torch.device("cpu")).translate(texts)]
+    b = [t.text for t in CT2Translator(tmp_path / "ct2", decode, torch.device("cpu")).translate(texts)]
+    assert a == b and len({x for x in a if x}) >= 3
+
+
+def _tiny_tokenizer(tmp_path):
+    from conftest import make_pairs
+
+    from mtx.tokenizer import Tokenizer
+
+    pairs = make_pairs(200, seed=9)
+    return Tokenizer.train([s for s, _ in pairs] + [t for _, t in pairs], 60)
+
+
+def test_engine_ct2_translates_and_evaluates_as_mtx(tiny_model, tiny_corpus, exported):
+    src = _lines(tiny_corpus)
+    ref = _lines(tiny_corpus, lang="en")
+    r = CliRunner().invoke(app, ["translate", "--model", str(exported), "--engine", "ct2", "--beam", "3", *src])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines() == ref
+    r = CliRunner().invoke(app, ["translate", "--model", str(exported), "--engine", "ct2", "--nbest", "2", src[0]])
+    assert r.exit_code == 0 and len(r.stdout.rstrip("\n").split("\t")) == 4
+    r = CliRunner().invoke(app, ["evaluate", "--model", str(tiny_model), "--engine", "ct2", "--data", str(tiny_corpus)])
+    assert r.exit_code == 0, r.output
+    assert "BLEU = 100.00" in r.stdout and (tiny_model / "ct2" / "mtx.json").is_file()  # exported on first use
+
+
+def test_quantized_export_and_refusals(tiny_model, tiny_corpus, exported, tmp_path):
+    r = CliRunner().invoke(app, ["export", str(tiny_model), str(tmp_path / "q"), "--quantize", "int8"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(
+        app, ["evaluate", "--model", str(tmp_path / "q"), "--engine", "ct2", "--data", str(tiny_corpus)]
+    )
+    assert r.exit_code == 0 and float(r.stdout.split("BLEU = ")[1].split()[0]) > 90, r.output
+    r = CliRunner().invoke(app, ["export", str(tiny_model), str(exported)])
+    assert r.exit_code == 2 and "exists (use --force" in r.stderr
+    r = CliRunner().invoke(app, ["export", str(tiny_model), str(tmp_path / "x"), "--quantize", "int3"])
+    assert r.exit_code == 2 and "--quantize 'int3'" in r.stderr
+    r = CliRunner().invoke(app, ["translate", "--model", str(tiny_model), "--engine", "onnx", "Hund."])
+    assert r.exit_code == 2 and "--engine 'onnx'" in r.stderr
