@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import resource
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import torch
 
 from mtx import checkpoint
+from mtx.config import Config, DecodeConfig
 from mtx.corpus import check_parallel, read_lines, split_paths
 from mtx.metrics import bleu
 from mtx.pairs import pairs_of, prefix_ids
@@ -33,10 +35,18 @@ def decode(
     settings: list[str],
     limit: int = 0,
     precision: str = "fp32",
+    engine: str = "mtx",
 ) -> Iterator[dict]:
     """Decode `split` under each setting (greedy, beam, beam_nocache) and yield speed, memory and BLEU (a model of
-    several pairs: its first)."""
-    model, tokenizer, cfg, _ = checkpoint.load(model_dir, device)
+    several pairs: its first), with mtx's search or (`engine="ct2"`) CTranslate2's."""
+    if engine == "ct2":
+        from mtx.ct2 import CT2Translator, exported_dir
+
+        path = exported_dir(model_dir, lambda s: print(s, file=sys.stderr))
+        ct2 = CT2Translator(path, DecodeConfig(), device)
+        tokenizer, cfg = ct2.tokenizer, Config.from_dict(ct2.info["config"], str(path))
+    else:
+        model, tokenizer, cfg, _ = checkpoint.load(model_dir, device)
     trained = pairs_of(cfg.data)
     src_path, ref_path = split_paths(data_dir, split, *trained[0])
     check_parallel(src_path, ref_path)
@@ -48,7 +58,12 @@ def decode(
     cfg.decode.precision = precision
     for name in settings:
         cfg.decode.beam = 1 if name == "greedy" else beam
-        translator = Translator(model, tokenizer, cfg.decode, device, prefix_ids(tokenizer, trained, trained[0][1]))
+        prefix = prefix_ids(tokenizer, trained, trained[0][1])
+        if engine == "ct2":
+            translator, translator.cfg, translator.prefix = ct2, cfg.decode, prefix
+            translator.batch_tokens = cfg.decode.batch_tokens or translator.batch_tokens
+        else:
+            translator = Translator(model, tokenizer, cfg.decode, device, prefix)
         translator.translate(sources[:32], use_cache=name != "beam_nocache")  # warm-up
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -72,6 +87,7 @@ def decode(
             "outputs_sha1": hashlib.sha1(outputs).hexdigest(),  # equal digests: the same translations
             "batch_tokens": translator.batch_tokens,
             "precision": precision,
+            "engine": engine,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(),
         }

@@ -486,10 +486,12 @@ def bench_decode(
     batch_tokens: Annotated[int | None, typer.Option(help="Tokens per decoding batch.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     settings: Annotated[
-        str, typer.Option(help="Comma-separated: greedy, beam, beam_nocache.")
-    ] = "greedy,beam,beam_nocache",
+        str | None,
+        typer.Option(help="Comma-separated: greedy, beam, beam_nocache.", show_default="all; ct2: greedy,beam"),
+    ] = None,
     limit: Annotated[int, typer.Option(help="Decode only the first N sentences (0 = all).")] = 0,
     precision: Annotated[str, typer.Option(help="fp32, or bf16 / fp16 autocast.")] = "fp32",
+    engine: Annotated[str, typer.Option(help="mtx, or ct2 (CTranslate2; exported on first use).")] = "mtx",
 ) -> None:
     """Decode a test set greedily, with beam search and the KV cache, and without it; one JSON line each."""
     from mtx import bench
@@ -497,6 +499,7 @@ def bench_decode(
     from mtx.step import resolve_device
 
     _positive("--beam", beam)
+    settings = settings or ("greedy,beam" if engine == "ct2" else "greedy,beam,beam_nocache")
     names = [s.strip() for s in settings.split(",") if s.strip()]
     for n in names:
         if n not in ("greedy", "beam", "beam_nocache"):
@@ -504,7 +507,10 @@ def bench_decode(
     dev = resolve_device(device)
     if precision not in ("fp32", "bf16", "fp16"):
         raise UsageError(f"--precision {precision!r}: expected fp32, bf16 or fp16")
-    recs = bench.decode(model, data or default_data_dir(), split, dev, beam, batch_tokens, names, limit, precision)
+    if engine not in ("mtx", "ct2") or (engine == "ct2" and ("beam_nocache" in names or precision != "fp32")):
+        raise UsageError(f"--engine {engine}: expected mtx, or ct2 without beam_nocache and --precision")
+    data_dir = data or default_data_dir()
+    recs = bench.decode(model, data_dir, split, dev, beam, batch_tokens, names, limit, precision, engine)
     for rec in recs:
         typer.echo(json.dumps(rec))
 

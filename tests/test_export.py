@@ -97,3 +97,19 @@ def test_quantized_export_and_refusals(tiny_model, tiny_corpus, exported, tmp_pa
     assert r.exit_code == 2 and "--quantize 'int3'" in r.stderr
     r = CliRunner().invoke(app, ["translate", "--model", str(tiny_model), "--engine", "onnx", "Hund."])
     assert r.exit_code == 2 and "--engine 'onnx'" in r.stderr
+
+
+def test_bench_decode_with_either_engine(tiny_model, tiny_corpus):
+    recs = {}
+    for engine in ("mtx", "ct2"):
+        args = ["bench", "decode", "--model", str(tiny_model), "--data", str(tiny_corpus), "--device", "cpu"]
+        r = CliRunner().invoke(app, [*args, "--engine", engine, "--settings", "greedy,beam", "--beam", "3"])
+        assert r.exit_code == 0, r.output
+        recs[engine] = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+    assert [x["setting"] for x in recs["ct2"]] == ["greedy", "beam"] and recs["ct2"][0]["engine"] == "ct2"
+    for a, b in zip(recs["mtx"], recs["ct2"], strict=True):
+        assert a["outputs_sha1"] == b["outputs_sha1"] and a["sents_per_s"] > 0 and b["sents_per_s"] > 0
+    r = CliRunner().invoke(
+        app, ["bench", "decode", "--model", str(tiny_model), "--engine", "ct2", "--settings", "beam_nocache"]
+    )
+    assert r.exit_code == 2 and "without beam_nocache" in r.stderr

@@ -77,3 +77,10 @@ def test_rnn_preset_applies_under_overrides():
     cfg = configure(None, ["model.arch=rnn", "model.enc_layers=2"], "cpu")
     assert cfg.model.arch == "rnn" and cfg.model.enc_layers == 2 and cfg.model.d_model == 512
     assert configure(None, [], "cpu").model.arch == "transformer"
+
+
+def test_export_refuses_the_rnn(rnn_model, tmp_path):
+    pytest.importorskip("ctranslate2")
+    r = CliRunner().invoke(app, ["export", str(rnn_model), str(tmp_path / "x")])
+    assert r.exit_code == 2 and "model.arch=rnn; CTranslate2 runs Transformers" in r.stderr
+    assert not (tmp_path / "x").exists()
