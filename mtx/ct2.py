@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,7 +20,7 @@ from mtx.checkpoint import TOKENIZER
 from mtx.config import DecodeConfig
 from mtx.export import MTX_JSON, _ct2, export_ct2
 from mtx.tokenizer import Tokenizer
-from mtx.translator import Translation
+from mtx.translator import Translation, Translator
 
 
 def exported_dir(model_dir: Path, log: Callable[[str], None]) -> Path:
@@ -38,8 +38,9 @@ def exported_dir(model_dir: Path, log: Callable[[str], None]) -> Path:
     return out
 
 
-class CT2Translator:
+class CT2Translator(Translator):
     def __init__(self, path: Path, decode: DecodeConfig, device: torch.device, threads: int = 0):
+        # Translator's state without its model: the engine is CTranslate2's
         self.info = json.loads((path / MTX_JSON).read_text(encoding="utf-8"))
         self.tokenizer = Tokenizer.load(path / TOKENIZER)
         self.cfg, self.device = decode, device
@@ -50,20 +51,8 @@ class CT2Translator:
         self.on_progress: Callable[[int], None] | None = None
         self.batch_tokens = decode.batch_tokens or (100_000 if device.type == "cuda" else 12_000)
 
-    def translate(self, lines: list[str], use_cache: bool = True) -> list[Translation]:
-        return list(self.stream(lines))
-
-    def stream(self, lines: Iterable[str], chunk: int = 20000, use_cache: bool = True) -> Iterator[Translation]:
-        buf: list[str] = []
-        for line in lines:
-            buf.append(line)
-            if len(buf) >= chunk:
-                yield from self._chunk(buf)
-                buf = []
-        if buf:
-            yield from self._chunk(buf)
-
-    def _chunk(self, lines: list[str]) -> list[Translation]:
+    def _chunk(self, lines: list[str], use_cache: bool = True, offset: int = 0) -> list[Translation]:
+        """Translator's `_chunk` with CTranslate2 decoding (`translate` and `stream` are Translator's)."""
         c, sp = self.cfg, self.tokenizer.sp
         limit = self.max_len - 1 - len(self.prefix)
         tag = [sp.id_to_piece(i) for i in self.prefix]
