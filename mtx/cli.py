@@ -335,7 +335,7 @@ def evaluate(
         rows.append(_score_pair(translator, sources, refs, split, hyp_file) | {"pair": name, "split": split})
     if json_:
         for r in rows:
-            typer.echo(json.dumps({k: v for k, v in r.items() if k not in ("hyps", "refs", "score")}))
+            typer.echo(json.dumps({k: v for k, v in r.items() if k not in ("hyps", "refs", "score", "sources")}))
     elif len(rows) > 1:
         _print_table(rows, cfg.decode.beam, translator.device, time.time() - t0)
     else:
@@ -472,6 +472,44 @@ def plot(
     typer.echo(str(plot_runs(runs, out, x)))
 
 
+@app.command()
+@friendly
+def serve(
+    model: Annotated[Path, typer.Option(help="Model directory.")] = DEFAULT_MODEL,
+    engine: Annotated[str, typer.Option(help="mtx or ct2 (CTranslate2; exports on first use).")] = "mtx",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free one; the first line printed names it).")] = 5000,
+    beam: Annotated[int | None, typer.Option(help="Beam size (1 = greedy).", show_default="the model's, 5")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    max_chars: Annotated[int, typer.Option(help="Characters per request at most.")] = 5000,
+    max_sentences: Annotated[int, typer.Option(help="Sentences per request at most.")] = 128,
+    batch_wait_ms: Annotated[float, typer.Option(help="How long a batch collects requests.")] = 5.0,
+    batch_tokens: Annotated[
+        int | None, typer.Option(help="Source pieces a batch collects at most.", show_default="12,000 / beam")
+    ] = None,
+) -> None:
+    """Serve the model over HTTP with LibreTranslate's API (POST /translate, GET /languages) and GET /health."""
+    from mtx import pairs as P
+    from mtx.serve import Limits, Service, listen, make_app, server
+
+    _positive("--max-chars", max_chars)
+    _positive("--max-sentences", max_sentences)
+    _positive("--batch-wait-ms", batch_wait_ms, zero_ok=True)
+    _positive("--batch-tokens", batch_tokens)
+    translator, cfg = _load(model, device, beam, None, 1, None, engine)
+    log = functools.partial(typer.echo, err=True)
+    limits = Limits(max_chars, max_sentences, batch_wait_ms, batch_tokens or 0)
+    service = Service(translator, P.pairs_of(cfg.data), limits, engine, log)
+    try:
+        sock = listen(host, port)
+    except OSError as e:
+        raise MtxError(f"cannot listen on {host}:{port} ({e.strerror})") from None
+    bound = sock.getsockname()
+    log(f"mtx serve: listening on http://{host}:{bound[1]} ({engine}, beam {service.beam}, {model})")
+    server(make_app(service, str(model))).run(sockets=[sock])
+    log("mtx serve: stopped")
+
+
 bench_app = typer.Typer(help="Benchmarks that print figures as JSON lines.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
@@ -513,6 +551,45 @@ def bench_decode(
     recs = bench.decode(model, data_dir, split, dev, beam, batch_tokens, names, limit, precision, engine)
     for rec in recs:
         typer.echo(json.dumps(rec))
+
+
+@bench_app.command("serve")
+@friendly
+def bench_serve(
+    model: Annotated[Path, typer.Option(help="Model directory.")] = DEFAULT_MODEL,
+    data: Annotated[Path | None, typer.Option(help="Directory of {split}.{lang} files.")] = None,
+    split: Annotated[str, typer.Option(help="Split whose source sentences the clients send.")] = "test_2016_flickr",
+    engine: Annotated[str, typer.Option(help="mtx or ct2.")] = "mtx",
+    beam: Annotated[int, typer.Option(help="Beam size (1 = greedy).")] = 5,
+    clients: Annotated[int, typer.Option(help="Concurrent clients, one sentence a request.")] = 32,
+    seconds: Annotated[float, typer.Option(help="How long the clients run.")] = 30.0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+    batch_wait_ms: Annotated[float | None, typer.Option(help="The server's --batch-wait-ms.")] = None,
+) -> None:
+    """Start `mtx serve` on loopback, run concurrent clients for a while; one JSON line: requests/s, latency
+    percentiles, errors."""
+    from mtx import loadtest
+    from mtx import pairs as P
+    from mtx.config import Config
+    from mtx.corpus import default_data_dir, read_lines, split_paths
+
+    _positive("--beam", beam)
+    _positive("--clients", clients)
+    _positive("--seconds", seconds)
+    if engine not in ("mtx", "ct2"):
+        raise UsageError(f"--engine {engine!r}: expected mtx or ct2")
+    cfg_file = model / "config.json"
+    if not cfg_file.is_file():
+        raise MtxError(f"{model}: not a model directory (no config.json)")
+    try:
+        cfg = Config.from_dict(json.loads(cfg_file.read_text(encoding="utf-8"))["config"], str(cfg_file))
+    except (ValueError, KeyError, TypeError) as e:
+        raise MtxError(f"{cfg_file}: not an mtx model config ({type(e).__name__}: {e})") from None
+    src, tgt = P.pairs_of(cfg.data)[0]
+    sentences = [s for s in read_lines(split_paths(data or default_data_dir(), split, src, tgt)[0]) if s.strip()]
+    extra = ["--batch-wait-ms", str(batch_wait_ms)] if batch_wait_ms is not None else []
+    rec = loadtest.run(model, sentences, src, tgt, engine, beam, clients, seconds, device, extra)
+    typer.echo(json.dumps({"pair": f"{src}-{tgt}", "split": split, **rec}))
 
 
 @bench_app.command("train")

@@ -101,6 +101,7 @@ class DecodeConfig:
     batch_tokens: int = 0  # rows (sentences x beams) x source length per batch; 0: 12000 on CPU, 100000 on CUDA
     nbest: int = 1
     precision: str = "fp32"  # fp32 | bf16 | fp16: autocast while decoding (why fp32: docs/performance.md)
+    stop: str = "current"  # current | exact: when beam search drops a sentence (mtx/search.py, docs/deploy.md)
 
 
 @dataclass
@@ -244,6 +245,7 @@ _RULES: list[tuple[str, str, Any]] = [
     ("decode.batch_tokens", *_NONNEG),
     ("decode.nbest", "must be between 1 and decode.beam", lambda v, c: 1 <= v <= c.decode.beam),
     ("decode.precision", "expected fp32, bf16 or fp16", _in("fp32", "bf16", "fp16")),
+    ("decode.stop", "expected current or exact", _in("current", "exact")),
 ]
 
 _SECTIONS = {ModelConfig: "model", DataConfig: "data", TrainConfig: "train", DecodeConfig: "decode"}

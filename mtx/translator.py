@@ -101,7 +101,16 @@ class Translator:
             batch = collate(ids).to(self.device)
             with self._precision():
                 return search(
-                    self.model, batch.src, batch.src_mask, c.beam, c.alpha, c.max_len_a, c.max_len_b, c.nbest, use_cache
+                    self.model,
+                    batch.src,
+                    batch.src_mask,
+                    c.beam,
+                    c.alpha,
+                    c.max_len_a,
+                    c.max_len_b,
+                    c.nbest,
+                    use_cache,
+                    c.stop,
                 )
         except torch.OutOfMemoryError:
             if self.device.type == "cuda":

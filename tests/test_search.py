@@ -139,7 +139,7 @@ def test_beam_search_finds_the_exhaustive_best(alpha, arch):
         src, mask = random_batch(1, 4, vocab=6, seed=seed)
         best = _exhaustive(model, src, mask, limit=4, alpha=alpha)
         K = 5**3  # live prefixes of 3 tokens: the beam never prunes
-        (wide,) = beam_search(model, src, mask, beam=K, alpha=alpha, max_len_a=0.0, max_len_b=4, nbest=5)
+        (wide,) = beam_search(model, src, mask, K, alpha, max_len_a=0.0, max_len_b=4, nbest=5, stop="exact")
         assert [t for t, _ in wide] == [t for _, t in best[:5]]
         assert [s for _, s in wide] == pytest.approx([s for s, _ in best[:5]], abs=1e-4)
         (narrow,) = beam_search(model, src, mask, beam=2, alpha=alpha, max_len_a=0.0, max_len_b=4)
@@ -170,15 +170,15 @@ def _reference_beam(model, src, mask, K, alpha, limit, nbest):
 @pytest.mark.parametrize("arch", ARCHS[:2], ids=ARCH_IDS[:2])
 @pytest.mark.parametrize("alpha", [0.0, 1.0, 2.0])
 def test_early_stopping_never_changes_the_result(alpha, arch):
-    """Batched beam search, which drops a sentence once no live beam can beat its K-th finished hypothesis,
-    returns what searching on to the length limit returns."""
+    """Batched beam search with `stop="exact"`, which drops a sentence once no live beam can beat its K-th
+    finished hypothesis, returns what searching on to the length limit returns."""
     model = random_model(seed=5, vocab_size=8, d_model=16, n_heads=2, d_ff=32, **arch)
     with torch.no_grad():
         model.out_bias[3] = 1.5  # hypotheses finish early and often: the stopping rule is exercised
     for seed in range(6):
         src, mask = random_batch(1, 5, vocab=8, seed=seed)
         want = _reference_beam(model, src, mask, K=3, alpha=alpha, limit=7, nbest=3)
-        (got,) = beam_search(model, src, mask, beam=3, alpha=alpha, max_len_a=0.0, max_len_b=7, nbest=3)
+        (got,) = beam_search(model, src, mask, 3, alpha, max_len_a=0.0, max_len_b=7, nbest=3, stop="exact")
         assert [t for t, _ in got] == [t for _, t in want]
         assert [s for _, s in got] == pytest.approx([s for s, _ in want], abs=1e-4)
 
@@ -212,11 +212,63 @@ class _Scripted(torch.nn.Module):
 
 def test_early_stopping_waits_for_a_long_hypothesis_the_length_penalty_favours():
     """With alpha 3, a hypothesis that is still live after a likely EOS can overtake it by growing longer:
-    log 0.095 / ((5 + 20) / 6) ** 3 = -0.033 beats log 0.905 / 1 = -0.1. The stopping bound must divide by the
-    largest penalty the live beam can reach (its length limit), not the next step's."""
+    log 0.095 / ((5 + 20) / 6) ** 3 = -0.033 beats log 0.905 / 1 = -0.1. `stop="exact"` divides the live beam's
+    score by the largest penalty it can reach (its length limit) and waits for it; `stop="current"` (the
+    default) divides by the next step's, and with one beam returns the short hypothesis at once."""
     src, mask = torch.tensor([[7]]), torch.tensor([[True]])
     for beam in (1, 2):
         ((tokens, score),) = beam_search(_Scripted(eos_at=19), src, mask, beam=beam, alpha=3.0, max_len_a=0.0,
-                                          max_len_b=20)[0][:1]  # fmt: skip
+                                          max_len_b=20, stop="exact")[0][:1]  # fmt: skip
         assert tokens == [5] + [4] * 18
         assert score == pytest.approx(math.log(0.095) / (25 / 6) ** 3, abs=1e-4)
+    ((tokens, score),) = beam_search(_Scripted(eos_at=19), src, mask, beam=1, alpha=3.0, max_len_a=0.0,
+                                      max_len_b=20)[0][:1]  # fmt: skip
+    assert tokens == [] and score == pytest.approx(math.log(0.905), abs=1e-4)
+
+
+@pytest.mark.parametrize("V", [6, 64 * 9, 64 * 9 + 7, 8000])
+def test_block_argmax_and_topk_equal_torch(V):
+    """best_tokens and top_tokens, searched block by block, give argmax's and topk's answers: on random rows,
+    with the best value in the last, short block, and with equal maxima (argmax's first one)."""
+    from mtx.search import best_tokens, top_tokens
+
+    g = torch.Generator().manual_seed(V)
+    x = torch.randn(40, V, generator=g)
+    x[0, -1] = 10.0  # the best in the tail
+    x[1, 3] = x[1, V - 2] = 11.0  # equal maxima: the first one wins
+    x[2] = 0.0  # all equal
+    assert torch.equal(best_tokens(x), x.argmax(dim=1))
+    values, cols = top_tokens(x[3:], 10 if V > 10 else 3)
+    want_values, _ = x[3:].topk(values.shape[1], dim=1)
+    assert torch.equal(values, want_values)
+    assert torch.equal(x[3:].gather(1, cols), values)  # the columns hold those values
+    assert all(len(set(row)) == len(row) for row in cols.tolist())  # no column twice
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, 2.0])
+def test_current_stopping_returns_valid_hypotheses_no_later_than_exact(alpha):
+    """`stop="current"` (the default) ends each sentence no later than `stop="exact"`: on a batch of random
+    sentences it makes at most as many decoder calls, and returns K sorted, distinct, properly scored
+    hypotheses per sentence."""
+    model = random_model(seed=5, vocab_size=8, d_model=16, n_heads=2, d_ff=32)
+    with torch.no_grad():
+        model.out_bias[3] = 1.5
+
+    calls = {}
+    inner = model.decode_step
+
+    def counting(tokens, cache, t):
+        calls[mode] += tokens.shape[0]
+        return inner(tokens, cache, t)
+
+    model.decode_step = counting
+    src, mask = random_batch(6, 5, vocab=8, seed=1)
+    out = {}
+    for mode in ("exact", "current"):
+        calls[mode] = 0
+        out[mode] = beam_search(model, src, mask, 3, alpha, max_len_a=0.0, max_len_b=9, nbest=3, stop=mode)
+    assert calls["current"] <= calls["exact"]
+    for hyps in out["current"]:
+        scores = [s for _, s in hyps]
+        assert len(hyps) == 3 and scores == sorted(scores, reverse=True)
+        assert len({tuple(t) for t, _ in hyps}) == 3

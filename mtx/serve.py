@@ -1,0 +1,318 @@
+"""`mtx serve`: LibreTranslate's HTTP API over a model, with requests batched dynamically.
+
+    POST /translate  {"q": "Ein Hund." | ["...", ...], "source": "de" | "auto", "target": "en", "format": "text"}
+                     -> {"translatedText": "A dog." | ["...", ...]}
+    GET  /languages  -> [{"code": "de", "name": "German", "targets": ["en"]}, ...]
+    GET  /health     -> {"status": "ok", "engine": ..., "pairs": [...], "requests": ..., "batches": ...}
+
+Each text is cut into lines and each line into sentences (the models are trained on single sentences), and put
+back together after translation. Requests that arrive together are decoded together: the batcher takes the first
+waiting request, collects others for `wait_ms` or until `batch_tokens` source pieces, decodes them in a worker
+thread (the event loop goes on accepting requests) and answers each. Errors are JSON, {"error": "..."}, with a
+4xx status; the server goes on serving. SIGTERM stops accepting connections and answers the requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import re
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mtx import pairs as P
+from mtx.translator import Translator
+
+NAMES = {
+    "ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
+    "it": "Italian", "ja": "Japanese", "nl": "Dutch", "pl": "Polish", "pt": "Portuguese", "ru": "Russian",
+    "tr": "Turkish", "uk": "Ukrainian", "zh": "Chinese",
+}  # fmt: skip
+
+
+@dataclass
+class Limits:
+    max_chars: int = 5000  # characters per request, over every text of q
+    max_sentences: int = 128  # sentences per request, after splitting
+    wait_ms: float = 5.0  # how long the batcher collects after the first waiting request
+    batch_tokens: int = 0  # source pieces a batch collects at most (0: the translator's budget / beam)
+
+
+class RequestError(Exception):
+    """A bad request: answered with `status` and {"error": message}."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+_BREAK = re.compile(r"(?<=[.!?…])\s+")
+
+
+def split_sentences(line: str) -> list[str]:
+    """A line's sentences: it is cut after . ! ? or … and spaces where the next word starts with a capital letter
+    or a digit (so "a dog, e.g. a big one" stays whole; "Mr. Smith" does not)."""
+    out: list[str] = []
+    for part in _BREAK.split(line.strip()):
+        first = next((c for c in part if c.isalnum()), "")
+        if out and not (first.isupper() or first.isdigit()):
+            out[-1] += " " + part
+        elif part:
+            out.append(part)
+    return out
+
+
+@dataclass
+class _Job:
+    tgt: str
+    sentences: list[str]
+    tokens: int
+    future: asyncio.Future
+
+
+class Service:
+    """The model behind the API: which directions it serves, and the batcher that decodes for every request."""
+
+    def __init__(
+        self,
+        translator: Translator,
+        pairs: list[P.Pair],
+        limits: Limits,
+        engine: str = "mtx",
+        log: Callable[[str], None] = print,
+    ):
+        self.pairs, self.limits, self.engine, self.log = pairs, limits, engine, log
+        self.tokenizer = translator.tokenizer
+        self.beam = translator.cfg.beam
+        self.translators: dict[str, Translator] = {}
+        for tgt in P.targets(pairs):  # one view per target language: the same model, its own tag
+            t = copy.copy(translator)
+            t.prefix, t.on_progress = P.prefix_ids(translator.tokenizer, pairs, tgt), None
+            self.translators[tgt] = t
+        self.batch_tokens = limits.batch_tokens or max(translator.batch_tokens // max(self.beam, 1), 1)
+        self.stats = {"requests": 0, "sentences": 0, "batches": 0}
+        self._pending: list[_Job] = []
+        self._arrived: asyncio.Event | None = None
+        self._zero_shot_warned: set[P.Pair] = set()
+
+    def direction(self, source, target) -> P.Pair:
+        """The (source, target) a request asks for; a RequestError naming the model's pairs if it has none such."""
+        have = ", ".join(P.name(p) for p in self.pairs)
+        if not isinstance(target, str) or target not in P.targets(self.pairs):
+            raise RequestError(400, f"target {target!r} is not supported: the model's pairs are {have}")
+        if source is None or source == "auto":
+            sources = {s for s, t in self.pairs if t == target}
+            if len(sources) != 1:
+                raise RequestError(400, f"source 'auto' is not supported (no language detection): name one of {have}")
+            source = sources.pop()
+        if not isinstance(source, str) or source not in P.languages(self.pairs) or source == target:
+            raise RequestError(400, f"source {source!r} into {target} is not supported: the model's pairs are {have}")
+        if (source, target) not in self.pairs and (source, target) not in self._zero_shot_warned:
+            self._zero_shot_warned.add((source, target))
+            self.log(f"warning: {source}-{target} is zero-shot (the model was trained on {have})")
+        return source, target
+
+    def languages(self) -> list[dict]:
+        out = []
+        for lang in P.languages(self.pairs):
+            if P.tagged(self.pairs):  # any of its targets, the untrained directions zero-shot
+                tgts = [t for t in P.targets(self.pairs) if t != lang]
+            else:  # one target, reached from the trained sources
+                tgts = [t for s, t in self.pairs if s == lang]
+            if tgts:  # a language only translated into is no source
+                out.append({"code": lang, "name": NAMES.get(lang, lang), "targets": tgts})
+        return out
+
+    async def translate(self, tgt: str, sentences: list[str]) -> list[str]:
+        """Queue sentences for the batcher; their translations, in order."""
+        if not sentences:
+            return []
+        tokens = sum(len(x) + 1 for x in self.tokenizer.encode(sentences))
+        job = _Job(tgt, sentences, tokens, asyncio.get_running_loop().create_future())
+        self._pending.append(job)
+        assert self._arrived is not None, "the batcher is not running"
+        self._arrived.set()
+        return await job.future
+
+    async def run(self) -> None:
+        """The batcher: forever, wait for a request, collect more for wait_ms or up to the token budget, decode."""
+        self._arrived = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._arrived.wait()
+            deadline = loop.time() + self.limits.wait_ms / 1000
+            while sum(j.tokens for j in self._pending) < self.batch_tokens:
+                self._arrived.clear()
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), left)
+                except TimeoutError:
+                    break
+            jobs, tokens = [], 0
+            while self._pending and (not jobs or tokens + self._pending[0].tokens <= self.batch_tokens):
+                jobs.append(self._pending.pop(0))
+                tokens += jobs[-1].tokens
+            if not self._pending:
+                self._arrived.clear()
+            jobs = [j for j in jobs if not j.future.done()]  # a client that went away is not decoded for
+            if jobs:
+                await self._decode(jobs)
+
+    async def _decode(self, jobs: list[_Job]) -> None:
+        self.stats["batches"] += 1
+        by_tgt: dict[str, list[_Job]] = {}
+        for job in jobs:
+            by_tgt.setdefault(job.tgt, []).append(job)
+        for tgt, group in by_tgt.items():
+            lines = [s for job in group for s in job.sentences]
+            translator = self.translators[tgt]
+            try:
+                out = await asyncio.to_thread(lambda t=translator, x=lines: [r.text for r in t.translate(x)])
+            except Exception as e:  # answered as a 500 to each request of the batch
+                for job in group:
+                    if not job.future.done():
+                        job.future.set_exception(e)
+                continue
+            i = 0
+            for job in group:
+                if not job.future.done():  # a client that went away has a cancelled future
+                    job.future.set_result(out[i : i + len(job.sentences)])
+                i += len(job.sentences)
+            self.stats["sentences"] += len(lines)
+
+
+def _texts(data) -> tuple[list[str], bool]:
+    """The texts of a request's q, and whether q was one string."""
+    if not isinstance(data, dict):
+        raise RequestError(400, "the body must be a JSON object")
+    q = data.get("q")
+    if q is None:
+        raise RequestError(400, "missing q: the text to translate (a string or a list of strings)")
+    if isinstance(q, str):
+        return [q], True
+    if isinstance(q, list) and all(isinstance(x, str) for x in q):
+        return q, False
+    raise RequestError(400, "q must be a string or a list of strings")
+
+
+def make_app(service: Service, model_name: str = ""):
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    lim = service.limits
+
+    async def translate(request: Request) -> JSONResponse:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise RequestError(415, f"send JSON with Content-Type: application/json (got {ctype or 'none'!r})")
+        body = await request.body()
+        if len(body) > 4 * lim.max_chars + 65536:
+            raise RequestError(413, f"the request has {len(body)} bytes: over the limit of {lim.max_chars} characters")
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise RequestError(400, f"malformed JSON: {e}") from None
+        texts, one = _texts(data)
+        fmt = data.get("format", "text")
+        if fmt != "text":
+            raise RequestError(400, f"format {fmt!r} is not supported: only text")
+        chars = sum(len(t) for t in texts)
+        if chars > lim.max_chars:
+            raise RequestError(413, f"the request has {chars} characters: over the limit of {lim.max_chars}")
+        _, tgt = service.direction(data.get("source"), data.get("target"))
+        layouts = [[split_sentences(line) for line in text.split("\n")] for text in texts]
+        sentences = [s for lay in layouts for line in lay for s in line]
+        if len(sentences) > lim.max_sentences:
+            raise RequestError(
+                413, f"the request has {len(sentences)} sentences: over the limit of {lim.max_sentences}"
+            )
+        service.stats["requests"] += 1
+        done = iter(await service.translate(tgt, sentences))
+        out = ["\n".join(" ".join(next(done) for _ in line) for line in lay) for lay in layouts]
+        return JSONResponse({"translatedText": out[0] if one else out})
+
+    async def languages(request: Request) -> JSONResponse:
+        return JSONResponse(service.languages())
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "model": model_name,
+                "engine": service.engine,
+                "beam": service.beam,
+                "pairs": [P.name(p) for p in service.pairs],
+                "batch_tokens": service.batch_tokens,
+                **service.stats,
+            }
+        )
+
+    async def request_error(request: Request, e: RequestError) -> JSONResponse:
+        return JSONResponse({"error": e.message}, status_code=e.status)
+
+    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": e.detail}, status_code=e.status_code)
+
+    async def server_error(request: Request, e: Exception) -> JSONResponse:
+        service.log(f"error: {type(e).__name__}: {e}")
+        return JSONResponse({"error": f"internal error: {type(e).__name__}"}, status_code=500)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        task = asyncio.create_task(service.run())
+        yield
+        task.cancel()
+
+    return Starlette(
+        routes=[
+            Route("/translate", translate, methods=["POST"]),
+            Route("/languages", languages, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+        exception_handlers={RequestError: request_error, HTTPException: http_error, Exception: server_error},
+        lifespan=lifespan,
+    )
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: one the system picks)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def server(app, grace_s: float = 30.0):
+    """A uvicorn server for `app` (without access log); `server.run(sockets=[sock])` serves until SIGTERM/SIGINT
+    (or `server.should_exit = True`), answering the requests in flight for up to `grace_s` seconds."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            """As uvicorn's, but a signal that stopped the server gracefully is not raised again afterwards (which
+            would kill the process): `mtx serve` returns, says so and exits 0."""
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            old = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in old.items():
+                    signal.signal(sig, handler)
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=grace_s)
+    return Server(config)

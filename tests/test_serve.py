@@ -1,0 +1,226 @@
+"""`mtx serve`: LibreTranslate's API on an ephemeral loopback port, dynamic batching, errors, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from mtx import checkpoint
+from mtx.serve import Limits, Service, listen, make_app, server, split_sentences
+from mtx.translator import Translator
+
+
+def _call(port: int, path: str, body: bytes | None = None, ctype: str = "application/json") -> tuple[int, object]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST" if body else "GET")
+    if body is not None:
+        req.add_header("Content-Type", ctype)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def _post(port: int, payload: dict) -> tuple[int, object]:
+    return _call(port, "/translate", json.dumps(payload).encode())
+
+
+class Running:
+    """A server for `service` in a thread of this process, on a port the system picks."""
+
+    def __init__(self, service: Service):
+        self.sock = listen("127.0.0.1", 0)
+        self.port = self.sock.getsockname()[1]
+        self.server = server(make_app(service, "test"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> Running:
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("the server did not start")
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model):
+    model, tokenizer, cfg, _ = checkpoint.load(tiny_model, torch.device("cpu"))
+    cfg.decode.beam = 2
+    return Translator(model, tokenizer, cfg.decode, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def running(loaded):
+    logs: list[str] = []
+    service = Service(loaded, [("de", "en")], Limits(max_chars=200, max_sentences=4, wait_ms=20), log=logs.append)
+    with Running(service) as r:
+        r.service = service
+        yield r
+
+
+def test_split_sentences():
+    assert split_sentences("Ein Hund rennt. Eine Katze schläft!  3 Kinder?") == [
+        "Ein Hund rennt.",
+        "Eine Katze schläft!",
+        "3 Kinder?",
+    ]
+    assert split_sentences("z. b. ein hund. ") == ["z. b. ein hund."]  # no capital after the dot: one sentence
+    assert split_sentences('Er rief. "Hallo!"') == ["Er rief.", '"Hallo!"']
+    assert split_sentences("   ") == []
+
+
+def test_translate_as_librettranslate_clients_do(running, loaded, tiny_corpus):
+    src = (tiny_corpus / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:3]
+    want = [t.text for t in loaded.translate(src)]
+    status, out = _post(running.port, {"q": src[0], "source": "de", "target": "en", "format": "text"})
+    assert (status, out) == (200, {"translatedText": want[0]})
+    status, out = _post(running.port, {"q": src, "source": "auto", "target": "en"})  # a list; auto: the one source
+    assert (status, out) == (200, {"translatedText": want})
+    # lines and sentences are translated one by one and put back in place
+    status, out = _post(running.port, {"q": f"{src[0]} {src[1]}\n\n{src[2]}", "source": "de", "target": "en"})
+    assert (status, out) == (200, {"translatedText": f"{want[0]} {want[1]}\n\n{want[2]}"})
+    assert _post(running.port, {"q": "", "source": "de", "target": "en"}) == (200, {"translatedText": ""})
+    assert _call(running.port, "/languages") == (200, [{"code": "de", "name": "German", "targets": ["en"]}])
+    status, health = _call(running.port, "/health")
+    assert status == 200 and health["status"] == "ok" and health["pairs"] == ["de-en"] and health["requests"] >= 3
+
+
+def test_concurrent_requests_are_batched_and_answered_each(running, loaded, tiny_corpus):
+    src = (tiny_corpus / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:16]
+    want = [t.text for t in loaded.translate(src)]
+    before = _call(running.port, "/health")[1]
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(lambda s: _post(running.port, {"q": s, "source": "de", "target": "en"}), src))
+    assert got == [(200, {"translatedText": w}) for w in want]  # each client gets its own sentence's translation
+    after = _call(running.port, "/health")[1]
+    assert after["sentences"] - before["sentences"] == 16
+    assert after["batches"] - before["batches"] < 16  # some requests shared a decoding batch
+
+
+@pytest.mark.parametrize(
+    "body, ctype, status, words",
+    [
+        (b'{"q": "Ein Hund.", "source": "de",', "application/json", 400, "malformed JSON"),
+        (b'{"source": "de", "target": "en"}', "application/json", 400, "missing q"),
+        (b'{"q": 3, "source": "de", "target": "en"}', "application/json", 400, "string or a list"),
+        (b'["Ein Hund."]', "application/json", 400, "JSON object"),
+        (b'{"q": "Ein Hund.", "source": "de", "target": "xx"}', "application/json", 400, "de-en"),
+        (b'{"q": "Ein Hund.", "source": "fr", "target": "en"}', "application/json", 400, "de-en"),
+        (b'{"q": "Ein Hund.", "source": "de", "target": "en", "format": "html"}', "application/json", 400, "text"),
+        (json.dumps({"q": "Hund " * 50, "source": "de", "target": "en"}).encode(), "application/json", 413, "200"),
+        (b'{"q": "Ein. Zwei. Drei. Vier. Fuenf.", "source": "de", "target": "en"}', "application/json", 413, "5 sen"),
+        (b"q=Ein+Hund.&source=de&target=en", "application/x-www-form-urlencoded", 415, "application/json"),
+        (b'{"q": "Ein Hund.", "source": "de", "target": "en"}', "text/plain", 415, "application/json"),
+    ],
+    ids=[
+        "malformed",
+        "no-q",
+        "q-number",
+        "not-object",
+        "unknown-target",
+        "unknown-source",
+        "html",
+        "too-long",
+        "too-many-sentences",
+        "form",
+        "text-plain",
+    ],  # fmt: skip
+)
+def test_bad_requests_get_a_4xx_json_error_and_the_server_goes_on(running, body, ctype, status, words):
+    code, out = _call(running.port, "/translate", body, ctype)
+    assert code == status and words in out["error"]
+    assert _post(running.port, {"q": "Ein Hund.", "source": "de", "target": "en"})[0] == 200
+
+
+def test_unknown_routes_and_methods_are_json_errors(running):
+    assert _call(running.port, "/nowhere")[0] == 404
+    code, out = _call(running.port, "/translate")  # GET
+    assert code == 405 and "error" in out
+
+
+def test_multi_target_model_serves_each_target_with_its_tag():
+    """Requests for two targets collected in one batch are decoded each with its own tag (as `--to` does)."""
+    from mtx.config import DecodeConfig
+    from mtx.translator import Translation
+
+    class Tok:  # enough of a tokenizer: one piece per word, the tags as pieces
+        def encode(self, lines):
+            return [[7] * len(s.split()) for s in lines]
+
+        def piece_id(self, piece):
+            return {"<2de>": 4, "<2en>": 5}[piece]
+
+    class Echo(Translator):  # "translates" into the prefix it was given and the line
+        def __init__(self):
+            self.tokenizer, self.cfg, self.prefix, self.batch_tokens = Tok(), DecodeConfig(beam=1), [], 1000
+            self.on_progress = None
+
+        def _chunk(self, lines, use_cache=True, offset=0):
+            return [Translation(f"{self.prefix} {x}", [(f"{self.prefix} {x}", 0.0)]) for x in lines]
+
+    service = Service(Echo(), [("de", "en"), ("en", "de")], Limits(wait_ms=300), log=lambda s: None)
+    with Running(service) as r, ThreadPoolExecutor(2) as pool:
+        en, de = pool.map(lambda t: _post(r.port, {"q": "a b", "source": "auto", "target": t}), ["en", "de"])
+        health = _call(r.port, "/health")[1]
+    assert en == (200, {"translatedText": "[5] a b"}) and de == (200, {"translatedText": "[4] a b"})
+    assert health["batches"] == 1 and health["sentences"] == 2
+    assert service.languages() == [
+        {"code": "de", "name": "German", "targets": ["en"]},
+        {"code": "en", "name": "English", "targets": ["de"]},
+    ]
+
+
+def test_serve_cli_answers_in_flight_requests_on_sigterm(tiny_model, tmp_path):
+    """`mtx serve --port 0` names its port; SIGTERM while a request waits in the batcher: it is answered, exit 0."""
+    cmd = [sys.executable, "-m", "mtx", "serve", "--model", str(tiny_model), "--port", "0", "--device", "cpu"]
+    proc = subprocess.Popen([*cmd, "--batch-wait-ms", "1500"], stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        assert "listening on http://127.0.0.1:" in line, line
+        port = int(line.split("127.0.0.1:")[1].split()[0])
+        for _ in range(200):
+            try:
+                if _call(port, "/health")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.05)
+        with ThreadPoolExecutor(1) as pool:
+            t0 = time.perf_counter()
+            pending = pool.submit(_post, port, {"q": "Ein Hund.", "source": "de", "target": "en"})
+            time.sleep(0.5)  # the request now waits in the batcher (1.5 s)
+            proc.send_signal(signal.SIGTERM)
+            status, out = pending.result(timeout=60)
+        assert status == 200 and isinstance(out["translatedText"], str) and time.perf_counter() - t0 > 1.0
+        assert proc.wait(60) == 0
+        assert "stopped" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_bench_serve_reports_latency_and_no_errors(tiny_model, tiny_corpus):
+    from typer.testing import CliRunner
+
+    from mtx.cli import app
+
+    args = ["bench", "serve", "--model", str(tiny_model), "--data", str(tiny_corpus), "--clients", "4"]
+    result = CliRunner().invoke(app, [*args, "--seconds", "2", "--beam", "2"])
+    assert result.exit_code == 0, result.output
+    rec = json.loads(result.output.strip().splitlines()[-1])
+    assert rec["errors"] == 0 and rec["requests"] > 0 and rec["server_exit"] == 0
+    assert rec["latency_ms_p50"] <= rec["latency_ms_p90"] <= rec["latency_ms_p99"]
