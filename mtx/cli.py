@@ -62,6 +62,7 @@ def _load(
     nbest: int = 1,
     alpha: float | None = None,
     engine: str = "mtx",
+    workers: int = 1,
 ):
     """The translator of a model directory (mtx's own, or CTranslate2's), with the decoding options given on the
     command line."""
@@ -90,7 +91,7 @@ def _load(
     if engine == "ct2":
         from mtx.ct2 import CT2Translator
 
-        return CT2Translator(path, d, dev), cfg
+        return CT2Translator(path, d, dev, workers=workers), cfg
     return Translator(model, tokenizer, d, dev), cfg
 
 
@@ -487,6 +488,10 @@ def serve(
     batch_tokens: Annotated[
         int | None, typer.Option(help="Source pieces a batch collects at most.", show_default="12,000 / beam")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Batches decoded at once, sharing the CPU threads.", show_default="2 on a CPU, 1 on a GPU"),
+    ] = None,
 ) -> None:
     """Serve the model over HTTP with LibreTranslate's API (POST /translate, GET /languages) and GET /health."""
     from mtx import pairs as P
@@ -496,16 +501,26 @@ def serve(
     _positive("--max-sentences", max_sentences)
     _positive("--batch-wait-ms", batch_wait_ms, zero_ok=True)
     _positive("--batch-tokens", batch_tokens)
-    translator, cfg = _load(model, device, beam, None, 1, None, engine)
+    _positive("--workers", workers)
+    import torch
+
+    from mtx.step import resolve_device
+
+    if workers is None:  # two one-thread batches beat one two-thread batch on this 2-core CPU (docs/deploy.md)
+        workers = 2 if resolve_device(device).type == "cpu" and torch.get_num_threads() >= 2 else 1
+    if workers > 1:
+        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
+    translator, cfg = _load(model, device, beam, None, 1, None, engine, workers)
     log = functools.partial(typer.echo, err=True)
-    limits = Limits(max_chars, max_sentences, batch_wait_ms, batch_tokens or 0)
+    limits = Limits(max_chars, max_sentences, batch_wait_ms, batch_tokens or 0, workers)
     service = Service(translator, P.pairs_of(cfg.data), limits, engine, log)
     try:
         sock = listen(host, port)
     except OSError as e:
         raise MtxError(f"cannot listen on {host}:{port} ({e.strerror})") from None
     bound = sock.getsockname()
-    log(f"mtx serve: listening on http://{host}:{bound[1]} ({engine}, beam {service.beam}, {model})")
+    what = f"{engine}, beam {service.beam}, {workers} worker{'s' if workers > 1 else ''}, {model}"
+    log(f"mtx serve: listening on http://{host}:{bound[1]} ({what})")
     server(make_app(service, str(model))).run(sockets=[sock])
     log("mtx serve: stopped")
 
@@ -565,6 +580,7 @@ def bench_serve(
     seconds: Annotated[float, typer.Option(help="How long the clients run.")] = 30.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
     batch_wait_ms: Annotated[float | None, typer.Option(help="The server's --batch-wait-ms.")] = None,
+    workers: Annotated[int | None, typer.Option(help="The server's --workers.", show_default="its default")] = None,
 ) -> None:
     """Start `mtx serve` on loopback, run concurrent clients for a while; one JSON line: requests/s, latency
     percentiles, errors."""
@@ -588,6 +604,7 @@ def bench_serve(
     src, tgt = P.pairs_of(cfg.data)[0]
     sentences = [s for s in read_lines(split_paths(data or default_data_dir(), split, src, tgt)[0]) if s.strip()]
     extra = ["--batch-wait-ms", str(batch_wait_ms)] if batch_wait_ms is not None else []
+    extra += ["--workers", str(workers)] if workers is not None else []
     rec = loadtest.run(model, sentences, src, tgt, engine, beam, clients, seconds, device, extra)
     typer.echo(json.dumps({"pair": f"{src}-{tgt}", "split": split, **rec}))
 

@@ -39,16 +39,19 @@ def exported_dir(model_dir: Path, log: Callable[[str], None]) -> Path:
 
 
 class CT2Translator(Translator):
-    def __init__(self, path: Path, decode: DecodeConfig, device: torch.device, threads: int = 0):
+    def __init__(self, path: Path, decode: DecodeConfig, device: torch.device, threads: int = 0, workers: int = 1):
+        """`threads` per batch (0: torch's setting); `workers`: batches translated at once, from as many
+        calling threads (CTranslate2's inter_threads)."""
         # Translator's state without its model: the engine is CTranslate2's
         self.info = json.loads((path / MTX_JSON).read_text(encoding="utf-8"))
         self.tokenizer = Tokenizer.load(path / TOKENIZER)
         self.cfg, self.device = decode, device
         self.max_len = self.info["config"]["model"]["max_len"]
         threads = threads or torch.get_num_threads()
-        self.engine = _ct2().Translator(str(path), device=device.type, intra_threads=threads)
+        self.engine = _ct2().Translator(str(path), device=device.type, intra_threads=threads, inter_threads=workers)
         self.prefix: list[int] = []  # as Translator's: the target-language tag's id, if any
         self.on_progress: Callable[[int], None] | None = None
+        self.on_sentence: Callable[[int, Translation], None] | None = None  # after each batch, not each sentence
         self.batch_tokens = decode.batch_tokens or (100_000 if device.type == "cuda" else 12_000)
 
     def _chunk(self, lines: list[str], use_cache: bool = True, offset: int = 0) -> list[Translation]:
@@ -59,6 +62,9 @@ class CT2Translator(Translator):
         pieces = [p[:limit] for p in sp.encode([s.strip() for s in lines], out_type=str)]
         out = [Translation("", [("", 0.0)] * c.nbest) for _ in lines]
         todo = [i for i, p in enumerate(pieces) if p]
+        if self.on_sentence is not None:
+            for i in sorted(set(range(len(lines))) - set(todo)):  # empty lines
+                self.on_sentence(offset + i, out[i])
         lengths = [len(pieces[i]) + 1 + len(tag) for i in todo]
         for group in sorted_batches(lengths, max(self.batch_tokens // max(c.beam, 1), 1)):
             idx = [todo[j] for j in group]
@@ -76,6 +82,8 @@ class CT2Translator(Translator):
                 nbest = list(zip(sp.decode(r.hypotheses), r.scores, strict=True))
                 nbest += [("", float("-inf"))] * (c.nbest - len(nbest))
                 out[i] = Translation(nbest[0][0], nbest)
+                if self.on_sentence is not None:
+                    self.on_sentence(offset + i, out[i])
             if self.on_progress is not None:
                 self.on_progress(len(idx))
         if self.on_progress is not None:

@@ -156,6 +156,7 @@ def run(
         "latency_ms_p90": pct(0.9),
         "latency_ms_p99": pct(0.99),
         "mean_batch_sentences": round(served / batches, 1) if batches else None,
+        "workers": r["after"].get("workers"),
         "server_exit": code,
         "cpus": os.cpu_count(),
         "device": device,

@@ -10,6 +10,8 @@ included, divided by the GNMT length penalty ((5 + n) / 6) ** alpha, n = its tok
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -96,6 +98,7 @@ class FullStepper:
 
 
 Result = list[tuple[list[int], float]]  # n-best (tokens without EOS, score), best first
+Done = Callable[[list[int], list[Result]], None]  # (sentences of the batch whose search ended, their results)
 
 
 @torch.inference_mode()
@@ -107,9 +110,10 @@ def greedy_search(
     max_len_b: int = 10,
     use_cache: bool = True,
     alpha: float = 1.0,
+    on_done: Done | None = None,
 ) -> list[Result]:
     """Pick the most likely token at every step; scored as beam search scores (see the module's docstring).
-    A sentence leaves the batch (and the cache) at its EOS, as in beam search."""
+    A sentence leaves the batch (and the cache) at its EOS, as in beam search, and `on_done` hears of it."""
     B, dev = src.shape[0], src.device
     memory = model.encode(src, src_mask)
     limits = max_lengths(src_mask, max_len_a, max_len_b, model.config.max_len)
@@ -129,6 +133,11 @@ def greedy_search(
         ended = tok == EOS
         if bool(ended.any()):
             lengths[live[ended]] = t + 1
+            if on_done is not None:
+                rows = live[ended]
+                final = scores[rows] / lengths[rows].add(5.0).div(6.0).pow(alpha)
+                toks = out[rows].tolist()
+                on_done(rows.tolist(), [[(_strip(x), s)] for x, s in zip(toks, final.tolist(), strict=True)])
             keep = (~ended).nonzero()[:, 0]
             if keep.numel() == 0:
                 break
@@ -150,8 +159,10 @@ def beam_search(
     nbest: int = 1,
     use_cache: bool = True,
     stop: str = "current",
+    on_done: Done | None = None,
 ) -> list[Result]:
-    """Batched beam search; returns the `nbest` best finished hypotheses per sentence, best first.
+    """Batched beam search; returns the `nbest` best finished hypotheses per sentence, best first, and tells
+    `on_done` of each sentence as soon as its search ends.
 
     A sentence leaves the batch when its K-th best finished hypothesis scores at least the best live beam's
     score divided by the length penalty of `stop`'s length: "current", the next step's (a live beam is taken
@@ -220,6 +231,9 @@ def beam_search(
             bound = best_live / lp_next
         done = (merged_s[:, K - 1] >= bound) | (t + 1 >= limits[sent]) | torch.isinf(best_live)
         if bool(done.any()):
+            if on_done is not None:
+                ended = sent[done]
+                on_done(ended.tolist(), _results(fin_tokens[ended, :nbest], fin_scores[ended, :nbest]))
             keep = (~done).nonzero()[:, 0]
             if keep.numel() == 0:
                 break
@@ -230,9 +244,14 @@ def beam_search(
         else:
             step.reorder(rows, None)
 
+    return _results(fin_tokens[:, :nbest], fin_scores[:, :nbest])
+
+
+def _results(tokens: torch.Tensor, scores: torch.Tensor) -> list[Result]:
+    """Sentences' n-best lists from their finished (tokens, score) rows; empty slots (-inf) left out."""
     out = []
-    for toks, ss in zip(fin_tokens[:, :nbest].tolist(), fin_scores[:, :nbest].tolist(), strict=True):
-        out.append([(_strip(x), s) for x, s in zip(toks, ss, strict=True) if s > neg_inf])
+    for toks, ss in zip(tokens.tolist(), scores.tolist(), strict=True):
+        out.append([(_strip(x), s) for x, s in zip(toks, ss, strict=True) if s > float("-inf")])
     return out
 
 
@@ -251,8 +270,9 @@ def search(
     nbest: int = 1,
     use_cache: bool = True,
     stop: str = "current",
+    on_done: Done | None = None,
 ) -> list[Result]:
     """Greedy for beam 1 (n-best 1), beam search otherwise."""
     if beam <= 1 and nbest <= 1:
-        return greedy_search(model, src, src_mask, a, b, use_cache, alpha)
-    return beam_search(model, src, src_mask, beam, alpha, a, b, nbest, use_cache, stop)
+        return greedy_search(model, src, src_mask, a, b, use_cache, alpha, on_done)
+    return beam_search(model, src, src_mask, beam, alpha, a, b, nbest, use_cache, stop, on_done)

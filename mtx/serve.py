@@ -8,8 +8,11 @@
 Each text is cut into lines and each line into sentences (the models are trained on single sentences), and put
 back together after translation. Requests that arrive together are decoded together: the batcher takes the first
 waiting request, collects others for `wait_ms` or until `batch_tokens` source pieces, decodes them in a worker
-thread (the event loop goes on accepting requests) and answers each. Errors are JSON, {"error": "..."}, with a
-4xx status; the server goes on serving. SIGTERM stops accepting connections and answers the requests in flight.
+thread (the event loop goes on accepting requests) and answers each request as soon as the search of its last
+sentence has ended (mtx's engine; CTranslate2's at the end of its batch), so that clients send their next
+requests while the batch decodes on, and the next batch is ready when this one ends. With `workers` > 1,
+several batches decode at once, each on its share of the CPU threads. Errors are JSON, {"error": "..."}, with
+a 4xx status; the server goes on serving. SIGTERM stops accepting connections and answers the requests in flight.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mtx import pairs as P
 from mtx.translator import Translator
@@ -41,6 +44,7 @@ class Limits:
     max_sentences: int = 128  # sentences per request, after splitting
     wait_ms: float = 5.0  # how long the batcher collects after the first waiting request
     batch_tokens: int = 0  # source pieces a batch collects at most (0: the translator's budget / beam)
+    workers: int = 1  # batches decoded at once, each in its own thread
 
 
 class RequestError(Exception):
@@ -73,6 +77,8 @@ class _Job:
     sentences: list[str]
     tokens: int
     future: asyncio.Future
+    texts: list[str | None] = field(default_factory=list)  # translations as they come
+    left: int = 0  # sentences not translated yet
 
 
 class Service:
@@ -98,6 +104,7 @@ class Service:
         self.stats = {"requests": 0, "sentences": 0, "batches": 0}
         self._pending: list[_Job] = []
         self._arrived: asyncio.Event | None = None
+        self._collecting: asyncio.Lock | None = None
         self._zero_shot_warned: set[P.Pair] = set()
 
     def direction(self, source, target) -> P.Pair:
@@ -140,51 +147,70 @@ class Service:
         return await job.future
 
     async def run(self) -> None:
-        """The batcher: forever, wait for a request, collect more for wait_ms or up to the token budget, decode."""
-        self._arrived = asyncio.Event()
+        """The batchers, `limits.workers` of them: each in turn collects a batch (the first waiting request, then
+        others for wait_ms or up to the token budget) and decodes it, while the next collects."""
+        self._arrived, self._collecting = asyncio.Event(), asyncio.Lock()
+        await asyncio.gather(*(self._worker() for _ in range(self.limits.workers)))
+
+    async def _worker(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await self._arrived.wait()
-            deadline = loop.time() + self.limits.wait_ms / 1000
-            while sum(j.tokens for j in self._pending) < self.batch_tokens:
-                self._arrived.clear()
-                left = deadline - loop.time()
-                if left <= 0:
-                    break
-                try:
-                    await asyncio.wait_for(self._arrived.wait(), left)
-                except TimeoutError:
-                    break
-            jobs, tokens = [], 0
-            while self._pending and (not jobs or tokens + self._pending[0].tokens <= self.batch_tokens):
-                jobs.append(self._pending.pop(0))
-                tokens += jobs[-1].tokens
-            if not self._pending:
-                self._arrived.clear()
+            async with self._collecting:
+                while not self._pending:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+                deadline = loop.time() + self.limits.wait_ms / 1000
+                while sum(j.tokens for j in self._pending) < self.batch_tokens:
+                    self._arrived.clear()
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        break
+                    try:
+                        await asyncio.wait_for(self._arrived.wait(), left)
+                    except TimeoutError:
+                        break
+                jobs, tokens = [], 0
+                while self._pending and (not jobs or tokens + self._pending[0].tokens <= self.batch_tokens):
+                    jobs.append(self._pending.pop(0))
+                    tokens += jobs[-1].tokens
             jobs = [j for j in jobs if not j.future.done()]  # a client that went away is not decoded for
             if jobs:
                 await self._decode(jobs)
 
     async def _decode(self, jobs: list[_Job]) -> None:
+        """Decode a batch in a worker thread; each request is answered as soon as its last sentence is translated
+        (its client can send the next one while the batch goes on), the rest when the batch ends."""
         self.stats["batches"] += 1
+        loop = asyncio.get_running_loop()
         by_tgt: dict[str, list[_Job]] = {}
         for job in jobs:
             by_tgt.setdefault(job.tgt, []).append(job)
         for tgt, group in by_tgt.items():
+            owner = [(job, k) for job in group for k in range(len(job.sentences))]
+            for job in group:
+                job.texts, job.left = [None] * len(job.sentences), len(job.sentences)
+
+            def deliver(i: int, text: str, owner=owner) -> None:  # on the event loop
+                job, k = owner[i]
+                if job.texts[k] is not None:
+                    return
+                job.texts[k] = text
+                job.left -= 1
+                if job.left == 0 and not job.future.done():
+                    job.future.set_result(job.texts)
+
+            translator = copy.copy(self.translators[tgt])  # its own on_sentence
+            translator.on_sentence = lambda i, tr: loop.call_soon_threadsafe(deliver, i, tr.text)
             lines = [s for job in group for s in job.sentences]
-            translator = self.translators[tgt]
             try:
-                out = await asyncio.to_thread(lambda t=translator, x=lines: [r.text for r in t.translate(x)])
-            except Exception as e:  # answered as a 500 to each request of the batch
+                out = await asyncio.to_thread(translator.translate, lines)
+            except Exception as e:  # answered as a 500 to each request of the batch not answered yet
                 for job in group:
                     if not job.future.done():
                         job.future.set_exception(e)
                 continue
-            i = 0
-            for job in group:
-                if not job.future.done():  # a client that went away has a cancelled future
-                    job.future.set_result(out[i : i + len(job.sentences)])
-                i += len(job.sentences)
+            for i, tr in enumerate(out):  # those an engine did not report one by one
+                deliver(i, tr.text)
             self.stats["sentences"] += len(lines)
 
 
@@ -253,6 +279,7 @@ def make_app(service: Service, model_name: str = ""):
                 "beam": service.beam,
                 "pairs": [P.name(p) for p in service.pairs],
                 "batch_tokens": service.batch_tokens,
+                "workers": service.limits.workers,
                 **service.stats,
             }
         )

@@ -40,6 +40,8 @@ class Translator:
         self.prefix = prefix or []
         self.oom_retries = 0
         self.on_progress: Callable[[int], None] | None = None  # called with the number of sentences done
+        # called with (input index, translation) as each sentence's search ends, before the batch's
+        self.on_sentence: Callable[[int, Translation], None] | None = None
         # On a GPU a decoding step costs about the same for 50 or 1000 sentences: batch widely.
         self.batch_tokens = decode.batch_tokens or (100_000 if device.type == "cuda" else 12_000)
 
@@ -77,25 +79,45 @@ class Translator:
                 ids[i] = x[:limit]
         ids = [self.prefix + x if x else x for x in ids]
         empty = Translation("", [("", 0.0)] * c.nbest)  # an empty line: nbest empty candidates
-        out: list[Translation] = [empty for _ in lines]
+        out: list[Translation | None] = [None if x else empty for x in ids]
+        for i, tr in enumerate(out):
+            if tr is not None and self.on_sentence is not None:
+                self.on_sentence(offset + i, tr)
         todo = [i for i, x in enumerate(ids) if x]
+
+        def finish(idx: list[int], results: list) -> None:
+            """Sentences `idx` (of `lines`) are translated: keep them and tell on_sentence."""
+            texts = self.tokenizer.decode([toks for res in results for toks, _ in res])
+            k = 0
+            for i, res in zip(idx, results, strict=True):
+                nbest = [(texts[k + j], s) for j, (_, s) in enumerate(res)]
+                k += len(res)
+                nbest += [("", float("-inf"))] * (c.nbest - len(nbest))  # always nbest columns
+                out[i] = Translation(nbest[0][0], nbest)
+                if self.on_sentence is not None:
+                    self.on_sentence(offset + i, out[i])
+
         # Beam search holds K rows per sentence: budget the batch in rows * length.
         lengths = [len(ids[i]) + 1 for i in todo]
         for group in sorted_batches(lengths, max(self.batch_tokens // max(c.beam, 1), 1)):
             idx = [todo[j] for j in group]
-            for i, res in zip(idx, self._search([ids[i] for i in idx], use_cache), strict=True):
-                texts = self.tokenizer.decode([toks for toks, _ in res])
-                nbest = list(zip(texts, [s for _, s in res], strict=True))
-                nbest += [("", float("-inf"))] * (c.nbest - len(nbest))  # always nbest columns
-                out[i] = Translation(nbest[0][0], nbest)
+
+            def done(rows: list[int], results: list, idx=idx) -> None:
+                finish([idx[r] for r in rows], results)
+
+            results = self._search([ids[i] for i in idx], use_cache, done if self.on_sentence else None)
+            left = [j for j, i in enumerate(idx) if out[i] is None]  # all of them without on_sentence
+            if left:
+                finish([idx[j] for j in left], [results[j] for j in left])
             if self.on_progress is not None:
                 self.on_progress(len(idx))
         if self.on_progress is not None:
             self.on_progress(len(lines) - len(todo))  # empty lines
-        return out
+        return out  # type: ignore[return-value]: every sentence is translated by now
 
-    def _search(self, ids: list[list[int]], use_cache: bool) -> list:
-        """Search one batch; out of GPU memory, retry it as two halves (and tell the user once)."""
+    def _search(self, ids: list[list[int]], use_cache: bool, on_done=None) -> list:
+        """Search one batch, telling `on_done` of sentences as they end; out of GPU memory, retry it as two halves
+        (and tell the user once)."""
         c = self.cfg
         try:
             batch = collate(ids).to(self.device)
@@ -111,6 +133,7 @@ class Translator:
                     c.nbest,
                     use_cache,
                     c.stop,
+                    on_done,
                 )
         except torch.OutOfMemoryError:
             if self.device.type == "cuda":
@@ -121,4 +144,10 @@ class Translator:
                 print(f"warning: out of memory with {len(ids)} sentences a batch; retrying smaller", file=sys.stderr)
             self.oom_retries += 1
             half = len(ids) // 2
-            return self._search(ids[:half], use_cache) + self._search(ids[half:], use_cache)
+
+            def later(rows: list[int], results: list) -> None:  # the second half's rows, in the batch's numbers
+                on_done([half + r for r in rows], results)
+
+            return self._search(ids[:half], use_cache, on_done) + self._search(
+                ids[half:], use_cache, later if on_done else None
+            )

@@ -272,3 +272,36 @@ def test_current_stopping_returns_valid_hypotheses_no_later_than_exact(alpha):
         scores = [s for _, s in hyps]
         assert len(hyps) == 3 and scores == sorted(scores, reverse=True)
         assert len({tuple(t) for t, _ in hyps}) == 3
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+@pytest.mark.parametrize("arch", ARCHS[:2], ids=ARCH_IDS[:2])
+def test_on_done_reports_each_sentence_once_with_its_result(beam, arch):
+    """`on_done` hears of every sentence of the batch exactly once, as its search ends (sentences of different
+    lengths end at different steps), with the result the search returns for it."""
+    from mtx.search import search
+
+    model = random_model(seed=2, vocab_size=12, **arch)
+    with torch.no_grad():
+        model.out_bias[3] = 1.0  # outputs end at various steps
+    src, mask = random_batch(8, 6, vocab=12, seed=4)
+    calls: list[tuple[list[int], list]] = []
+    got = search(model, src, mask, beam, 1.0, 1.5, 5, nbest=1, on_done=lambda r, res: calls.append((r, res)))
+    seen = [i for rows, _ in calls for i in rows]
+    assert sorted(seen) == list(range(8))
+    for rows, results in calls:
+        for i, res in zip(rows, results, strict=True):
+            assert res == got[i]
+
+
+def test_translator_on_sentence_reports_every_line_once(tiny_model, tiny_corpus):
+    from mtx import checkpoint
+    from mtx.translator import Translator
+
+    model, tok, cfg, _ = checkpoint.load(tiny_model, torch.device("cpu"))
+    lines = (tiny_corpus / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:12] + [""]
+    tr = Translator(model, tok, cfg.decode, torch.device("cpu"))
+    heard: list[tuple[int, str]] = []
+    tr.on_sentence = lambda i, t: heard.append((i, t.text))
+    want = [t.text for t in tr.translate(lines)]
+    assert sorted(heard) == list(enumerate(want))  # each line once, with its translation

@@ -224,3 +224,16 @@ def test_bench_serve_reports_latency_and_no_errors(tiny_model, tiny_corpus):
     rec = json.loads(result.output.strip().splitlines()[-1])
     assert rec["errors"] == 0 and rec["requests"] > 0 and rec["server_exit"] == 0
     assert rec["latency_ms_p50"] <= rec["latency_ms_p90"] <= rec["latency_ms_p99"]
+
+
+def test_two_workers_answer_every_request_with_its_own_translation(loaded, tiny_corpus):
+    """With two batches decoding at once (two threads over one model), each request still gets its own
+    sentence's translation, and requests are answered as their sentences finish."""
+    src = (tiny_corpus / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:20]
+    want = [t.text for t in loaded.translate(src)]
+    service = Service(loaded, [("de", "en")], Limits(wait_ms=5, workers=2), log=lambda s: None)
+    with Running(service) as r, ThreadPoolExecutor(20) as pool:
+        got = list(pool.map(lambda s: _post(r.port, {"q": s, "source": "de", "target": "en"}), src))
+        health = _call(r.port, "/health")[1]
+    assert got == [(200, {"translatedText": w}) for w in want]
+    assert health["workers"] == 2 and health["sentences"] == 20
