@@ -113,3 +113,21 @@ def test_bench_decode_with_either_engine(tiny_model, tiny_corpus):
         app, ["bench", "decode", "--model", str(tiny_model), "--engine", "ct2", "--settings", "beam_nocache"]
     )
     assert r.exit_code == 2 and "without beam_nocache" in r.stderr
+
+
+def test_engine_ct2_reports_mtx_scores(tiny_model, tiny_corpus, exported):
+    """The CTranslate2 engine ranks and reports its n-best by mtx's score (log p over the GNMT penalty), so its
+    candidates and scores are mtx's where the two searches find the same hypotheses."""
+    from mtx.ct2 import CT2Translator
+    from mtx.translator import Translator
+
+    model, tok, cfg, _ = checkpoint.load(tiny_model, torch.device("cpu"))
+    decode = DecodeConfig(beam=3, nbest=3)
+    src = _lines(tiny_corpus)[:8]
+    ours = Translator(model, tok, decode, torch.device("cpu")).translate(src)
+    theirs = CT2Translator(exported, decode, torch.device("cpu")).translate(src)
+    for a, b in zip(ours, theirs, strict=True):
+        scores = [s for _, s in b.nbest]
+        assert scores == sorted(scores, reverse=True)
+        assert a.nbest[0][0] == b.nbest[0][0]
+        assert a.nbest[0][1] == pytest.approx(b.nbest[0][1], abs=1e-3)
