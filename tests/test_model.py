@@ -119,3 +119,18 @@ def test_dropout_rate_and_scale():
     assert abs(dropped - 26 / 256) < 0.005
     assert abs(y.mean().item() - 1.0) < 0.01  # inverted dropout keeps the expectation
     assert torch.equal(drop.eval()(x), x)
+
+
+def test_decode_step_attention_equals_sdpa():
+    """`attend` (a decoding step's attention: three plain ops on CPU, SDPA elsewhere) with an additive bias
+    computes what SDPA computes with the boolean padding mask."""
+    from mtx.model import attend
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, n, 8, generator=g) for n in (5, 7, 7))
+    mask = torch.ones(3, 1, 1, 7, dtype=torch.bool)
+    mask[0, ..., 4:] = False
+    bias = torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(attend(q, k, v, bias), want)
+    torch.testing.assert_close(attend(q, k, v), torch.nn.functional.scaled_dot_product_attention(q, k, v))
