@@ -44,13 +44,12 @@ def save(out_dir: Path, model: Transformer, tokenizer: Tokenizer, cfg: Config, m
     atomic_write(out_dir / CONFIG, json.dumps(doc, indent=2).encode())
 
 
-def load(model_dir: Path, device: str | torch.device = "cpu") -> tuple[Transformer, Tokenizer, Config, dict]:
-    """Rebuild (model in eval mode, tokenizer, config, meta) from a model directory."""
+def read_config(model_dir: Path) -> tuple[Config, dict]:
+    """A model directory's (config, meta), checked, without reading the weights."""
     if not model_dir.is_dir():
         raise UsageError(f"{model_dir}: model directory not found (train one with `mtx train` or pass --model)")
-    for name in (CONFIG, WEIGHTS, TOKENIZER):
-        if not (model_dir / name).is_file():
-            raise MtxError(f"{model_dir / name}: missing from the model directory")
+    if not (model_dir / CONFIG).is_file():
+        raise MtxError(f"{model_dir / CONFIG}: missing from the model directory")
     try:
         doc = json.loads((model_dir / CONFIG).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -58,7 +57,15 @@ def load(model_dir: Path, device: str | torch.device = "cpu") -> tuple[Transform
     if not isinstance(doc, dict) or doc.get("format_version") != FORMAT_VERSION:
         got = doc.get("format_version") if isinstance(doc, dict) else None
         raise MtxError(f"{model_dir / CONFIG}: checkpoint format {got!r}, this mtx reads {FORMAT_VERSION}")
-    cfg = Config.from_dict(doc["config"], str(model_dir / CONFIG))
+    return Config.from_dict(doc["config"], str(model_dir / CONFIG)), doc.get("meta", {})
+
+
+def load(model_dir: Path, device: str | torch.device = "cpu") -> tuple[Transformer, Tokenizer, Config, dict]:
+    """Rebuild (model in eval mode, tokenizer, config, meta) from a model directory."""
+    for name in (CONFIG, WEIGHTS, TOKENIZER):
+        if model_dir.is_dir() and not (model_dir / name).is_file():
+            raise MtxError(f"{model_dir / name}: missing from the model directory")
+    cfg, meta = read_config(model_dir)
     tokenizer = Tokenizer.load(model_dir / TOKENIZER)
     if len(tokenizer) != cfg.model.vocab_size:
         raise MtxError(
@@ -70,7 +77,7 @@ def load(model_dir: Path, device: str | torch.device = "cpu") -> tuple[Transform
         raise MtxError(f"{model_dir / WEIGHTS}: unreadable or truncated weights ({e})") from None
     model = build_model(cfg.model)
     load_weights(model, tensors, str(model_dir / WEIGHTS))
-    return model.to(device).eval(), tokenizer, cfg, doc.get("meta", {})
+    return model.to(device).eval(), tokenizer, cfg, meta
 
 
 def load_weights(model: Transformer, tensors: dict[str, torch.Tensor], source: str) -> None:

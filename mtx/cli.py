@@ -586,7 +586,7 @@ def bench_serve(
     percentiles, errors."""
     from mtx import loadtest
     from mtx import pairs as P
-    from mtx.config import Config
+    from mtx.checkpoint import read_config
     from mtx.corpus import default_data_dir, read_lines, split_paths
 
     _positive("--beam", beam)
@@ -594,14 +594,7 @@ def bench_serve(
     _positive("--seconds", seconds)
     if engine not in ("mtx", "ct2"):
         raise UsageError(f"--engine {engine!r}: expected mtx or ct2")
-    cfg_file = model / "config.json"
-    if not cfg_file.is_file():
-        raise MtxError(f"{model}: not a model directory (no config.json)")
-    try:
-        cfg = Config.from_dict(json.loads(cfg_file.read_text(encoding="utf-8"))["config"], str(cfg_file))
-    except (ValueError, KeyError, TypeError) as e:
-        raise MtxError(f"{cfg_file}: not an mtx model config ({type(e).__name__}: {e})") from None
-    src, tgt = P.pairs_of(cfg.data)[0]
+    src, tgt = P.pairs_of(read_config(model)[0].data)[0]
     sentences = [s for s in read_lines(split_paths(data or default_data_dir(), split, src, tgt)[0]) if s.strip()]
     extra = ["--batch-wait-ms", str(batch_wait_ms)] if batch_wait_ms is not None else []
     extra += ["--workers", str(workers)] if workers is not None else []

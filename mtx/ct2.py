@@ -4,8 +4,8 @@ CTranslate2 a model directory `mtx export` wrote (or exports on the fly into MOD
 Differences from mtx's search: CTranslate2's beam search ranks hypotheses by log p / length ** alpha (mtx:
 ((5 + length) / 6) ** alpha) and stops once `PATIENCE` * beam of them have finished; the finished hypotheses it
 returns are ranked again by mtx's score (and reported with it), so beam outputs match mtx's but for a few
-sentences. The length limit a * source + b is applied per
-batch (the batch's longest source), not per sentence. Greedy outputs are the same (docs/deploy.md).
+sentences. The length limit a * source + b is applied per batch (the batch's longest source), not per
+sentence. Greedy outputs are the same (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class CT2Translator(Translator):
         out = [Translation("", [("", 0.0)] * c.nbest) for _ in lines]
         todo = [i for i, p in enumerate(pieces) if p]
         if self.on_sentence is not None:
-            for i in sorted(set(range(len(lines))) - set(todo)):  # empty lines
+            for i in set(range(len(lines))).difference(todo):  # empty lines
                 self.on_sentence(offset + i, out[i])
         lengths = [len(pieces[i]) + 1 + len(tag) for i in todo]
         for group in sorted_batches(lengths, max(self.batch_tokens // max(c.beam, 1), 1)):

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -36,8 +37,6 @@ def start_server(model: Path, engine: str, beam: int, device: str, extra: list[s
         proc.wait()
         raise MtxError("mtx serve did not start: " + " | ".join(lines[-3:]))
     # keep draining its stderr so that it never blocks on a full pipe
-    import threading
-
     threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
     for _ in range(600):
         try:

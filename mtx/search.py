@@ -194,13 +194,12 @@ def beam_search(
         # are added to the beams' scores (no further (B * K, V) tensor).
         logp = F.log_softmax(step(seqs, t).float(), dim=-1)  # (Bl * K, V)
         row_lp, row_tok = top_tokens(logp, C)  # (Bl * K, C)
-        at_limit = t + 1 >= limits[sent]  # (Bl,): EOS is forced at the length limit
-        if bool(at_limit.any()):
-            lim = at_limit.repeat_interleave(K)[:, None]
-            eos_lp = torch.full_like(row_lp, neg_inf)
-            eos_lp[:, 0] = logp[:, EOS]
-            row_lp = torch.where(lim, eos_lp, row_lp)
-            row_tok = torch.where(lim, EOS, row_tok)
+        # EOS forced at the length limit: on (Bl * K, C) candidates, cheap enough to do without asking the device
+        lim = (t + 1 >= limits[sent]).repeat_interleave(K)[:, None]
+        eos_lp = torch.full_like(row_lp, neg_inf)
+        eos_lp[:, 0] = logp[:, EOS]
+        row_lp = torch.where(lim, eos_lp, row_lp)
+        row_tok = torch.where(lim, EOS, row_tok)
         cand = (scores.view(-1, 1) + row_lp).view(Bl, K * C)
         top_s, top_i = cand.topk(2 * K, dim=1)  # (Bl, 2K)
         origin, tok = top_i // C, row_tok.view(Bl, K * C).gather(1, top_i)
