@@ -32,6 +32,7 @@ from mtx.model import Transformer, build_model
 from mtx.pairs import name as pair_name
 from mtx.plots import TensorBoardLog, plot_runs
 from mtx.schedule import lr_at
+from mtx.sources import Corpus
 from mtx.step import autocast, compiled, loss_fn, make_optimizer, resolve_device, train_step
 from mtx.tokenizer import Tokenizer
 from mtx.translator import Translator
@@ -223,7 +224,7 @@ class Trainer:
 
 def train(
     cfg: Config,
-    data_dir: Path,
+    data_dir: Path | str,
     out_dir: Path,
     log: Callable[[str], None] = print,
     resume: Path | None = None,
@@ -250,7 +251,7 @@ def train(
         info, tensors, proto = train_state.load_state(state_dir)
         tok = Tokenizer(proto)
         log(f"resuming from {state_dir} (step {info['step']}, epoch {info['epoch']})")
-    data = prepare_data(cfg, data_dir, log, tok, world)
+    data = prepare_data(cfg, Corpus(data_dir, cfg.data), log, tok, world)
     t = Trainer(cfg, out_dir, world, data, log, clock, info, started)
     n_params = sum(p.numel() for p in t.model.parameters())
     log(f"model: {n_params / 1e6:.1f}M parameters on {device}; batch {tc.batch_tokens} tokens")
@@ -265,6 +266,8 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     if resume is None and world.main:
         (out_dir / "train_log.jsonl").write_text("")
+    if world.main:  # what was read, dropped and held out, per pair
+        (out_dir / "data.json").write_text(json.dumps({"corpus": data.dir, "pairs": data.report}, indent=1) + "\n")
     spent, final_evals = info.get("train_s", 0.0), 2 if tc.average else 1
     budget = Budget(tc.time_budget_min, tc.max_steps, tc.max_epochs, clock, spent, final_evals)
     sync_every = 1 if world.size == 1 else tc.log_every  # under torchrun, agreeing costs a collective
