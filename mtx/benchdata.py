@@ -67,7 +67,9 @@ def prepare_once(spec: str, settings: list[str]) -> dict:
 def run(spec: str, settings: list[str], hf_home: Path | None = None) -> list[dict]:
     """Cold, then cached: one record each, from a fresh process each."""
     home = hf_home or Path(tempfile.mkdtemp(prefix="mtx-bench-hf-"))
-    code = "import json, sys; from mtx.benchdata import prepare_once; print(json.dumps(prepare_once(*json.loads(sys.argv[1]))))"
+    code = (
+        "import json, sys; from mtx.benchdata import prepare_once as p; print(json.dumps(p(*json.loads(sys.argv[1]))))"
+    )
     recs = []
     for run_name in ("cold", "cached"):
         env = {**os.environ, "HF_HOME": str(home)}
@@ -78,4 +80,3 @@ def run(spec: str, settings: list[str], hf_home: Path | None = None) -> list[dic
             raise MtxError(f"bench data: the {run_name} preparation failed: {p.stderr.strip().splitlines()[-1:]}")
         recs.append({"run": run_name, **json.loads(p.stdout.strip().splitlines()[-1])})
     return recs
-

@@ -24,8 +24,8 @@ from mtx.console import spinner
 from mtx.corpus import Split
 from mtx.distributed import World
 from mtx.encode import IdColumn, encode_split, tokenizer_cache
-from mtx.files import atomic_write
 from mtx.errors import MtxError
+from mtx.files import atomic_write
 from mtx.sources import Corpus, PairSplit
 from mtx.tokenizer import Tokenizer
 
@@ -149,7 +149,7 @@ def _read_and_encode(cfg: Config, corpus: Corpus, pairs: list[P.Pair], proto: by
                 sample = tokenizer_sample(pairs, train, d.spm_sample_sentences, cfg.train.seed)
                 proto = Tokenizer.train(sample, vocab, kind, coverage, symbols=symbols).proto
             atomic_write(path, proto)
-            log(f"trained the tokenizer on at most {d.spm_sample_sentences} sampled sentences ({time.time() - t0:.1f}s)")
+            log(f"trained the tokenizer on a sample of {d.spm_sample_sentences} sentences ({time.time() - t0:.1f}s)")
     seconds["tokenizer_s"] = time.time() - t0
     t0, parts = time.time(), []
     for split, v in zip(train, valid, strict=True):
@@ -216,7 +216,8 @@ def clean(
     if long.any():
         log(f"filtered {int(long.sum())} of {n} training pairs{where} longer than {d.max_tokens} pieces")
     if ratio.any():
-        log(f"filtered {int(ratio.sum())} of {n} training pairs{where} with a length ratio above {d.max_length_ratio:g}")
+        above = f"with a length ratio above {d.max_length_ratio:g}"
+        log(f"filtered {int(ratio.sum())} of {n} training pairs{where} {above}")
     keep = ~(empty | long | ratio)
     report = {"rows": n, "empty": int(empty.sum()), "too_long": int(long.sum()), "ratio": int(ratio.sum())}
     return keep, report | {"kept": int(keep.sum())}

@@ -56,9 +56,7 @@ def encode_split(split: PairSplit, proto: bytes, num_proc: int = 1) -> tuple[obj
         batch_size=MAP_BATCH,
         fn_kwargs={"proto": proto},
         remove_columns=list(split.ds.column_names),
-        features=datasets.Features(
-            {"src_ids": datasets.Sequence(datasets.Value("int32")), "tgt_ids": datasets.Sequence(datasets.Value("int32"))}
-        ),
+        features=datasets.Features({f"{c}_ids": datasets.Sequence(datasets.Value("int32")) for c in ("src", "tgt")}),
         num_proc=num_proc if num_proc > 1 else None,
         cache_file_name=f"{stem}.arrow",
         new_fingerprint=stem.name,

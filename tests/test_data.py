@@ -9,10 +9,9 @@ import torch
 from conftest import LEXICON, write_corpus
 
 from mtx.batching import TrainBatches, bucket, bucket_ascending, collate, sorted_batches
-from mtx.config import Config, build_config, check_resume
-from mtx.config import DataConfig
-from mtx.sources import Corpus
+from mtx.config import Config, DataConfig, build_config, check_resume
 from mtx.errors import MtxError, UsageError
+from mtx.sources import Corpus
 from mtx.tokenizer import BOS, EOS, PAD, Tokenizer
 
 

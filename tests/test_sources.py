@@ -152,7 +152,9 @@ def test_encoding_is_cached_by_data_and_tokenizer(tmp_path):
     assert first.report["de-en"]["cache"] == "written" and second.report["de-en"]["cache"] == "hit"
     assert any("from the cache" in x for x in logs)
     b1, b2 = first.train.epoch(0), second.train.epoch(0)
-    assert all(torch.equal(first.train.collate(x).src, second.train.collate(y).src) for x, y in zip(b1, b2))
+    assert all(
+        torch.equal(first.train.collate(x).src, second.train.collate(y).src) for x, y in zip(b1, b2, strict=True)
+    )
     other = prepare_data(build_config(None, [*SETTINGS, "model.vocab_size=90"]), tmp_path / "c", logs.append)
     assert other.report["de-en"]["cache"] == "written"  # another tokenizer, another encoding
     (tmp_path / "c" / "train.en").write_text("Changed.\n" * 80)  # another corpus under the same name
