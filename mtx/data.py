@@ -134,7 +134,7 @@ def _read_and_encode(cfg: Config, corpus: Corpus, pairs: list[P.Pair], proto: by
             v = corpus.split("valid", s, t)
             valid.append(None if v is None else _texts(v.ds, v.name))
     seconds["read_s"] = time.time() - t0
-    log(f"read {sum(len(x) for x in train)} training pairs from {corpus} ({seconds['read_s']:.1f}s)")
+    log(f"checked {corpus} ({seconds['read_s']:.1f}s)")
     t0 = time.time()
     if proto is None:
         symbols = tuple(P.tag(t) for t in P.targets(pairs)) if P.tagged(pairs) else ()

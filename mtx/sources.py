@@ -15,7 +15,6 @@ WMT-style `translation` column of {lang: sentence}. A split is a `datasets.Datas
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from mtx.config import DataConfig
@@ -25,25 +24,28 @@ from mtx.errors import MtxError
 TABLE_BUILDERS = {".tsv": "csv", ".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 VALID_NAMES = ("validation", "valid", "dev", "val")
 TEST_NAMES = ("test",)
-CHUNK = 16 << 20
+CHUNK = 4 << 20
 NL = b"\n"
 
 
-@dataclass
 class PairSplit:
-    """One split of one pair: `ds` has string columns `src` and `tgt`; row i is `origin` line i + `first_line`
-    (text files, CSV/TSV with a header) or row i + 1 (other tables)."""
+    """One split of one pair: `ds` (loaded on first use) has string columns `src` and `tgt`; `key` identifies the
+    data without loading it (the builder's config id: files, their dates and sizes, options), so that a run that
+    finds its encoding in the cache never maps the text. Row i is `origin` line i + `first_line` (text files,
+    CSV/TSV, JSONL) or row i + 1 (other tables); `tgt_origin` is the target side's file when it has its own."""
 
-    name: str
-    ds: object  # datasets.Dataset
-    origin: str
-    first_line: int | None = None
-    key: str = ""  # what identifies the data (datasets' fingerprints), for the encoding cache
+    def __init__(self, name: str, origin: str, load, key: str, first_line: int | None = None, tgt_origin: str = ""):
+        self.name, self.origin, self.key, self.first_line, self.tgt_origin = name, origin, key, first_line, tgt_origin
+        self._load, self._ds = load, None
+
+    @property
+    def ds(self):
+        if self._ds is None:
+            self._ds = self._load()
+        return self._ds
 
     def __len__(self) -> int:
         return len(self.ds)
-
-    tgt_origin: str = ""  # the target side's file, when it has its own
 
     def where(self, i: int, side: str = "src") -> str:
         origin = self.tgt_origin if side == "tgt" and self.tgt_origin else self.origin
@@ -108,16 +110,15 @@ class Corpus:
                 return None  # no validation files: training holds some pairs out
             return _text_split(self.path, name, src, tgt)
         if self.kind == "table":
-            ds, origin, first = self._table(name)
-        else:
-            ds, origin, first = self._dicts()[name], f"{self.spec} ({name})", None
-        ds = _pair_columns(ds, origin, src, tgt, self.cfg.columns)
-        return PairSplit(name, ds, origin, first, ds._fingerprint)
+            return self._table(name, src, tgt)
+        origin = f"{self.spec} ({name})"
+        ds = _pair_columns(self._dicts()[name], origin, src, tgt, self.cfg.columns)
+        return PairSplit(name, origin, lambda: ds, ds._fingerprint)
 
     def _names(self) -> list[str]:
         return list(self.files) if self.kind == "table" else list(self._dicts())
 
-    def _table(self, name: str):
+    def _table(self, name: str, src: str, tgt: str) -> PairSplit:
         import datasets
 
         path = self.files[name]
@@ -129,11 +130,18 @@ class Corpus:
                 kw["column_names"] = [f"c{i}" for i in range(1, 1 + _n_fields(path, kw.get("sep", ",")))]
         if builder != "parquet":
             scan_text(path, inner_cr=True)  # invalid UTF-8 named by its line, before the builder meets it
-        try:
-            ds = datasets.load_dataset(builder, data_files={"x": str(path)}, split="x", **kw)
-        except Exception as e:  # a malformed table: the builder's reason, in one line
-            raise MtxError(f"{path}: cannot read as {path.suffix[1:]} ({_reason(e)})") from None
-        return ds, str(path), (2 if header else 1) if builder == "csv" else (1 if builder == "json" else None)
+        files, columns = {"x": str(path)}, self.cfg.columns
+
+        def load():
+            try:
+                ds = datasets.load_dataset(builder, data_files=files, split="x", **kw)
+            except Exception as e:  # a malformed table: the builder's reason, in one line
+                raise MtxError(f"{path}: cannot read as {path.suffix[1:]} ({_reason(e)})") from None
+            return _pair_columns(ds, str(path), src, tgt, columns)
+
+        key = f"{_builder_id(builder, files, kw)}|{columns}|{src}|{tgt}"
+        first = (2 if header else 1) if builder == "csv" else (1 if builder == "json" else None)
+        return PairSplit(name, str(path), load, key, first)
 
     def _dicts(self) -> dict:
         import datasets
@@ -231,14 +239,25 @@ def _text_split(data_dir: Path, split: str, src: str, tgt: str) -> PairSplit:
         )
     if counts[0] == 0:
         raise MtxError(f"{paths[0]}: file is empty")
-    sides = []
-    for p, col in zip(paths, ("src", "tgt"), strict=True):
-        d = datasets.load_dataset("text", data_files={"x": str(p)}, split="x")
-        if len(d) != counts[0]:
-            raise MtxError(f"{p}: datasets read {len(d)} lines where {counts[0]} were expected")
-        sides.append(d.rename_column("text", col))
-    key = "|".join(d._fingerprint for d in sides)
-    return PairSplit(split, datasets.concatenate_datasets(sides, axis=1), str(paths[0]), 1, key, str(paths[1]))
+
+    def load():
+        sides = []
+        for p, col in zip(paths, ("src", "tgt"), strict=True):
+            d = datasets.load_dataset("text", data_files={"x": str(p)}, split="x")
+            if len(d) != counts[0]:
+                raise MtxError(f"{p}: datasets read {len(d)} lines where {counts[0]} were expected")
+            sides.append(d.rename_column("text", col))
+        return datasets.concatenate_datasets(sides, axis=1)
+
+    key = "|".join(_builder_id("text", {"x": str(p)}, {}) for p in paths)
+    return PairSplit(split, str(paths[0]), load, key, 1, str(paths[1]))
+
+
+def _builder_id(builder: str, files: dict, kw: dict) -> str:
+    """The id `datasets` gives these files read with these options (it changes with a file's date or size)."""
+    import datasets
+
+    return datasets.load_dataset_builder(builder, data_files=files, **kw).config_id
 
 
 def scan_text(path: Path, inner_cr: bool = False) -> int:

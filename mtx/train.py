@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -140,7 +141,7 @@ class Trainer:
             f"step {step} | ep {self.pos.epoch} | loss {loss:.3f} | lr {lr:.2e} | {tps / 1000:.1f}k tok/s{left_s}"
         )
         rec = {"step": step, "epoch": self.pos.epoch, "train_s": round(budget.elapsed(), 1), "train_loss": loss}
-        self.write_log(rec | {"lr": lr, "tokens_per_s": round(tps * self.world.size, 1)})
+        self.write_log(rec | {"lr": lr, "tokens_per_s": round(tps * self.world.size, 1), "rss_mb": rss_mb()})
         self.loss_sum.zero_()
         self.loss_tokens.zero_()
         self.tokens, self.window_start = 0, now
@@ -220,6 +221,15 @@ class Trainer:
         self.eval_cost = self.clock() - t0
         self.status.close()
         self.log("eval " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+
+
+def rss_mb() -> float | None:
+    """This process' resident memory now (Linux), to see in the log whether training grows."""
+    try:
+        with open("/proc/self/statm") as f:
+            return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError):
+        return None
 
 
 def train(
