@@ -158,6 +158,11 @@ class TrainBatches:
         pool = torch.cat(drawn)
         return pool[torch.randperm(len(pool), generator=g)]
 
+    def release(self) -> None:
+        """Give back the memory-mapped pages that batches have read (they are read again when needed)."""
+        self.src.release()
+        self.tgt.release()
+
     def n_tgt(self, idx) -> int:
         """Target tokens (EOS included) of a batch, without building it."""
         return int(self.tgt_len[torch.as_tensor(idx)].sum())

@@ -134,6 +134,10 @@ def _read_and_encode(cfg: Config, corpus: Corpus, pairs: list[P.Pair], proto: by
             v = corpus.split("valid", s, t)
             valid.append(None if v is None else _texts(v.ds, v.name))
     seconds["read_s"] = time.time() - t0
+
+    def loaded() -> float:
+        return sum(s.load_s for s in train)
+
     log(f"checked {corpus} ({seconds['read_s']:.1f}s)")
     t0 = time.time()
     if proto is None:
@@ -148,16 +152,19 @@ def _read_and_encode(cfg: Config, corpus: Corpus, pairs: list[P.Pair], proto: by
             with spinner("training the tokenizer"):
                 sample = tokenizer_sample(pairs, train, d.spm_sample_sentences, cfg.train.seed)
                 proto = Tokenizer.train(sample, vocab, kind, coverage, symbols=symbols).proto
+            for split in train:
+                split.release()
             atomic_write(path, proto)
             log(f"trained the tokenizer on a sample of {d.spm_sample_sentences} sentences ({time.time() - t0:.1f}s)")
-    seconds["tokenizer_s"] = time.time() - t0
-    t0, parts = time.time(), []
+    seconds["tokenizer_s"] = time.time() - t0 - loaded()  # the builders' reading counts in read_s
+    t0, parts, before = time.time(), [], loaded()
     for split, v in zip(train, valid, strict=True):
         enc, cached = encode_split(split, proto, d.num_proc)
         parts.append((split, enc, v, cached))
     hits = sum(p[3] for p in parts)
     how = "from the cache" if hits == len(parts) else f"{len(parts) - hits} of {len(parts)} splits encoded"
-    seconds["encode_s"] = time.time() - t0
+    seconds["encode_s"] = time.time() - t0 - (loaded() - before)
+    seconds["read_s"] += loaded()
     log(f"encoded training pairs {how} ({seconds['encode_s']:.1f}s)")
     return parts, proto
 
@@ -183,14 +190,25 @@ def tokenizer_sample(pairs: list[P.Pair], train: list[PairSplit], limit: int, se
         yield from _column(split, _sample(rng, len(split), k), col)
 
 
-def _sample(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
-    return np.arange(n) if k >= n else np.sort(rng.choice(n, k, replace=False))
+def _sample(rng: np.random.Generator, n: int, k: int, block: int = 256) -> np.ndarray:
+    """`k` of `n` rows (all when k >= n): seeded random blocks of `block` consecutive rows, ascending."""
+    if k >= n:
+        return np.arange(n)
+    starts = np.sort(rng.choice(n // block, -(-k // block), replace=False)) * block
+    return (starts[:, None] + np.arange(block)).ravel()[:k]
 
 
 def _column(split: PairSplit, idx: np.ndarray, col: str) -> Iterator[str]:
-    ds = split.ds if len(idx) == len(split) else split.ds.select(idx)
-    for batch in ds.select_columns([col]).iter(batch_size=10_000):
-        yield from (x for x in batch[col] if x and x.strip())
+    """Rows `idx` (ascending) of one column, read in runs of consecutive rows; the memory-mapped pages read are
+    given back after each run, so that sampling a large table never makes it resident (a touched row maps a
+    whole large page of the file)."""
+    ds = split.ds.select_columns([col])
+    cuts = np.flatnonzero(np.diff(idx) != 1) + 1
+    for run in np.split(idx, cuts):
+        for a in range(int(run[0]), int(run[-1]) + 1, 10_000):
+            texts = ds[a : min(a + 10_000, int(run[-1]) + 1)][col]
+            split.release()
+            yield from (x for x in texts if x and x.strip())
 
 
 def clean(

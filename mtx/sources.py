@@ -15,6 +15,7 @@ WMT-style `translation` column of {lang: sentence}. A split is a `datasets.Datas
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from mtx.config import DataConfig
@@ -37,12 +38,23 @@ class PairSplit:
     def __init__(self, name: str, origin: str, load, key: str, first_line: int | None = None, tgt_origin: str = ""):
         self.name, self.origin, self.key, self.first_line, self.tgt_origin = name, origin, key, first_line, tgt_origin
         self._load, self._ds = load, None
+        self.load_s = 0.0  # seconds the builder took (reading the files into Arrow, or finding its cache)
 
     @property
     def ds(self):
         if self._ds is None:
+            t0 = time.time()
             self._ds = self._load()
+            self.load_s = time.time() - t0
+            self.release()
         return self._ds
+
+    def release(self) -> None:
+        """Give back the pages of the memory-mapped text read so far (mtx/encode.py `release_pages`)."""
+        if self._ds is not None:
+            from mtx.encode import cache_files, release_pages
+
+            release_pages(cache_files(self._ds))
 
     def __len__(self) -> int:
         return len(self.ds)

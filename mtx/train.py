@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from mtx import checkpoint, distributed, train_state
+from mtx import checkpoint, distributed, memory, train_state
 from mtx.averaging import WeightAverage
 from mtx.batching import collate, sorted_batches
 from mtx.budget import Budget
@@ -141,7 +140,7 @@ class Trainer:
             f"step {step} | ep {self.pos.epoch} | loss {loss:.3f} | lr {lr:.2e} | {tps / 1000:.1f}k tok/s{left_s}"
         )
         rec = {"step": step, "epoch": self.pos.epoch, "train_s": round(budget.elapsed(), 1), "train_loss": loss}
-        self.write_log(rec | {"lr": lr, "tokens_per_s": round(tps * self.world.size, 1), "rss_mb": rss_mb()})
+        self.write_log(rec | {"lr": lr, "tokens_per_s": round(tps * self.world.size, 1), "rss_mb": memory.rss_mb()})
         self.loss_sum.zero_()
         self.loss_tokens.zero_()
         self.tokens, self.window_start = 0, now
@@ -223,15 +222,6 @@ class Trainer:
         self.log("eval " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
 
 
-def rss_mb() -> float | None:
-    """This process' resident memory now (Linux), to see in the log whether training grows."""
-    try:
-        with open("/proc/self/statm") as f:
-            return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-    except (OSError, ValueError):
-        return None
-
-
 def train(
     cfg: Config,
     data_dir: Path | str,
@@ -248,6 +238,7 @@ def train(
     config with the changes `config.check_resume` allows. `should_stop(step)`: asked at every sync point (every
     step in one process); True stops as an interrupt would. `clock`: seconds, for the time budget (tests)."""
     started, tc = clock(), cfg.validate().train
+    memory.bound_kernel_cache()
     if tc.tensorboard:
         TensorBoardLog.writer_class()  # installed? (before the data is read)
     world, device = distributed.setup(resolve_device(tc.device))
@@ -302,6 +293,9 @@ def train(
                 pos.batch_in_epoch += per_update
                 if t.avg.due(frac):
                     t.avg.add(pos.step)
+                data.train.release()  # resident memory: the index, not the memory-mapped corpus read so far
+                if pos.step % 10 == 0:
+                    memory.trim()  # nor freed heap blocks
                 if pos.step % tc.log_every == 0:
                     t.report(lr, budget)
                 if pos.step % tc.eval_every == 0:

@@ -1,6 +1,7 @@
 """Every input kind `--data` takes, the encoding cache, held-out validation, cleaning rules and their errors."""
 
 import json
+from pathlib import Path
 
 import datasets
 import huggingface_hub
@@ -214,3 +215,62 @@ def test_gathering_across_chunks_with_tags_equals_padded_lists():
     want = collate([[int(tags[i])] + seqs[rows[i]] for i in idx], [tgts[rows[i]] for i in idx])
     for name in ("src", "src_mask", "tgt_in", "tgt_out"):
         assert torch.equal(getattr(got, name), getattr(want, name)), name
+
+
+def _mapped_kb(path) -> int:
+    """Resident KiB of this process' mappings of `path` (/proc/self/smaps)."""
+    total, mine = 0, False
+    for line in open("/proc/self/smaps"):
+        head = line.split()
+        if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+            mine = len(head) >= 6 and head[-1] == str(path)
+        elif mine and line.startswith("Rss:"):
+            total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux only")
+def test_release_gives_back_mapped_pages_and_keeps_the_data(tmp_path):
+    ids = [[int(x) for x in np.arange(i % 50 + 1) + 4] for i in range(40_000)]
+    ds = datasets.Dataset.from_dict({"src_ids": ids}).with_format(None)
+    path = tmp_path / "ids.arrow"
+    ds.map(lambda b: b, batched=True, cache_file_name=str(path))
+    mapped = datasets.Dataset.from_file(str(path))
+    col = IdColumn.of(mapped, "src_ids")  # releases once built
+    rows = np.arange(0, 40_000, 7)
+    before, _ = col.gather(rows)
+    assert _mapped_kb(path) > 1000  # reading made the file resident
+    col.release()
+    assert _mapped_kb(path) < 200
+    after, _ = col.gather(rows)  # read again from the page cache, the same
+    assert np.array_equal(before, after) and after[0, 0] == 4
+
+
+def test_bench_data_prints_cold_and_cached(tmp_path):
+    from typer.testing import CliRunner
+
+    from mtx.cli import app
+
+    write_corpus(tmp_path / "c", {"train": 300, "val": 20})
+    r = CliRunner().invoke(app, ["bench", "data", "--data", str(tmp_path / "c"), "--workdir", str(tmp_path / "w"),
+                                 "--set", "model.vocab_size=100"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    cold, cached = (json.loads(x) for x in r.stdout.splitlines())
+    assert (cold["run"], cold["cache"], cached["run"], cached["cache"]) == ("cold", ["written"], "cached", ["hit"])
+    assert cold["train_pairs"] == cached["train_pairs"] == 300 and 0 <= cold["padding_fraction"] < 1
+    assert cold["peak_rss_mb"] > 0 and cached["tokenizer_s"] < cold["tokenizer_s"] + 1
+
+
+def test_tokenizer_sample_is_bounded_seeded_and_from_both_sides(tmp_path):
+    from mtx.data import tokenizer_sample
+
+    pairs = _pairs(3000, 10)
+    _tsv(tmp_path / "c.tsv", pairs)
+    split = Corpus(tmp_path / "c.tsv", build_config(None, SETTINGS).data).split("train", "de", "en")
+    sample = list(tokenizer_sample([("de", "en")], [split], 1000, seed=1))
+    assert len(sample) == 1000 and sample == list(tokenizer_sample([("de", "en")], [split], 1000, seed=1))
+    assert sample != list(tokenizer_sample([("de", "en")], [split], 1000, seed=2))
+    src, tgt = sample[:500], sample[500:]
+    by_src = dict(pairs)
+    assert [by_src[x] for x in src] == tgt  # the same rows of both sides
+    assert len(list(tokenizer_sample([("de", "en")], [split], 10_000, seed=1))) == 6000  # all, when fewer
