@@ -220,7 +220,9 @@ def test_gathering_across_chunks_with_tags_equals_padded_lists():
 def _mapped_kb(path) -> int:
     """Resident KiB of this process' mappings of `path` (/proc/self/smaps)."""
     total, mine = 0, False
-    for line in open("/proc/self/smaps"):
+    with open("/proc/self/smaps") as f:
+        lines = f.readlines()
+    for line in lines:
         head = line.split()
         if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
             mine = len(head) >= 6 and head[-1] == str(path)
