@@ -276,3 +276,26 @@ def test_tokenizer_sample_is_bounded_seeded_and_from_both_sides(tmp_path):
     by_src = dict(pairs)
     assert [by_src[x] for x in src] == tgt  # the same rows of both sides
     assert len(list(tokenizer_sample([("de", "en")], [split], 10_000, seed=1))) == 6000  # all, when fewer
+
+
+def test_train_and_evaluate_a_table_corpus_end_to_end(tmp_path):
+    """A directory of TSV splits: training reads train and validation, evaluate finds the model's corpus and its
+    test split without --data."""
+    from typer.testing import CliRunner
+
+    from mtx.cli import app
+
+    (tmp_path / "c").mkdir()
+    for name, n, seed in (("train", 200, 11), ("validation", 10, 12), ("test", 12, 13)):
+        _tsv(tmp_path / "c" / f"{name}.tsv", _pairs(n, seed))
+    args = ["train", "--data", str(tmp_path / "c"), "--out", str(tmp_path / "m"), "--device", "cpu"]
+    for s in [*SETTINGS, "train.max_steps=20", "train.eval_every=20"]:
+        args += ["--set", s]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "m" / "data.json").read_text())["pairs"]["de-en"]["rows"] == 200
+    r = CliRunner().invoke(app, ["evaluate", "--model", str(tmp_path / "m"), "--beam", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout.splitlines()[-1])
+    assert (rec["split"], rec["pair"]) == ("test", "de-en") and 0 <= rec["bleu"] <= 100
+    assert len((tmp_path / "m" / "test.hyp.en").read_text(encoding="utf-8").splitlines()) == 12
