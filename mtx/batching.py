@@ -7,12 +7,12 @@ shifted by one. Masks are built here, once, and nowhere else.
 from __future__ import annotations
 
 import bisect
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from mtx.encode import IdColumn
 from mtx.tokenizer import BOS, EOS, PAD, UNK
 
 
@@ -104,43 +104,46 @@ def sorted_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
 class TrainBatches:
     """Training batches for one epoch at a time: shuffled, length-sorted, token-budgeted, deterministic by seed.
 
-    The corpus is encoded once into flat int32 arrays (source `x EOS`, target `BOS y EOS`) with offsets; a batch
-    is gathered from them by a few vectorised ops (tens of microseconds, where padding Python lists took
-    milliseconds: on a GPU the host's time per step is what bounds small batches)."""
+    Examples are rows of two `IdColumn`s (mtx/encode.py: memory-mapped Arrow columns, or lists in tests), `rows`
+    saying which rows train (after cleaning and any held-out validation) and `tags` the target-language tag each
+    source starts with (None: no tags). A batch is gathered from the columns by a few vectorised ops: source
+    `[tag] x EOS`, decoder input `BOS y`, output `y EOS`. Memory: a few bytes of index per example."""
 
     def __init__(
         self,
-        src: list[list[int]],
-        tgt: list[list[int]],
+        src: IdColumn | list[list[int]],
+        tgt: IdColumn | list[list[int]],
         batch_tokens: int,
         seed: int,
         groups: list[tuple[int, int]] | None = None,
+        rows: np.ndarray | None = None,
+        tags: np.ndarray | None = None,
     ):
-        """`groups`: for a corpus of several pairs, each pair's (first index, examples in an epoch); an epoch then
+        """`groups`: for a corpus of several pairs, each pair's (first example, examples in an epoch); an epoch then
         draws that many of the pair's examples (all of them when the count is its size, a seeded sample without
         replacement when smaller, repeated passes when larger). None: every example once an epoch."""
-        self.batch_tokens = batch_tokens
-        self.seed = seed
-        self.groups = groups
-        self.src_flat, self.src_off, self.src_len = _flatten(src, [], [EOS])
-        self.tgt_flat, self.tgt_off, self.tgt_len = _flatten(tgt, [BOS], [EOS])
-        self.tgt_len -= 1  # decoder positions: BOS y (in) and y EOS (out)
-        # a batch costs n * max(src_len, tgt_len) tokens (EOS/BOS included)
+        self.src = src if isinstance(src, IdColumn) else IdColumn.from_lists(src)
+        self.tgt = tgt if isinstance(tgt, IdColumn) else IdColumn.from_lists(tgt)
+        self.rows = np.arange(len(self.src), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
+        self.tags = tags
+        self.batch_tokens, self.seed, self.groups = batch_tokens, seed, groups
+        # decoder positions: BOS y (in) and y EOS (out); a batch costs n * max(src_len, tgt_len) tokens
+        self.src_len = torch.from_numpy(self.src.lengths[self.rows] + 1 + (tags is not None))
+        self.tgt_len = torch.from_numpy(self.tgt.lengths[self.rows] + 1)
         self.lengths = torch.maximum(self.src_len, self.tgt_len)
 
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def epoch(self, epoch: int) -> list[list[int]]:
-        """The batches (lists of example indices) of `epoch`, in training order."""
+    def epoch(self, epoch: int) -> list[np.ndarray]:
+        """The batches (arrays of example indices) of `epoch`, in training order."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         perm = torch.randperm(len(self), generator=g)  # random tie-breaking among equal lengths
         if self.groups is not None:
             perm = self._draw(g)
-        key = self.lengths * (int(self.src_len.max()) + 1) + self.src_len
-        order = perm[torch.sort(key[perm], stable=True).indices]
-        ranges = bucket_ascending(self.lengths[order].tolist(), self.batch_tokens)
-        order = order.tolist()
+        key = self.lengths.long() * (int(self.src_len.max()) + 1) + self.src_len
+        order = perm[torch.sort(key[perm], stable=True).indices].numpy()
+        ranges = bucket_ascending(self.lengths.numpy()[order].astype(np.int64), self.batch_tokens)
         batches = [order[a:b] for a, b in ranges]
         return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
 
@@ -155,30 +158,32 @@ class TrainBatches:
         pool = torch.cat(drawn)
         return pool[torch.randperm(len(pool), generator=g)]
 
-    def n_tgt(self, idx: list[int]) -> int:
+    def release(self) -> None:
+        """Give back the memory-mapped pages that batches have read (they are read again when needed)."""
+        self.src.release()
+        self.tgt.release()
+
+    def n_tgt(self, idx) -> int:
         """Target tokens (EOS included) of a batch, without building it."""
-        return int(self.tgt_len[torch.tensor(idx)].sum())
+        return int(self.tgt_len[torch.as_tensor(idx)].sum())
 
-    def collate(self, idx: list[int]) -> Batch:
-        """The same batch as `collate(src[idx], tgt[idx])`, gathered from the flat arrays."""
-        i = torch.tensor(idx)
-        src, src_mask = _gather(self.src_flat, self.src_off[i], self.src_len[i])
-        tgt_in, _ = _gather(self.tgt_flat, self.tgt_off[i], self.tgt_len[i])
-        tgt_out, _ = _gather(self.tgt_flat, self.tgt_off[i] + 1, self.tgt_len[i])
-        return Batch(src, src_mask, tgt_in, tgt_out)
-
-
-def _flatten(seqs: list[list[int]], prefix: list[int], suffix: list[int]):
-    """(flat int32 ids of prefix + s + suffix for each s, offsets, lengths)."""
-    lens = torch.tensor([len(s) for s in seqs], dtype=torch.long) + len(prefix) + len(suffix)
-    total = int(lens.sum())
-    flat = np.fromiter(itertools.chain.from_iterable(prefix + s + suffix for s in seqs), np.int32, count=total)
-    return torch.from_numpy(flat), torch.cumsum(lens, 0) - lens, lens
+    def collate(self, idx) -> Batch:
+        """The same batch as `collate(src[idx], tgt[idx])` (with each source's tag), gathered from the columns."""
+        rows = self.rows[np.asarray(idx)]
+        x, xn = self.src.gather(rows)
+        y, yn = self.tgt.gather(rows)
+        first = None if self.tags is None else self.tags[np.asarray(idx)]
+        src = _ends(x, xn, first, EOS)
+        return Batch(src, src != PAD, _ends(y, yn, BOS, None), _ends(y, yn, None, EOS))
 
 
-def _gather(flat: torch.Tensor, off: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows flat[off_i : off_i + len_i], right-padded with PAD to the longest: (ids (B, M) long, mask)."""
-    j = torch.arange(int(lens.max()))
-    mask = j < lens[:, None]
-    pos = (off[:, None] + j).clamp_(max=len(flat) - 1)
-    return flat[pos].long().masked_fill_(~mask, PAD), mask
+def _ends(ids: np.ndarray, lens: np.ndarray, first, last) -> torch.Tensor:
+    """`first` (an id, or one per row) before and `last` after each row's `lens` ids: (B, M + extras) long."""
+    k = first is not None
+    out = torch.full((len(ids), ids.shape[1] + k + (last is not None)), PAD, dtype=torch.long)
+    out[:, k : k + ids.shape[1]] = torch.from_numpy(ids)
+    if k:
+        out[:, 0] = torch.as_tensor(first)
+    if last is not None:
+        out[torch.arange(len(ids)), torch.from_numpy(lens) + k] = last
+    return out

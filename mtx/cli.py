@@ -119,7 +119,12 @@ def _lines(path: Path | None) -> Iterator[str]:
 @friendly
 def train(
     data: Annotated[
-        Path | None, typer.Option(help="Directory of {split}.{lang} files.", show_default="$MTX_DATA or Multi30k")
+        str | None,
+        typer.Option(
+            help="A directory of {split}.{lang} files, a TSV/CSV/JSONL/Parquet file (or a directory of "
+            "{split}.EXT), a save_to_disk directory, or hf:NAME[:CONFIG].",
+            show_default="data.path, $MTX_DATA or Multi30k",
+        ),
     ] = None,
     src: Annotated[str | None, typer.Option(help="Source language code.", show_default="de")] = None,
     tgt: Annotated[str | None, typer.Option(help="Target language code.", show_default="en")] = None,
@@ -164,6 +169,7 @@ def train(
     from mtx.config import Config, build_config, check_resume, configure
     from mtx.corpus import ensure_data_dir
     from mtx.pairs import languages, pairs_of
+    from mtx.sources import data_spec
     from mtx.step import resolve_device
     from mtx.train import train as run_train
     from mtx.train_state import find_state, load_state, model_dir_of
@@ -172,6 +178,7 @@ def train(
     if pairs is not None and (src is not None or tgt is not None):
         raise UsageError("--pairs names every direction: leave out --src and --tgt")
     flags = {"train.device": dev.type, "data.src": src, "data.tgt": tgt, "train.accum": accum, "data.pairs": pairs}
+    flags["data.path"] = data
     flags |= {"train.compile": True if compile_ else None, "train.time_budget_min": time_budget}
     overrides = _overrides(set_, flags)
     if resume is None:
@@ -184,9 +191,9 @@ def train(
         out = model_dir_of(resume) if out == DEFAULT_MODEL else out
     log = functools.partial(typer.echo, err=True)
     directions = pairs_of(cfg.data)
-    data_dir = ensure_data_dir(data, tuple(languages(directions)), log)
-    log(f"training {', '.join(f'{s}->{t}' for s, t in directions)} on {data_dir} -> {out}")
-    summary = run_train(cfg, data_dir, out, log=log, resume=resume)
+    spec = data_spec(None, cfg.data) or ensure_data_dir(None, tuple(languages(directions)), log)
+    log(f"training {', '.join(f'{s}->{t}' for s, t in directions)} on {spec} -> {out}")
+    summary = run_train(cfg, spec, out, log=log, resume=resume)
     summary.pop("history")
     typer.echo(json.dumps(summary))
 
@@ -265,9 +272,11 @@ def translate(
 @friendly
 def evaluate(
     model: Annotated[Path, typer.Option(help="Model directory.")] = DEFAULT_MODEL,
-    data: Annotated[Path | None, typer.Option(help="Directory of {split}.{lang} files.")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Corpus (any --data form of mtx train).", show_default="the model's corpus")
+    ] = None,
     split: Annotated[
-        str | None, typer.Option(help="Split to decode.", show_default="the model's data.test_split")
+        str | None, typer.Option(help="Split to decode.", show_default="the model's data.test_split, or test")
     ] = None,
     src_file: Annotated[Path | None, typer.Option(help="Source file (instead of --data/--split).")] = None,
     ref_file: Annotated[Path | None, typer.Option(help="Reference file (with --src-file).")] = None,
@@ -296,7 +305,8 @@ def evaluate(
     A decoded too, and sacreBLEU's paired bootstrap and approximate randomisation tests of this model against A).
     A model of several pairs is scored on each (a table), or on --pair."""
     from mtx import pairs as P
-    from mtx.corpus import check_parallel, ensure_data_dir, read_lines, split_paths
+    from mtx.corpus import check_parallel, ensure_data_dir, read_lines
+    from mtx.sources import Corpus, data_spec
 
     t0 = time.time()
     translator, cfg = _load(model, device, beam, batch_tokens, alpha=alpha, engine=engine)
@@ -317,19 +327,19 @@ def evaluate(
             have, want = ", ".join(P.name(p) for p in base_trained), f"{src or '?'}-{tgt}"
             raise UsageError(f"--compare {compare}: translates {have}, --model {model} translates {want}")
         baseline.prefix = P.prefix_ids(baseline.tokenizer, base_trained, tgt)
-    split = split or (src_file.stem if src_file is not None else cfg.data.test_split)
+    corpus = None
+    if src_file is None:
+        spec = data_spec(data, cfg.data) or ensure_data_dir(None, tuple(P.languages(directions)), echo_err)
+        corpus = Corpus(spec, cfg.data)
     rows = []
     for src, tgt in directions:
         if src_file is None:
             if src is None:
                 raise UsageError(f"the model translates into {tgt} from several languages: name one with --pair")
-            log = functools.partial(typer.echo, err=True)
-            data_dir = ensure_data_dir(data, (src, tgt), log)
-            sf, rf = split_paths(data_dir, split, src, tgt)
+            sources, refs, split = _test_split(corpus, split, src, tgt)
         else:
-            sf, rf = src_file, ref_file
-        check_parallel(sf, rf)
-        sources, refs = read_lines(sf), read_lines(rf)
+            check_parallel(src_file, ref_file)
+            sources, refs, split = read_lines(src_file), read_lines(ref_file), split or src_file.stem
         translator.prefix = P.prefix_ids(translator.tokenizer, trained, tgt)
         name = f"{src}-{tgt}" if src else f"?-{tgt}"
         hyp_file = output or model / (f"{split}.hyp.{tgt}" if len(trained) == 1 else f"{split}.hyp.{name}")
@@ -353,6 +363,23 @@ def evaluate(
         name = f"{split}.hyp.{tgt}" if len(P.pairs_of(base_cfg.data)) == 1 else f"{split}.hyp.{src}-{tgt}"
         base_hyps = _decode(baseline, r["sources"], split, compare / name)
         _print_comparison(paired_tests(base_hyps, r["hyps"], r["refs"]), compare, model)
+
+
+def _test_split(corpus, split: str | None, src: str, tgt: str) -> tuple[list[str], list[str], str]:
+    """A test split's sources and references (--split, else the corpus' test split); an empty line is an error."""
+    ps = corpus.split("test", src, tgt, split)
+    if ps is None:
+        raise UsageError(f"{corpus}: no test split; name one with --split, or give --src-file and --ref-file")
+    cols = ps.ds.to_dict()
+    for i, (x, y) in enumerate(zip(cols["src"], cols["tgt"], strict=True)):
+        for side, text in (("src", x), ("tgt", y)):
+            if not (text and text.strip()):
+                raise MtxError(f"{ps.where(i, side)}: empty line in a parallel corpus")
+    return cols["src"], cols["tgt"], ps.name
+
+
+def echo_err(text: str) -> None:
+    typer.echo(text, err=True)
 
 
 def _score_pair(translator, sources: list[str], refs: list[str], split: str, hyp_file: Path) -> dict:
@@ -634,6 +661,42 @@ def bench_train(
         peak_tflops = 989.0
     rec = bench.train_throughput(cfg, data or default_data_dir(), dev, steps, warmup, peak_tflops)
     typer.echo(json.dumps(rec))
+
+
+@bench_app.command("data")
+@friendly
+def bench_data(
+    pairs: Annotated[
+        int | None, typer.Option(help="Make a corpus of this many pairs (the default corpus' train, repeated).")
+    ] = None,
+    data: Annotated[str | None, typer.Option(help="Or read this corpus (any --data form of mtx train).")] = None,
+    src: Annotated[str, typer.Option(help="Source language code.")] = "de",
+    tgt: Annotated[str, typer.Option(help="Target language code.")] = "en",
+    workdir: Annotated[
+        Path | None, typer.Option(help="Where to write the made corpus and the caches.", show_default="a temp dir")
+    ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override, e.g. data.num_proc=1.")] = None,
+) -> None:
+    """Prepare a corpus as `mtx train` does, cold (empty cache) and cached, each in a fresh process: one JSON
+    line each with the seconds of reading, tokenizer training and encoding, peak RSS, pairs/s and padding."""
+    import shutil
+    import tempfile
+
+    from mtx import benchdata
+    from mtx.corpus import default_data_dir
+
+    if (pairs is None) == (data is None):
+        raise UsageError("give one of --pairs N (a made corpus) or --data D")
+    _positive("--pairs", pairs)
+    work = workdir or Path(tempfile.mkdtemp(prefix="mtx-bench-data-"))
+    try:
+        spec = data or str(benchdata.make_corpus(work / f"corpus-{pairs}", pairs, default_data_dir(), (src, tgt)))
+        settings = [*(set_ or []), f"data.src={src}", f"data.tgt={tgt}"]
+        for rec in benchdata.run(spec, settings, work / "hf"):
+            typer.echo(json.dumps({"pairs": pairs, "data": data, **rec}))
+    finally:
+        if workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 @app.command()

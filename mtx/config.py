@@ -39,6 +39,11 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    # The corpus (what --data names): a directory of {split}.{lang} files, a TSV/CSV/JSONL/Parquet file or a
+    # directory of {split}.{ext} such files, a save_to_disk directory, or hf:NAME[:CONFIG] (mtx/sources.py).
+    # Empty: $MTX_DATA, else Multi30k.
+    path: str = ""
+    columns: str = ""  # a table's source and target columns, e.g. de,en (1,2: a TSV/CSV without a header)
     src: str = "de"
     tgt: str = "en"
     train_split: str = "train"
@@ -48,6 +53,13 @@ class DataConfig:
     pairs: str = ""
     temperature: float = 5.0  # pair i sampled in proportion to n_i ** (1 / temperature)
     max_tokens: int = 128  # training pairs with a longer side (in pieces) are dropped, with a count; <= max_len
+    max_length_ratio: float = 3.0  # ... and pairs whose longer side has more pieces than this times the shorter
+    strict: bool = False  # an empty line is an error (else the pair is dropped, and the first few named in the log)
+    valid_size: int = 1000  # pairs held out of train (seeded) when the corpus has no validation split
+    # The tokenizer's training sample (seeded, streamed from train): 500k sentences train in ~9 s and 0.7 GB, 1M in
+    # ~16 s and 1.4 GB (docs/data.md)
+    spm_sample_sentences: int = 500_000
+    num_proc: int = 2  # processes that encode a large split (Dataset.map num_proc)
     spm_model_type: str = "unigram"
     spm_character_coverage: float = 1.0
 
@@ -199,6 +211,11 @@ _RULES: list[tuple[str, str, Any]] = [
     ("data.tgt", "must be a language code", lambda v, c: bool(v.strip())),
     ("data.pairs", "expected SRC-TGT[,SRC-TGT...], e.g. de-en,en-de", lambda v, c: not v or _pairs_ok(v)),
     ("data.temperature", *_POS),
+    ("data.max_length_ratio", "must be >= 1 (0: no ratio rule)", lambda v, c: v == 0 or v >= 1),
+    ("data.valid_size", *_POS),
+    ("data.spm_sample_sentences", "must be >= 1000", lambda v, c: v >= 1000),
+    ("data.num_proc", *_POS),
+    ("data.columns", "expected two columns, SRC_COL,TGT_COL", lambda v, c: not v or len(v.split(",")) == 2),
     ("data.max_tokens", *_POS),
     (
         "data.max_tokens",
@@ -393,7 +410,7 @@ def _cpu_has_bf16() -> bool:
 # the saved data position indexes the epoch plan made from the seed and the batch size. (Everything else,
 # such as the time budget, steps, intervals, lr, schedule and optimizer settings, takes effect on resume.)
 FROZEN_ON_RESUME = ("model.", "data.", "train.seed", "train.batch_tokens")
-UNFROZEN = {"data.test_split"}  # only `mtx evaluate` reads it
+UNFROZEN = {"data.test_split", "data.path", "data.num_proc"}  # read by `mtx evaluate` only; where; how fast
 
 
 def check_resume(saved: Config, new: Config, source: str) -> None:

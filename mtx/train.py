@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from mtx import checkpoint, distributed, train_state
+from mtx import checkpoint, distributed, memory, train_state
 from mtx.averaging import WeightAverage
 from mtx.batching import collate, sorted_batches
 from mtx.budget import Budget
@@ -32,6 +32,7 @@ from mtx.model import Transformer, build_model
 from mtx.pairs import name as pair_name
 from mtx.plots import TensorBoardLog, plot_runs
 from mtx.schedule import lr_at
+from mtx.sources import Corpus
 from mtx.step import autocast, compiled, loss_fn, make_optimizer, resolve_device, train_step
 from mtx.tokenizer import Tokenizer
 from mtx.translator import Translator
@@ -139,7 +140,7 @@ class Trainer:
             f"step {step} | ep {self.pos.epoch} | loss {loss:.3f} | lr {lr:.2e} | {tps / 1000:.1f}k tok/s{left_s}"
         )
         rec = {"step": step, "epoch": self.pos.epoch, "train_s": round(budget.elapsed(), 1), "train_loss": loss}
-        self.write_log(rec | {"lr": lr, "tokens_per_s": round(tps * self.world.size, 1)})
+        self.write_log(rec | {"lr": lr, "tokens_per_s": round(tps * self.world.size, 1), "rss_mb": memory.rss_mb()})
         self.loss_sum.zero_()
         self.loss_tokens.zero_()
         self.tokens, self.window_start = 0, now
@@ -223,7 +224,7 @@ class Trainer:
 
 def train(
     cfg: Config,
-    data_dir: Path,
+    data_dir: Path | str,
     out_dir: Path,
     log: Callable[[str], None] = print,
     resume: Path | None = None,
@@ -237,6 +238,7 @@ def train(
     config with the changes `config.check_resume` allows. `should_stop(step)`: asked at every sync point (every
     step in one process); True stops as an interrupt would. `clock`: seconds, for the time budget (tests)."""
     started, tc = clock(), cfg.validate().train
+    memory.bound_kernel_cache()
     if tc.tensorboard:
         TensorBoardLog.writer_class()  # installed? (before the data is read)
     world, device = distributed.setup(resolve_device(tc.device))
@@ -250,7 +252,7 @@ def train(
         info, tensors, proto = train_state.load_state(state_dir)
         tok = Tokenizer(proto)
         log(f"resuming from {state_dir} (step {info['step']}, epoch {info['epoch']})")
-    data = prepare_data(cfg, data_dir, log, tok, world)
+    data = prepare_data(cfg, Corpus(data_dir, cfg.data), log, tok, world)
     t = Trainer(cfg, out_dir, world, data, log, clock, info, started)
     n_params = sum(p.numel() for p in t.model.parameters())
     log(f"model: {n_params / 1e6:.1f}M parameters on {device}; batch {tc.batch_tokens} tokens")
@@ -265,6 +267,8 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     if resume is None and world.main:
         (out_dir / "train_log.jsonl").write_text("")
+    if world.main:  # what was read, dropped and held out, per pair
+        (out_dir / "data.json").write_text(json.dumps({"corpus": data.dir, "pairs": data.report}, indent=1) + "\n")
     spent, final_evals = info.get("train_s", 0.0), 2 if tc.average else 1
     budget = Budget(tc.time_budget_min, tc.max_steps, tc.max_epochs, clock, spent, final_evals)
     sync_every = 1 if world.size == 1 else tc.log_every  # under torchrun, agreeing costs a collective
@@ -289,6 +293,9 @@ def train(
                 pos.batch_in_epoch += per_update
                 if t.avg.due(frac):
                     t.avg.add(pos.step)
+                data.train.release()  # resident memory: the index, not the memory-mapped corpus read so far
+                if pos.step % 10 == 0:
+                    memory.trim()  # nor freed heap blocks
                 if pos.step % tc.log_every == 0:
                     t.report(lr, budget)
                 if pos.step % tc.eval_every == 0:

@@ -122,7 +122,7 @@ def test_error_train_data_problems(tmp_path):
     (d / "train.de").write_text("Ein hund.\nZwei.\n", encoding="utf-8")
     (d / "train.en").write_bytes(b"A dog.\n\xff\n")
     _one_line_error(run("train", "--data", d, "--out", tmp_path / "m"), 1, "train.en:2: invalid UTF-8")
-    _one_line_error(run("train", "--data", tmp_path / "nope", "--out", tmp_path / "m"), 1, "data directory not found")
+    _one_line_error(run("train", "--data", tmp_path / "nope", "--out", tmp_path / "m"), 1, "data not found")
     _one_line_error(run("train", "--data", d, "--set", "model.dmodel=3"), 2, "unknown config key 'model.dmodel'")
 
 

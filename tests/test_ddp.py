@@ -60,6 +60,7 @@ def test_time_budget_with_a_slow_rank_keeps_replicas_identical(tiny_corpus, tmp_
     worker = str(Path(__file__).parent / "ddp_worker.py")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", worker]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent.parent)}
+    env["HF_HOME"] = str(tmp_path / "hf")  # empty caches: rank 0 trains the tokenizer and encodes, rank 1 reads
     r = subprocess.run(
         [*cmd, str(tiny_corpus), str(out), *settings], capture_output=True, text=True, timeout=300, env=env
     )

@@ -101,7 +101,7 @@ def test_tags_only_on_multi_target_sources(corpus3):
     assert [v.prefix for v in data.valid] == [[tags["en"]], [tags["de"]], [tags["en"]]]
     for v in data.valid:
         assert all(x[0] == v.prefix[0] and v.prefix[0] not in x[1:] for x in v.src)
-    firsts = data.train.src_flat[data.train.src_off]
+    firsts = data.train.collate(range(len(data.train))).src[:, 0]
     assert int((firsts == tags["de"]).sum()) == 150 and int((firsts == tags["en"]).sum()) == 300
     assert any("de-en 150 (33.3%), en-de 150 (33.3%), fr-en 150 (33.3%)" in x for x in logs), logs
 
