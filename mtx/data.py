@@ -129,7 +129,8 @@ def _read_and_encode(cfg: Config, corpus: Corpus, pairs: list[P.Pair], proto: by
         for s, t in pairs:
             split = corpus.split("train", s, t)
             if split is None:
-                raise MtxError(f"{corpus}: no training split (expected {d.train_split!r} or 'train')")
+                names = " or ".join(repr(x) for x in dict.fromkeys((d.train_split, "train")))
+                raise MtxError(f"{corpus}: no training split (expected {names})")
             train.append(split)
             v = corpus.split("valid", s, t)
             valid.append(None if v is None else _texts(v.ds, v.name))

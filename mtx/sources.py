@@ -93,8 +93,10 @@ class Corpus:
         elif (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
             self.kind, self._dict = "disk", None
         else:
-            tables = {p.stem: p for p in sorted(path.iterdir()) if p.suffix in TABLE_BUILDERS and p.is_file()}
-            self.kind = "table" if tables else "text"
+            files = [p for p in sorted(path.iterdir()) if p.is_file()]
+            tables = {p.stem: p for p in files if p.suffix in TABLE_BUILDERS}
+            text = any(p.stem == cfg.train_split and p.suffix not in TABLE_BUILDERS for p in files)
+            self.kind = "table" if tables and not text else "text"  # {train}.{lang} files: a text directory
             self.files = tables
         self.path = path
 

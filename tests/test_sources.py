@@ -299,3 +299,10 @@ def test_train_and_evaluate_a_table_corpus_end_to_end(tmp_path):
     rec = json.loads(r.stdout.splitlines()[-1])
     assert (rec["split"], rec["pair"]) == ("test", "de-en") and 0 <= rec["bleu"] <= 100
     assert len((tmp_path / "m" / "test.hyp.en").read_text(encoding="utf-8").splitlines()) == 12
+
+
+def test_a_text_directory_with_other_tables_beside_it_stays_text(tmp_path):
+    write_corpus(tmp_path, {"train": 30}, seed=14)
+    _tsv(tmp_path / "notes.tsv", _pairs(3, 15))
+    read, _ = _train_pairs(tmp_path)
+    assert read == _pairs(30, 14)
