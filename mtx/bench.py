@@ -118,11 +118,10 @@ def train_throughput(cfg, data_dir: Path, device: torch.device, steps: int, warm
     """Time `steps` training steps (after `warmup`) on real batches; return throughput, step-time percentiles,
     padding, peak memory and model FLOPs utilisation against `peak_tflops`."""
     from mtx.model import build_model
-    from mtx.sources import Corpus
     from mtx.step import compiled, make_optimizer, train_step
     from mtx.train import prepare_data
 
-    data = prepare_data(cfg, Corpus(data_dir, cfg.data), lambda s: None)
+    data = prepare_data(cfg, data_dir, lambda s: None)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).to(device).train()
     opt = make_optimizer(model, cfg.train)

@@ -316,7 +316,7 @@ def evaluate(
     if pair is None and src_file is None and len(trained) > 1:
         directions = trained
     else:
-        directions = [P.choose(trained, None, pair, functools.partial(typer.echo, err=True))]
+        directions = [P.choose(trained, None, pair, echo_err)]
     if (ci or compare is not None) and len(directions) > 1:
         raise UsageError("--ci and --compare score one pair: add --pair")
     baseline = None

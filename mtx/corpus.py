@@ -1,8 +1,6 @@
-"""Parallel corpora: find the data directory, validate `{split}.{lang}` files, read them through `datasets`.
-
-Validation happens up front, so a user learns about a bad file before training starts:
-a missing file, invalid UTF-8, an empty line or mismatched line counts each raise `MtxError`
-naming the file and line.
+"""Parallel text files: find the default data directory (or fetch Multi30k), and read and check a small
+line-aligned pair of files (a test set): a missing file, invalid UTF-8, an empty line or mismatched line counts
+each raise `MtxError` naming the file and line. Training corpora of every kind are read by mtx/sources.py.
 """
 
 from __future__ import annotations
@@ -95,32 +93,6 @@ class Split:
 
 def split_paths(data_dir: Path, split: str, src: str, tgt: str) -> tuple[Path, Path]:
     return data_dir / f"{split}.{src}", data_dir / f"{split}.{tgt}"
-
-
-def load_split(data_dir: Path, split: str, src: str, tgt: str) -> Split:
-    """Validate and read one split through `datasets` (Arrow cache under $HF_HOME)."""
-    if not data_dir.is_dir():
-        raise MtxError(f"{data_dir}: data directory not found (set --data or MTX_DATA, or run `make data`)")
-    src_path, tgt_path = split_paths(data_dir, split, src, tgt)
-    for p in (src_path, tgt_path):
-        if not p.is_file():
-            have = sorted(x.name for x in data_dir.iterdir() if x.is_file())[:8]
-            raise MtxError(f"{p}: file not found (the directory has: {', '.join(have) or 'nothing'})")
-    n = check_parallel(src_path, tgt_path)
-    src_lines = _read_text_dataset(src_path)
-    tgt_lines = _read_text_dataset(tgt_path)
-    if len(src_lines) != n or len(tgt_lines) != n:
-        raise MtxError(f"{src_path}: datasets read {len(src_lines)} lines where {n} were expected")
-    return Split(split, src_lines, tgt_lines)
-
-
-def _read_text_dataset(path: Path) -> list[str]:
-    import datasets
-
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
-    ds = datasets.load_dataset("text", data_files={"x": str(path)}, split="x", keep_in_memory=True)
-    return [line.removesuffix("\r") for line in ds["text"]]
 
 
 def fetch_multi30k(out_dir: Path, langs: tuple[str, ...] = HUB_LANGS) -> list[Path]:

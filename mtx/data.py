@@ -92,7 +92,8 @@ def prepare_data(
         tgts.append(ys)
         rows.append(kept + offset)
         offset += len(xs)
-        tags.append(np.full(len(kept), prefix[0] if prefix else -1, np.int32))
+        if prefix:
+            tags.append(np.full(len(kept), prefix[0], np.int32))
         sizes.append(len(kept))
         sets.append(_valid_set((s, t), valid, tok, prefix, cfg.model.max_len - 1))
         report[P.name((s, t))] = rep
@@ -113,7 +114,7 @@ def prepare_data(
         cfg.train.seed,
         groups,
         rows=np.concatenate(rows),
-        tags=np.concatenate(tags) if P.tagged(pairs) else None,
+        tags=np.concatenate(tags) if tags else None,
     )
     return Data(tok, batches, sets, str(corpus), report, seconds)
 

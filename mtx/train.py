@@ -32,7 +32,6 @@ from mtx.model import Transformer, build_model
 from mtx.pairs import name as pair_name
 from mtx.plots import TensorBoardLog, plot_runs
 from mtx.schedule import lr_at
-from mtx.sources import Corpus
 from mtx.step import autocast, compiled, loss_fn, make_optimizer, resolve_device, train_step
 from mtx.tokenizer import Tokenizer
 from mtx.translator import Translator
@@ -252,7 +251,7 @@ def train(
         info, tensors, proto = train_state.load_state(state_dir)
         tok = Tokenizer(proto)
         log(f"resuming from {state_dir} (step {info['step']}, epoch {info['epoch']})")
-    data = prepare_data(cfg, Corpus(data_dir, cfg.data), log, tok, world)
+    data = prepare_data(cfg, data_dir, log, tok, world)
     t = Trainer(cfg, out_dir, world, data, log, clock, info, started)
     n_params = sum(p.numel() for p in t.model.parameters())
     log(f"model: {n_params / 1e6:.1f}M parameters on {device}; batch {tc.batch_tokens} tokens")
