@@ -15,10 +15,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from mtx.config import Config
+from mtx.data.tokenizer import Tokenizer
 from mtx.errors import MtxError, UsageError
 from mtx.files import atomic_write, atomic_write_tensors
-from mtx.model import Transformer, build_model
-from mtx.tokenizer import Tokenizer
+from mtx.models.base import Seq2Seq, build_model
 
 FORMAT_VERSION = 1
 CONFIG, WEIGHTS, TOKENIZER = "config.json", "model.safetensors", "tokenizer.model"
@@ -35,7 +35,7 @@ def state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def save(out_dir: Path, model: Transformer, tokenizer: Tokenizer, cfg: Config, meta: dict[str, Any] | None = None):
+def save(out_dir: Path, model: Seq2Seq, tokenizer: Tokenizer, cfg: Config, meta: dict[str, Any] | None = None):
     """Write a complete model directory (weights first, config last)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_tensors(out_dir / WEIGHTS, state_tensors(model), {"format_version": str(FORMAT_VERSION)})
@@ -60,7 +60,7 @@ def read_config(model_dir: Path) -> tuple[Config, dict]:
     return Config.from_dict(doc["config"], str(model_dir / CONFIG)), doc.get("meta", {})
 
 
-def load(model_dir: Path, device: str | torch.device = "cpu") -> tuple[Transformer, Tokenizer, Config, dict]:
+def load(model_dir: Path, device: str | torch.device = "cpu") -> tuple[Seq2Seq, Tokenizer, Config, dict]:
     """Rebuild (model in eval mode, tokenizer, config, meta) from a model directory."""
     for name in (CONFIG, WEIGHTS, TOKENIZER):
         if model_dir.is_dir() and not (model_dir / name).is_file():
@@ -80,7 +80,7 @@ def load(model_dir: Path, device: str | torch.device = "cpu") -> tuple[Transform
     return model.to(device).eval(), tokenizer, cfg, meta
 
 
-def load_weights(model: Transformer, tensors: dict[str, torch.Tensor], source: str) -> None:
+def load_weights(model: Seq2Seq, tensors: dict[str, torch.Tensor], source: str) -> None:
     """Load saved weights into `model`; any missing, unexpected or misshapen tensor is an error naming `source`
     (a tied source embedding is stored once, as the target embedding)."""
     try:

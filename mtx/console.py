@@ -1,10 +1,12 @@
-"""What a long command shows while it runs: the training status line, progress bars, and the stop flag that
-Ctrl-C/SIGTERM set. On a terminal they draw in place (rich); elsewhere (a log file, CI) they stay quiet, except
-the training status, printed as a line every `every`-th update."""
+"""What a command shows while it runs: the log (the `logging` module's "mtx" logger: library modules log, the CLI
+shows it as bare lines on stderr), the training status line, progress bars, and the stop flag that Ctrl-C and
+SIGTERM set. On a terminal the status line and the bars draw in place (rich); elsewhere (a log file, CI) they stay
+quiet, except the training status, printed as a line every `every`-th update."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 import threading
@@ -16,6 +18,27 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 def is_tty() -> bool:
     return sys.stderr.isatty()
+
+
+class _Stderr(logging.StreamHandler):
+    """A handler that writes to whatever `sys.stderr` is at the time (a test runner swaps it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def log_to_stderr(level: int = logging.INFO) -> None:
+    """Show mtx's log (INFO and above) as bare lines on stderr; idempotent."""
+    logger = logging.getLogger("mtx")
+    handler = _Stderr()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.handlers = [handler]
+    logger.setLevel(level)
 
 
 class StatusLine:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from mtx.config import ModelConfig
-from mtx.model import build_model
+from mtx.models.base import build_model
 
 os.environ.setdefault("HF_HOME", str(Path(__file__).parent.parent / ".pytest_cache" / "hf"))
 
@@ -38,6 +39,24 @@ def write_corpus(root: Path, splits: dict[str, int], seed: int = 0) -> Path:
         (root / f"{split}.de").write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
         (root / f"{split}.en").write_text("".join(t + "\n" for _, t in pairs), encoding="utf-8")
     return root
+
+
+@pytest.fixture
+def logs():
+    """mtx's log messages (INFO and above) while the test runs, as a list."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger, keep = logging.getLogger("mtx"), Keep()
+    level = logger.level
+    logger.addHandler(keep)
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(keep)
+    logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-import mtx.train as train_mod
+import mtx.train.loop as train_mod
 from mtx.checkpoint import state_tensors
 from mtx.config import build_config
-from mtx.tokenizer import Tokenizer
+from mtx.data.tokenizer import Tokenizer
 
 corpus, out, *settings = sys.argv[1:]
 rank = int(os.environ["RANK"])
@@ -36,7 +36,7 @@ def train_tokenizer(cls, *args, **kwargs):
 
 train_mod.train_step = train_step
 Tokenizer.train = classmethod(train_tokenizer)
-summary = train_mod.train(build_config(None, settings), Path(corpus), Path(out), log=lambda s: None)
+summary = train_mod.train(build_config(None, settings), Path(corpus), Path(out))
 summary.pop("history")
 params = state_tensors(seen["model"])
 save_file(params, f"{out}/rank{rank}.safetensors")

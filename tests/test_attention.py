@@ -7,9 +7,8 @@ import torch
 from conftest import random_batch, random_model
 from typer.testing import CliRunner
 
-from mtx.attention import cross_attention
 from mtx.cli import app
-from mtx.model import merge_heads, split_heads
+from mtx.models.layers import merge_heads, split_heads
 
 
 @pytest.mark.parametrize("variant", [dict(), dict(pre_norm=False)])
@@ -26,7 +25,7 @@ def test_weights_reproduce_the_cross_attention_output(variant):
     plain = model(src, mask, tgt)
     for h in handles:
         h.remove()
-    w = cross_attention(model, src, mask, tgt)  # (L, B, H, T, S)
+    w = model.cross_attention(src, mask, tgt)  # (L, B, H, T, S)
     assert w.shape == (2, 3, 4, 5, 6)
     torch.testing.assert_close(w.sum(-1), torch.ones(2, 3, 4, 5))
     assert (w.masked_select(~mask[None, :, None, None, :].expand_as(w)) == 0).all()
@@ -44,7 +43,7 @@ def test_rnn_weights_reproduce_its_logits(cell):
     model = random_model(arch="rnn", rnn_cell=cell)
     src, mask = random_batch(3, 6, seed=1)
     tgt = torch.randint(4, 50, (3, 5))
-    w = cross_attention(model, src, mask, tgt)
+    w = model.cross_attention(src, mask, tgt)
     assert w.shape == (1, 3, 1, 5, 6)
     torch.testing.assert_close(w.sum(-1), torch.ones(1, 3, 1, 5))
     assert (w.masked_select(~mask[None, :, None, None, :].expand_as(w)) == 0).all()
@@ -85,7 +84,7 @@ def test_translate_draws_the_attention(tiny_model, tiny_corpus, tmp_path):
 
 
 def test_attention_axes_are_the_pieces(tiny_model, tiny_corpus, monkeypatch, tmp_path):
-    import mtx.attention as att
+    import mtx.cli.decode as att  # the command draws with the function it imported
 
     seen = {}
     real = att.draw

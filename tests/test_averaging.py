@@ -5,11 +5,11 @@ import torch
 from conftest import TINY_SETTINGS, random_model
 
 from mtx import checkpoint
-from mtx.averaging import WeightAverage
 from mtx.config import build_config
 from mtx.errors import UsageError
-from mtx.plots import read_log
-from mtx.train import train
+from mtx.train.averaging import WeightAverage
+from mtx.train.loop import train
+from mtx.train.plots import read_log
 
 
 def test_running_mean_equals_the_mean_of_snapshots():
@@ -50,7 +50,7 @@ def test_bad_settings_are_usage_errors():
 def test_train_validates_the_average_and_keeps_the_better(tiny_corpus, tmp_path):
     extra = ["train.max_steps=60", "train.eval_every=1000", "train.average=3", "train.average_frac=0.5"]
     cfg = build_config(None, [*TINY_SETTINGS, *extra])
-    result = train(cfg, tiny_corpus, tmp_path / "m", log=lambda s: None)
+    result = train(cfg, tiny_corpus, tmp_path / "m")
     raw, averaged = result["history"][-2:]
     assert "averaged" not in raw and averaged["averaged"] == 4  # 3 snapshots and the final weights
     assert raw["step"] == averaged["step"] == 60
@@ -64,8 +64,8 @@ def test_train_validates_the_average_and_keeps_the_better(tiny_corpus, tmp_path)
 def test_a_finished_run_resumed_to_train_longer_averages_anew(tiny_corpus, tmp_path):
     out = tmp_path / "m"
     sets = [*TINY_SETTINGS, "train.eval_every=1000", "train.average=2", "train.average_frac=0.5"]
-    first = train(build_config(None, [*sets, "train.max_steps=20"]), tiny_corpus, out, log=lambda s: None)
+    first = train(build_config(None, [*sets, "train.max_steps=20"]), tiny_corpus, out)
     assert first["history"][-1]["averaged"] == 3  # steps 11 and 16, and the final weights
     more = build_config(None, [*sets, "train.max_steps=40"])
-    second = train(more, tiny_corpus, out, log=lambda s: None, resume=out)
+    second = train(more, tiny_corpus, out, resume=out)
     assert second["history"][-1]["averaged"] == 3  # steps 21 and 31, and the final weights: none from the first run

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from mtx.budget import Budget
-from mtx.schedule import lr_at
+from mtx.train.budget import Budget
+from mtx.train.schedule import lr_at
 
 
 @pytest.mark.parametrize("kind", ["cosine", "linear", "constant", "inv_sqrt"])

@@ -8,8 +8,8 @@ from conftest import random_batch
 
 from mtx import checkpoint
 from mtx.config import Config, ModelConfig
+from mtx.data.tokenizer import Tokenizer
 from mtx.errors import MtxError, UsageError
-from mtx.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def _saved(tmp_path, tokenizer, **kw):
     for k, v in kw.items():
         setattr(cfg.model, k, v)
     torch.manual_seed(0)
-    from mtx.model import Transformer
+    from mtx.models.transformer import Transformer
 
     model = Transformer(cfg.model).eval()
     checkpoint.save(tmp_path / "m", model, tokenizer, cfg, {"step": 7})

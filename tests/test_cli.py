@@ -8,7 +8,7 @@ from conftest import TINY_SETTINGS as TINY_SETTINGS_FOR_CLI
 from typer.testing import CliRunner
 
 from mtx.cli import app
-from mtx.plots import read_log
+from mtx.train.plots import read_log
 
 
 def run(*args, input=None):
@@ -108,7 +108,7 @@ def test_error_misaligned_corpus(tiny_model, tmp_path):
 
 
 def test_error_missing_file_and_non_utf8(tiny_model, tiny_corpus, tmp_path):
-    _one_line_error(run("translate", "--model", tiny_model, "--input", tmp_path / "x.de"), 1, "x.de: cannot read")
+    _one_line_error(run("translate", "--model", tiny_model, "--input", tmp_path / "x.de"), 1, "x.de: file not found")
     bad = tmp_path / "bad.de"
     bad.write_bytes(b"Ein hund.\nKatze \xe4 rot.\n")
     _one_line_error(run("translate", "--model", tiny_model, "--input", bad), 1, "bad.de:2: invalid UTF-8")
@@ -186,9 +186,9 @@ def test_bench_train_prints_throughput(tiny_corpus):
     rec = json.loads(r.stdout)
     # The tokens it counts are those of the timed batches: epoch 0's batches from the second on, cycled.
     from mtx.config import build_config
-    from mtx.train import prepare_data
+    from mtx.data.prepare import prepare_data
 
-    data = prepare_data(build_config(None, TINY_SETTINGS), tiny_corpus, lambda s: None)
+    data = prepare_data(build_config(None, TINY_SETTINGS), tiny_corpus)
     epoch = data.train.epoch(0)
     batches = [data.train.collate(epoch[i % len(epoch)]) for i in range(1, 5)]
     real = sum(int(b.src_mask.sum()) + b.n_tgt_tokens for b in batches)

@@ -8,9 +8,9 @@ import torch
 from conftest import random_batch, random_model
 from torch._dynamo.utils import counters
 
-from mtx.batching import Batch
 from mtx.config import TrainConfig
-from mtx.step import compiled, make_optimizer, train_step
+from mtx.data.batching import Batch
+from mtx.train.step import compiled, make_optimizer, train_step
 
 
 def _batches():
@@ -43,10 +43,10 @@ def test_a_compiled_training_saves_a_plain_checkpoint(tiny_corpus, tmp_path, mon
     from conftest import TINY_SETTINGS
     from safetensors.torch import load_file
 
-    import mtx.train as train_mod
+    import mtx.train.loop as train_mod
     from mtx import checkpoint
     from mtx.config import build_config
-    from mtx.train_state import find_state
+    from mtx.train.state import find_state
 
     torch._dynamo.reset()
     calls = []
@@ -57,7 +57,7 @@ def test_a_compiled_training_saves_a_plain_checkpoint(tiny_corpus, tmp_path, mon
 
     monkeypatch.setattr(train_mod, "compiled", aot_eager)
     cfg = build_config(None, [*TINY_SETTINGS, "train.compile=true", "train.max_steps=6", "train.eval_every=6"])
-    train_mod.train(cfg, tiny_corpus, tmp_path / "m", log=lambda s: None)
+    train_mod.train(cfg, tiny_corpus, tmp_path / "m")
     assert len(calls) == 1
     model, *_ = checkpoint.load(tmp_path / "m")
     names = load_file(str(find_state(tmp_path / "m") / "state.safetensors")).keys()

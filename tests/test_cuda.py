@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import ARCH_IDS, ARCHS, random_batch, random_model
 
-from mtx.search import beam_search, greedy_search
+from mtx.decode.search import beam_search, greedy_search
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -28,9 +28,9 @@ def test_cuda_cached_equals_uncached_and_cpu(arch):
 @pytest.mark.parametrize("arch", ARCHS, ids=ARCH_IDS)
 def test_cuda_bf16_training_reduces_loss(arch):
     """`train_step` as training runs it on CUDA (bf16 autocast by default, fused AdamW) on padded batches."""
-    from mtx.batching import collate
     from mtx.config import TrainConfig
-    from mtx.step import make_optimizer, train_step
+    from mtx.data.batching import collate
+    from mtx.train.step import make_optimizer, train_step
 
     device = torch.device("cuda")
     model = random_model(seed=0, **arch).to(device).train()
@@ -55,7 +55,7 @@ def test_cuda_bf16_training_reduces_loss(arch):
 def test_cuda_bf16_decoding_matches_cpu(tiny_model, tiny_corpus):
     """Decoding under bf16 autocast (decode.precision=bf16) gives the CPU's fp32 translations on the tiny model."""
     from mtx import checkpoint
-    from mtx.translator import Translator
+    from mtx.decode.translator import Translator
 
     src = (tiny_corpus / "train.de").read_text(encoding="utf-8").splitlines()[:30]
     model, tok, cfg, _ = checkpoint.load(tiny_model)
@@ -81,9 +81,9 @@ def test_cuda_train_step_does_not_synchronise():
     """The step loop's claim: moving a pinned batch, token dropout, forward, loss, backward, clipping and the
     fused AdamW update (with its non-finite skip) never wait for the GPU; only log steps read values back.
     (The Transformer's claim: the RNN packs its sources with lengths read back to the host, as cuDNN wants them.)"""
-    from mtx.batching import collate
     from mtx.config import TrainConfig
-    from mtx.step import make_optimizer, train_step
+    from mtx.data.batching import collate
+    from mtx.train.step import make_optimizer, train_step
 
     device = torch.device("cuda")
     model = random_model(seed=0).to(device).train()

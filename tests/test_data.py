@@ -8,11 +8,11 @@ import pytest
 import torch
 from conftest import LEXICON, write_corpus
 
-from mtx.batching import TrainBatches, bucket, bucket_ascending, collate, sorted_batches
 from mtx.config import Config, DataConfig, build_config, check_resume
+from mtx.data.batching import TrainBatches, bucket, bucket_ascending, collate, sorted_batches
+from mtx.data.sources import Corpus
+from mtx.data.tokenizer import BOS, EOS, PAD, Tokenizer
 from mtx.errors import MtxError, UsageError
-from mtx.sources import Corpus
-from mtx.tokenizer import BOS, EOS, PAD, Tokenizer
 
 
 def _write(d: Path, name: str, data: bytes) -> Path:

@@ -12,10 +12,10 @@ from conftest import TINY_SETTINGS
 from safetensors.torch import load_file
 
 from mtx.config import build_config
-from mtx.distributed import launch_command
-from mtx.plots import read_log
-from mtx.train import train
-from mtx.train_state import find_state
+from mtx.train.distributed import launch_command
+from mtx.train.loop import train
+from mtx.train.plots import read_log
+from mtx.train.state import find_state
 
 STEPS = 12
 SETTINGS = [*TINY_SETTINGS, f"train.max_steps={STEPS}", "train.eval_every=6", "train.threads=1"]
@@ -37,7 +37,7 @@ def test_two_process_ddp_equals_one_process_with_accumulation(tiny_corpus, tmp_p
     assert r.returncode == 0, r.stderr[-3000:]
 
     cfg = build_config(None, [*SETTINGS, "train.accum=2"])
-    summary = train(cfg, tiny_corpus, one_out, log=lambda s: None)
+    summary = train(cfg, tiny_corpus, one_out)
     assert summary["steps"] == STEPS
 
     a, b = _params(ddp_out), _params(one_out)

@@ -39,10 +39,10 @@ def test_ctranslate2_greedy_equals_mtx_greedy(variant, tmp_path):
     CTranslate2's greedy tokens are mtx's, sentence by sentence."""
     from conftest import make_pairs, random_model
 
-    from mtx.ct2 import CT2Translator
-    from mtx.export import export_ct2
-    from mtx.tokenizer import Tokenizer
-    from mtx.translator import Translator
+    from mtx.data.tokenizer import Tokenizer
+    from mtx.decode.ct2 import CT2Translator
+    from mtx.decode.export import export_ct2
+    from mtx.decode.translator import Translator
 
     src = tmp_path / "m"
     proto = (_tiny_tokenizer(tmp_path)).proto
@@ -65,7 +65,7 @@ def test_ctranslate2_greedy_equals_mtx_greedy(variant, tmp_path):
 def _tiny_tokenizer(tmp_path):
     from conftest import make_pairs
 
-    from mtx.tokenizer import Tokenizer
+    from mtx.data.tokenizer import Tokenizer
 
     pairs = make_pairs(200, seed=9)
     return Tokenizer.train([s for s, _ in pairs] + [t for _, t in pairs], 60)
@@ -118,8 +118,8 @@ def test_bench_decode_with_either_engine(tiny_model, tiny_corpus):
 def test_engine_ct2_reports_mtx_scores(tiny_model, tiny_corpus, exported):
     """The CTranslate2 engine ranks and reports its n-best by mtx's score (log p over the GNMT penalty), so its
     candidates and scores are mtx's where the two searches find the same hypotheses."""
-    from mtx.ct2 import CT2Translator
-    from mtx.translator import Translator
+    from mtx.decode.ct2 import CT2Translator
+    from mtx.decode.translator import Translator
 
     model, tok, cfg, _ = checkpoint.load(tiny_model, torch.device("cpu"))
     decode = DecodeConfig(beam=3, nbest=3)

@@ -6,15 +6,17 @@ import pytest
 from conftest import TINY_SETTINGS
 from typer.testing import CliRunner
 
-import mtx.corpus as corpus
+import mtx.data.multi30k as corpus
 from mtx.cli import app
 
 
 @pytest.fixture
 def fresh_machine(tmp_path, monkeypatch):
+    """The working directory a project's root without ../shared beside it (the corpus is found from there, not
+    from where mtx is installed)."""
     monkeypatch.delenv("MTX_DATA", raising=False)
-    monkeypatch.setattr(corpus, "SHARED_DATA", tmp_path / "shared" / "data" / "multi30k")
-    monkeypatch.setattr(corpus, "LOCAL_DATA", tmp_path / "project" / "data" / "multi30k")
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
     return tmp_path
 
 

@@ -7,7 +7,7 @@ from conftest import random_model
 from typer.testing import CliRunner
 
 from mtx.cli import app
-from mtx.info import parameter_parts
+from mtx.models.parameters import parameter_parts
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtx.loss import BLOCK_ROWS, smoothed_cross_entropy
+from mtx.train.loss import BLOCK_ROWS, smoothed_cross_entropy
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import ARCH_IDS, ARCHS, random_batch, random_model
 
-from mtx.model import Dropout
+from mtx.models.layers import Dropout
 
 VARIANTS = [
     dict(),
@@ -124,7 +124,7 @@ def test_dropout_rate_and_scale():
 def test_decode_step_attention_equals_sdpa():
     """`attend` (a decoding step's attention: three plain ops on CPU, SDPA elsewhere) with an additive bias
     computes what SDPA computes with the boolean padding mask."""
-    from mtx.model import attend
+    from mtx.models.layers import attend
 
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(3, 2, n, 8, generator=g) for n in (5, 7, 7))

@@ -4,11 +4,11 @@ import pytest
 import torch
 from conftest import random_model
 
-from mtx.batching import collate, drop_tokens
 from mtx.config import TrainConfig
+from mtx.data.batching import collate, drop_tokens
+from mtx.data.tokenizer import BOS, EOS, PAD, UNK
 from mtx.errors import UsageError
-from mtx.step import make_optimizer, train_step
-from mtx.tokenizer import BOS, EOS, PAD, UNK
+from mtx.train.step import make_optimizer, train_step
 
 
 def test_drop_tokens_keeps_specials_and_hits_the_rate():
@@ -51,7 +51,7 @@ def test_train_step_feeds_noised_ids_to_the_model():
 @pytest.mark.parametrize("key", ["src_token_dropout", "tgt_token_dropout"])
 def test_token_dropout_out_of_range_is_a_usage_error(tmp_path, key):
     from mtx.config import Config
-    from mtx.train import train
+    from mtx.train.loop import train
 
     cfg = Config()
     setattr(cfg.train, key, 1.0)

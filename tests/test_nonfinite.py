@@ -7,12 +7,12 @@ import torch
 from conftest import TINY_SETTINGS
 from safetensors.torch import load_file
 
-import mtx.step as step_mod
-import mtx.train as train_mod
+import mtx.train.loop as train_mod
+import mtx.train.step as step_mod
 from mtx import checkpoint
 from mtx.config import build_config
 from mtx.errors import MtxError
-from mtx.train_state import find_state
+from mtx.train.state import find_state
 
 
 def _poison(monkeypatch, bad_steps):
@@ -42,10 +42,10 @@ def _params(out):
 
 def test_nonfinite_steps_are_skipped_and_counted(tiny_corpus, tmp_path, monkeypatch):
     _poison(monkeypatch, lambda n: n > 6)  # steps 7..9 are NaN: the parameters must not move
-    summary = train_mod.train(_cfg(9), tiny_corpus, tmp_path / "b", log=lambda s: None, should_stop=lambda s: s == 6)
+    summary = train_mod.train(_cfg(9), tiny_corpus, tmp_path / "b", should_stop=lambda s: s == 6)
     assert summary["steps"] == 6
     before = _params(tmp_path / "b")
-    resumed = train_mod.train(_cfg(9), tiny_corpus, tmp_path / "b", log=lambda s: None, resume=tmp_path / "b")
+    resumed = train_mod.train(_cfg(9), tiny_corpus, tmp_path / "b", resume=tmp_path / "b")
     assert resumed["nonfinite_steps"] == 3 and resumed["steps"] == 9
     after = _params(tmp_path / "b")
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -56,7 +56,7 @@ def test_many_nonfinite_in_a_row_stop_with_a_clear_error(tiny_corpus, tmp_path, 
     _poison(monkeypatch, lambda n: n > 5)
     cfg = _cfg(200, eval_every=5, max_nonfinite=6)
     with pytest.raises(MtxError, match="training diverged: .* non-finite losses in a row"):
-        train_mod.train(cfg, tiny_corpus, tmp_path / "m", log=lambda s: None)
+        train_mod.train(cfg, tiny_corpus, tmp_path / "m")
     model, *_ = checkpoint.load(tmp_path / "m")  # the model saved at step 5 is intact
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
@@ -92,7 +92,7 @@ def test_logged_loss_leaves_out_skipped_steps(tiny_corpus, tmp_path, monkeypatch
     monkeypatch.setattr(train_mod, "train_step", train_step)
     monkeypatch.setattr(train_mod.StatusLine, "show", lambda self, text: shown.append(text))
     cfg = _cfg(6, log_every=3)
-    train_mod.train(cfg, tiny_corpus, tmp_path / "m", log=lambda s: None)
+    train_mod.train(cfg, tiny_corpus, tmp_path / "m")
     window = steps[3:6]
     assert [bad for _, bad, _ in window] == [False, True, False]
     good = [(loss, n) for loss, bad, n in window if not bad]

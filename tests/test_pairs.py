@@ -9,11 +9,11 @@ from conftest import LEXICON, TINY_SETTINGS
 from typer.testing import CliRunner
 
 from mtx import checkpoint
-from mtx import pairs as P
-from mtx.batching import TrainBatches
 from mtx.cli import app
 from mtx.config import build_config
-from mtx.data import prepare_data
+from mtx.data import pairs as P
+from mtx.data.batching import TrainBatches
+from mtx.data.prepare import prepare_data
 from mtx.errors import UsageError
 
 FRENCH = {
@@ -90,13 +90,12 @@ def test_choose_a_direction():
     assert P.choose([("de", "en")], None, None, warnings.append) == ("de", "en")
 
 
-def test_tags_only_on_multi_target_sources(corpus3):
+def test_tags_only_on_multi_target_sources(corpus3, logs):
     settings = [*TINY_SETTINGS, "model.vocab_size=120"]
-    one_target = prepare_data(build_config(None, [*settings, "data.pairs=de-en,fr-en"]), corpus3, lambda s: None)
+    one_target = prepare_data(build_config(None, [*settings, "data.pairs=de-en,fr-en"]), corpus3)
     assert one_target.tokenizer.sp.piece_to_id("<2en>") == 1  # unknown: no tag pieces
     assert all(v.prefix == [] for v in one_target.valid)
-    logs = []
-    data = prepare_data(build_config(None, [*settings, "data.pairs=de-en,en-de,fr-en"]), corpus3, logs.append)
+    data = prepare_data(build_config(None, [*settings, "data.pairs=de-en,en-de,fr-en"]), corpus3)
     tags = {lang: data.tokenizer.piece_id(P.tag(lang)) for lang in ("de", "en")}
     assert [v.prefix for v in data.valid] == [[tags["en"]], [tags["de"]], [tags["en"]]]
     for v in data.valid:

@@ -5,7 +5,7 @@ import struct
 from typer.testing import CliRunner
 
 from mtx.cli import app
-from mtx.plots import read_log
+from mtx.train.plots import read_log
 
 
 def _png_size(path):
@@ -52,8 +52,8 @@ def test_tensorboard_gets_the_log_records(tiny_corpus, tmp_path, monkeypatch):
     from conftest import TINY_SETTINGS
 
     from mtx.config import build_config
-    from mtx.plots import TensorBoardLog
-    from mtx.train import train
+    from mtx.train.loop import train
+    from mtx.train.plots import TensorBoardLog
 
     scalars = []
 
@@ -70,19 +70,19 @@ def test_tensorboard_gets_the_log_records(tiny_corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(TensorBoardLog, "writer_class", staticmethod(lambda: Writer))
     cfg = build_config(None, [*TINY_SETTINGS, "train.tensorboard=true", "train.max_steps=20", "train.log_every=10"])
     cfg.train.eval_every = 20
-    train(cfg, tiny_corpus, tmp_path / "m", log=lambda s: None)
+    train(cfg, tiny_corpus, tmp_path / "m")
     assert ("train/train_loss", 10) in scalars and ("train/lr", 20) in scalars
     assert ("valid/valid_loss", 20) in scalars and ("valid/valid_bleu", 20) in scalars
 
 
-def test_training_goes_on_without_matplotlib(tiny_corpus, tmp_path, monkeypatch):
+def test_training_goes_on_without_matplotlib(tiny_corpus, tmp_path, monkeypatch, logs):
     """A bare GPU machine may lack matplotlib: the curves are skipped with one line, training is unaffected."""
     import builtins
 
     from conftest import TINY_SETTINGS
 
     from mtx.config import build_config
-    from mtx.train import train
+    from mtx.train.loop import train
 
     real_import = builtins.__import__
 
@@ -92,9 +92,8 @@ def test_training_goes_on_without_matplotlib(tiny_corpus, tmp_path, monkeypatch)
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    lines = []
     cfg = build_config(None, [*TINY_SETTINGS, "train.max_steps=20", "train.eval_every=10"])
-    result = train(cfg, tiny_corpus, tmp_path / "m", log=lines.append)
-    assert result["steps"] == 20, (result, lines)
+    result = train(cfg, tiny_corpus, tmp_path / "m")
+    assert result["steps"] == 20, (result, logs)
     assert not (tmp_path / "m" / "curves.png").exists()
-    assert sum("curves.png skipped" in x for x in lines) == 1
+    assert sum("curves.png skipped" in x for x in logs) == 1

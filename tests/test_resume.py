@@ -17,8 +17,8 @@ from mtx import checkpoint
 from mtx.cli import app
 from mtx.config import Config, TrainConfig, build_config
 from mtx.errors import MtxError
-from mtx.train import train
-from mtx.train_state import find_state, load_state
+from mtx.train.loop import train
+from mtx.train.state import find_state, load_state
 
 STEPS = 40
 
@@ -36,12 +36,12 @@ def _params(model_dir: Path) -> dict[str, torch.Tensor]:
 
 def test_interrupt_and_resume_equals_straight_run(tiny_corpus, tmp_path):
     straight, parted = tmp_path / "straight", tmp_path / "parted"
-    train(_cfg(), tiny_corpus, straight, log=lambda s: None)
-    first = train(_cfg(), tiny_corpus, parted, log=lambda s: None, should_stop=lambda step: step == 17)
+    train(_cfg(), tiny_corpus, straight)
+    first = train(_cfg(), tiny_corpus, parted, should_stop=lambda step: step == 17)
     assert first["stop"] == "interrupted" and first["steps"] == 17
     info, _, _ = load_state(find_state(parted))
     assert info["step"] == 17
-    resumed = train(Config.from_dict(info["config"]), tiny_corpus, parted, log=lambda s: None, resume=parted)
+    resumed = train(Config.from_dict(info["config"]), tiny_corpus, parted, resume=parted)
     assert resumed["steps"] == STEPS and resumed["stop"] == "max_steps"
     a, b = _params(straight), _params(parted)
     assert a.keys() == b.keys() and len(a) > 10 and any(k.startswith("avg.") for k in a)
@@ -198,7 +198,7 @@ def test_time_budget_with_a_fake_clock(tiny_corpus, tmp_path, monkeypatch):
     """A 15-second budget, steps of 0.1 s and validations of 0.5 s by an injected clock: data preparation (100 s)
     does not count; the schedule's progress runs evenly to its end, not to 1 at once; the final validations (the
     weights, the average) fit in the reserve; the average's snapshots follow the same progress."""
-    import mtx.train as train_mod
+    import mtx.train.loop as train_mod
 
     clock, progress = FakeClock(), []
     real_prepare, real_step, real_validate, real_lr = (
@@ -225,9 +225,7 @@ def test_time_budget_with_a_fake_clock(tiny_corpus, tmp_path, monkeypatch):
                      ("lr_at", lr_at)]:  # fmt: skip
         monkeypatch.setattr(train_mod, name, fn)
     settings = ["train.max_steps=0", "train.time_budget_min=0.25", "train.average=2", "train.eval_every=50"]
-    result = train(
-        build_config(None, [*TINY_SETTINGS, *settings]), tiny_corpus, tmp_path / "m", lambda s: None, clock=clock
-    )
+    result = train(build_config(None, [*TINY_SETTINGS, *settings]), tiny_corpus, tmp_path / "m", clock=clock)
     assert result["stop"] == "time_budget"
     assert result["train_minutes"] * 60 <= 15.0  # the final validations fitted
     assert result["total_minutes"] - result["train_minutes"] == pytest.approx(100 / 60, abs=0.01)

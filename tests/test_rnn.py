@@ -9,10 +9,11 @@ from typer.testing import CliRunner
 
 from mtx import checkpoint
 from mtx.cli import app
-from mtx.config import Config, build_config, configure
-from mtx.rnn import RNNSeq2Seq
-from mtx.train import train
-from mtx.train_state import find_state, load_state
+from mtx.config import Config, build_config
+from mtx.models.rnn import RNNSeq2Seq
+from mtx.train.loop import train
+from mtx.train.presets import configure
+from mtx.train.state import find_state, load_state
 
 RNN = ["model.arch=rnn", "model.d_model=64", "model.enc_layers=1", "model.dec_layers=1"]
 
@@ -60,11 +61,11 @@ def test_rnn_interrupt_and_resume_equals_straight_run(tiny_corpus, tmp_path):
                                    "train.save_every=0", "model.dropout=0.1", "model.rnn_cell=lstm"])  # fmt: skip
 
     straight, parted = tmp_path / "straight", tmp_path / "parted"
-    train(cfg(), tiny_corpus, straight, log=lambda s: None)
-    first = train(cfg(), tiny_corpus, parted, log=lambda s: None, should_stop=lambda step: step == 13)
+    train(cfg(), tiny_corpus, straight)
+    first = train(cfg(), tiny_corpus, parted, should_stop=lambda step: step == 13)
     assert first["stop"] == "interrupted" and first["steps"] == 13
     info, _, _ = load_state(find_state(parted))
-    resumed = train(Config.from_dict(info["config"]), tiny_corpus, parted, log=lambda s: None, resume=parted)
+    resumed = train(Config.from_dict(info["config"]), tiny_corpus, parted, resume=parted)
     assert resumed["steps"] == 30
     a, b = (load_state(find_state(d))[1] for d in (straight, parted))
     params = [k for k in a if k.startswith("model.")]

@@ -7,7 +7,7 @@ import torch
 from conftest import ARCH_IDS, ARCHS, random_batch, random_model
 
 from mtx.config import ModelConfig
-from mtx.search import beam_search, greedy_search, length_penalty
+from mtx.decode.search import beam_search, greedy_search, length_penalty
 
 
 def _model(arch=None):
@@ -230,7 +230,7 @@ def test_early_stopping_waits_for_a_long_hypothesis_the_length_penalty_favours()
 def test_block_argmax_and_topk_equal_torch(V):
     """best_tokens and top_tokens, searched block by block, give argmax's and topk's answers: on random rows,
     with the best value in the last, short block, and with equal maxima (argmax's first one)."""
-    from mtx.search import best_tokens, top_tokens
+    from mtx.decode.search import best_tokens, top_tokens
 
     g = torch.Generator().manual_seed(V)
     x = torch.randn(40, V, generator=g)
@@ -279,7 +279,7 @@ def test_current_stopping_returns_valid_hypotheses_no_later_than_exact(alpha):
 def test_on_done_reports_each_sentence_once_with_its_result(beam, arch):
     """`on_done` hears of every sentence of the batch exactly once, as its search ends (sentences of different
     lengths end at different steps), with the result the search returns for it."""
-    from mtx.search import search
+    from mtx.decode.search import search
 
     model = random_model(seed=2, vocab_size=12, **arch)
     with torch.no_grad():
@@ -296,12 +296,11 @@ def test_on_done_reports_each_sentence_once_with_its_result(beam, arch):
 
 def test_translator_on_sentence_reports_every_line_once(tiny_model, tiny_corpus):
     from mtx import checkpoint
-    from mtx.translator import Translator
+    from mtx.decode.translator import Translator
 
     model, tok, cfg, _ = checkpoint.load(tiny_model, torch.device("cpu"))
     lines = (tiny_corpus / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:12] + [""]
     tr = Translator(model, tok, cfg.decode, torch.device("cpu"))
     heard: list[tuple[int, str]] = []
-    tr.on_sentence = lambda i, t: heard.append((i, t.text))
-    want = [t.text for t in tr.translate(lines)]
+    want = [t.text for t in tr.translate(lines, on_sentence=lambda i, t: heard.append((i, t.text)))]
     assert sorted(heard) == list(enumerate(want))  # each line once, with its translation

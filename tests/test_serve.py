@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from mtx import checkpoint
-from mtx.serve import Limits, Service, listen, make_app, server, split_sentences
-from mtx.translator import Translator
+from mtx.decode.translator import Translator
+from mtx.serve.app import listen, make_app, server
+from mtx.serve.service import Limits, Service, split_sentences
 
 
 def _call(port: int, path: str, body: bytes | None = None, ctype: str = "application/json") -> tuple[int, object]:
@@ -66,8 +67,7 @@ def loaded(tiny_model):
 
 @pytest.fixture(scope="module")
 def running(loaded):
-    logs: list[str] = []
-    service = Service(loaded, [("de", "en")], Limits(max_chars=200, max_sentences=4, wait_ms=20), log=logs.append)
+    service = Service(loaded, [("de", "en")], Limits(max_chars=200, max_sentences=4, wait_ms=20))
     with Running(service) as r:
         r.service = service
         yield r
@@ -156,7 +156,7 @@ def test_unknown_routes_and_methods_are_json_errors(running):
 def test_multi_target_model_serves_each_target_with_its_tag():
     """Requests for two targets collected in one batch are decoded each with its own tag (as `--to` does)."""
     from mtx.config import DecodeConfig
-    from mtx.translator import Translation
+    from mtx.decode.translator import BatchTranslator, Translation
 
     class Tok:  # enough of a tokenizer: one piece per word, the tags as pieces
         def encode(self, lines):
@@ -165,15 +165,14 @@ def test_multi_target_model_serves_each_target_with_its_tag():
         def piece_id(self, piece):
             return {"<2de>": 4, "<2en>": 5}[piece]
 
-    class Echo(Translator):  # "translates" into the prefix it was given and the line
+    class Echo(BatchTranslator):  # "translates" into the prefix it was given and the line
         def __init__(self):
-            self.tokenizer, self.cfg, self.prefix, self.batch_tokens = Tok(), DecodeConfig(beam=1), [], 1000
-            self.on_progress = None
+            self.tokenizer, self.cfg, self.batch_tokens = Tok(), DecodeConfig(beam=1), 1000
 
-        def _chunk(self, lines, use_cache=True, offset=0):
-            return [Translation(f"{self.prefix} {x}", [(f"{self.prefix} {x}", 0.0)]) for x in lines]
+        def translate(self, lines, prefix=None, **options):
+            return [Translation(f"{prefix} {x}", [(f"{prefix} {x}", 0.0)]) for x in lines]
 
-    service = Service(Echo(), [("de", "en"), ("en", "de")], Limits(wait_ms=300), log=lambda s: None)
+    service = Service(Echo(), [("de", "en"), ("en", "de")], Limits(wait_ms=300))
     with Running(service) as r, ThreadPoolExecutor(2) as pool:
         en, de = pool.map(lambda t: _post(r.port, {"q": "a b", "source": "auto", "target": t}), ["en", "de"])
         health = _call(r.port, "/health")[1]
@@ -231,7 +230,7 @@ def test_two_workers_answer_every_request_with_its_own_translation(loaded, tiny_
     sentence's translation, and requests are answered as their sentences finish."""
     src = (tiny_corpus / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:20]
     want = [t.text for t in loaded.translate(src)]
-    service = Service(loaded, [("de", "en")], Limits(wait_ms=5, workers=2), log=lambda s: None)
+    service = Service(loaded, [("de", "en")], Limits(wait_ms=5, workers=2))
     with Running(service) as r, ThreadPoolExecutor(20) as pool:
         got = list(pool.map(lambda s: _post(r.port, {"q": s, "source": "de", "target": "en"}), src))
         health = _call(r.port, "/health")[1]

@@ -12,12 +12,12 @@ import pytest
 import torch
 from conftest import TINY_SETTINGS, make_pairs, write_corpus
 
-from mtx.batching import TrainBatches, collate
 from mtx.config import build_config
-from mtx.data import prepare_data
-from mtx.encode import IdColumn
+from mtx.data.batching import TrainBatches, collate
+from mtx.data.encode import IdColumn
+from mtx.data.prepare import prepare_data
+from mtx.data.sources import Corpus
 from mtx.errors import MtxError
-from mtx.sources import Corpus
 
 SETTINGS = [*TINY_SETTINGS, "data.valid_size=7"]
 QUOTED = [('Ein "Hund".', 'A "dog".'), ("Ein 'Mann'", "A 'man'")]  # quotes stay text in a TSV
@@ -144,41 +144,39 @@ def test_table_errors_name_the_file(tmp_path, name, data, settings, message):
         _train_pairs(tmp_path / name, settings)
 
 
-def test_encoding_is_cached_by_data_and_tokenizer(tmp_path):
+def test_encoding_is_cached_by_data_and_tokenizer(tmp_path, logs):
     write_corpus(tmp_path / "c", {"train": 80, "val": 10})
     cfg = build_config(None, SETTINGS)
-    logs = []
-    first = prepare_data(cfg, tmp_path / "c", logs.append)
-    second = prepare_data(build_config(None, SETTINGS), tmp_path / "c", logs.append, tok=first.tokenizer)
+    first = prepare_data(cfg, tmp_path / "c")
+    second = prepare_data(build_config(None, SETTINGS), tmp_path / "c", tok=first.tokenizer)
     assert first.report["de-en"]["cache"] == "written" and second.report["de-en"]["cache"] == "hit"
     assert any("from the cache" in x for x in logs)
     b1, b2 = first.train.epoch(0), second.train.epoch(0)
     assert all(
         torch.equal(first.train.collate(x).src, second.train.collate(y).src) for x, y in zip(b1, b2, strict=True)
     )
-    other = prepare_data(build_config(None, [*SETTINGS, "model.vocab_size=90"]), tmp_path / "c", logs.append)
+    other = prepare_data(build_config(None, [*SETTINGS, "model.vocab_size=90"]), tmp_path / "c")
     assert other.report["de-en"]["cache"] == "written"  # another tokenizer, another encoding
     (tmp_path / "c" / "train.en").write_text("Changed.\n" * 80)  # another corpus under the same name
-    again = prepare_data(build_config(None, SETTINGS), tmp_path / "c", logs.append, tok=first.tokenizer)
+    again = prepare_data(build_config(None, SETTINGS), tmp_path / "c", tok=first.tokenizer)
     assert again.report["de-en"]["cache"] == "written"
 
 
-def test_held_out_validation_when_the_corpus_has_none(tmp_path):
+def test_held_out_validation_when_the_corpus_has_none(tmp_path, logs):
     pairs = _pairs(200, 8)
     _tsv(tmp_path / "c.tsv", pairs)
-    logs = []
-    data = prepare_data(build_config(None, SETTINGS), tmp_path / "c.tsv", logs.append)
+    data = prepare_data(build_config(None, SETTINGS), tmp_path / "c.tsv")
     (v,) = data.valid
     assert len(v.split.src) == 7 and len(data.train) == 193 and data.report["de-en"]["valid_held_out"] == 7
     assert any("no validation split; held out 7 training pairs (seed 1)" in x for x in logs)
     ids = data.train.collate(range(len(data.train))).src.tolist()
     train = set(data.tokenizer.decode([[i for i in x if i > 3] for x in ids]))
     assert not train & set(v.split.src) and len(train | set(v.split.src)) == 200
-    again = prepare_data(build_config(None, SETTINGS), tmp_path / "c.tsv", logs.append)
+    again = prepare_data(build_config(None, SETTINGS), tmp_path / "c.tsv")
     assert again.valid[0].split.src == v.split.src  # seeded
 
 
-def test_cleaning_rules_count_and_name_what_they_drop(tmp_path):
+def test_cleaning_rules_count_and_name_what_they_drop(tmp_path, logs):
     pairs = _pairs(60, 9)
     src, tgt = [s for s, _ in pairs], [t for _, t in pairs]
     src[4], tgt[9] = "", "   "  # empty sides: lines 5 and 10
@@ -190,15 +188,14 @@ def test_cleaning_rules_count_and_name_what_they_drop(tmp_path):
     for lang in ("de", "en"):
         (tmp_path / f"val.{lang}").write_bytes((tmp_path / "v" / f"val.{lang}").read_bytes())
     settings = [*SETTINGS, "data.max_tokens=30", "model.max_len=64", "data.max_length_ratio=2.5"]
-    logs = []
-    data = prepare_data(build_config(None, settings), tmp_path, logs.append)
+    data = prepare_data(build_config(None, settings), tmp_path)
     rep = data.report["de-en"]
     assert (rep["empty"], rep["too_long"], rep["rows"]) == (2, 1, 60) and rep["ratio"] >= 1
     assert rep["kept"] == 60 - 3 - rep["ratio"] == len(data.train)
     assert any(f"{tmp_path / 'train.de'}:5, {tmp_path / 'train.en'}:10" in x for x in logs), logs
     assert any("longer than 30 pieces" in x for x in logs) and any("length ratio above 2.5" in x for x in logs)
     with pytest.raises(MtxError, match=r"train.de:5: empty line in a parallel corpus"):
-        prepare_data(build_config(None, [*settings, "data.strict=true"]), tmp_path, logs.append)
+        prepare_data(build_config(None, [*settings, "data.strict=true"]), tmp_path)
 
 
 def test_gathering_across_chunks_with_tags_equals_padded_lists():
@@ -264,7 +261,7 @@ def test_bench_data_prints_cold_and_cached(tmp_path):
 
 
 def test_tokenizer_sample_is_bounded_seeded_and_from_both_sides(tmp_path):
-    from mtx.data import tokenizer_sample
+    from mtx.data.prepare import tokenizer_sample
 
     pairs = _pairs(3000, 10)
     _tsv(tmp_path / "c.tsv", pairs)

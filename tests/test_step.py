@@ -3,12 +3,12 @@
 import torch
 from conftest import TINY_SETTINGS, random_model
 
-import mtx.step as step_mod
+import mtx.train.step as step_mod
 from mtx import checkpoint
-from mtx.batching import collate
 from mtx.config import TrainConfig, build_config
-from mtx.step import make_optimizer, train_step
-from mtx.train import train
+from mtx.data.batching import collate
+from mtx.train.loop import train
+from mtx.train.step import make_optimizer, train_step
 
 
 def test_bf16_cpu_step_computes_in_bf16_and_learns(monkeypatch):
@@ -42,7 +42,7 @@ def test_bf16_cpu_step_computes_in_bf16_and_learns(monkeypatch):
 
 def test_training_with_the_cpu_bf16_setting_end_to_end(tiny_corpus, tmp_path):
     cfg = build_config(None, [*TINY_SETTINGS, "train.amp=bf16", "train.max_steps=30", "train.eval_every=15"])
-    result = train(cfg, tiny_corpus, tmp_path / "m", log=lambda s: None)
+    result = train(cfg, tiny_corpus, tmp_path / "m")
     losses = [h["valid_loss"] for h in result["history"]]
     assert result["steps"] == 30 and losses[-1] < losses[0]
     model, *_ = checkpoint.load(tmp_path / "m")

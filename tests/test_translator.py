@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-import mtx.translator as translator_mod
+import mtx.decode.translator as translator_mod
 from mtx import checkpoint
+from mtx.decode.translator import Translator
 from mtx.errors import MtxError
-from mtx.translator import Translator
 
 
 @pytest.fixture(scope="module")

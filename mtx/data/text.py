@@ -1,0 +1,112 @@
+"""Plain text files, a line at a time: the one line reader (UTF-8; a bad byte is an error naming file and line),
+a fast check of a large file in blocks, and the checks of a small line-aligned pair of files (a test set).
+Training corpora of every kind are read by mtx/data/sources.py."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from mtx.errors import MtxError
+
+CHUNK = 4 << 20  # bytes a block of `scan_text`
+NL = b"\n"
+
+
+def lines(path: Path | None) -> Iterator[str]:
+    """The lines of a UTF-8 file (or of stdin, for None), without their line ends, read as they are needed."""
+    name = str(path) if path else "<stdin>"
+    try:
+        stream = open(path, "rb") if path else sys.stdin.buffer  # noqa: SIM115
+    except FileNotFoundError:
+        raise MtxError(f"{path}: file not found") from None
+    except OSError as e:
+        raise MtxError(f"{path}: cannot read ({e.strerror})") from None
+    with stream:
+        for i, raw in enumerate(stream, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise MtxError(f"{name}:{i}: invalid UTF-8 at byte {e.start}") from None
+            yield text.removesuffix("\n").removesuffix("\r")
+
+
+def read_lines(path: Path) -> list[str]:
+    """All the lines of a UTF-8 text file (see `lines`)."""
+    return list(lines(path))
+
+
+def check_parallel(src_path: Path, tgt_path: Path) -> int:
+    """Validate a line-aligned pair of files; return the number of lines."""
+    src = read_lines(src_path)
+    tgt = read_lines(tgt_path)
+    if len(src) != len(tgt):
+        n = min(len(src), len(tgt))
+        longer = src_path if len(src) > len(tgt) else tgt_path
+        raise MtxError(
+            f"{longer}:{n + 1}: files are not aligned ({src_path.name} has {len(src)} lines, "
+            f"{tgt_path.name} has {len(tgt)})"
+        )
+    if not src:
+        raise MtxError(f"{src_path}: file is empty")
+    for path, texts in ((src_path, src), (tgt_path, tgt)):
+        for i, line in enumerate(texts, 1):
+            if "\r" in line:
+                raise MtxError(f"{path}:{i}: carriage return inside a line")
+            if not line.strip():
+                raise MtxError(f"{path}:{i}: empty line in a parallel corpus")
+    return len(src)
+
+
+@dataclass
+class Split:
+    """A small parallel split in memory: `src` and `tgt` are lists of sentences."""
+
+    name: str
+    src: list[str]
+    tgt: list[str]
+
+
+def split_paths(data_dir: Path, split: str, src: str, tgt: str) -> tuple[Path, Path]:
+    return data_dir / f"{split}.{src}", data_dir / f"{split}.{tgt}"
+
+
+def scan_text(path: Path, inner_cr: bool = False) -> int:
+    """Lines of a text file, checked in large blocks (C speed, constant memory): invalid UTF-8 or (unless
+    `inner_cr`) a carriage return inside a line is an error naming the line."""
+    count, tail = 0, b""
+    try:
+        f = open(path, "rb")  # noqa: SIM115
+    except OSError as e:
+        raise MtxError(f"{path}: cannot read ({e.strerror})") from None
+    with f:
+        while block := f.read(CHUNK):
+            block = tail + block
+            cut = block.rfind(b"\n") + 1  # 0: no line end yet
+            whole, tail = block[:cut], block[cut:]
+            _check_block(path, whole, count, inner_cr)
+            count += whole.count(NL)
+    if tail:
+        _check_block(path, tail + b"\n", count, inner_cr)
+        count += 1
+    return count
+
+
+def _check_block(path: Path, block: bytes, before: int, inner_cr: bool) -> None:
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError as e:
+        start = block.rfind(b"\n", 0, e.start) + 1
+        line = before + block.count(NL, 0, start) + 1
+        raise MtxError(f"{path}:{line}: invalid UTF-8 at byte {e.start - start}") from None
+    i = -1 if inner_cr else block.replace(b"\r\n", b"\n\n").find(b"\r")
+    if i >= 0:
+        raise MtxError(f"{path}:{before + block.count(NL, 0, i) + 1}: carriage return inside a line")
+
+
+def count_fields(path: Path, sep: str) -> int:
+    """Fields of the first line of a delimited file."""
+    with open(path, "rb") as f:
+        return f.readline().count(sep.encode()) + 1

@@ -1,0 +1,90 @@
+"""`mtx bench decode`: the speed, memory and BLEU of decoding a test set under each setting, one JSON object each;
+a benchmark, never used as a test."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from mtx import device as devices
+from mtx.data.pairs import pairs_of, prefix_ids
+from mtx.data.text import check_parallel, read_lines, split_paths
+from mtx.decode.load import load
+from mtx.decode.metrics import bleu
+from mtx.errors import UsageError
+
+SETTINGS = ("greedy", "beam", "beam_nocache")
+
+
+def settings_of(text: str | None, engine: str, precision: str) -> list[str]:
+    """The settings `--settings` names (default: all; ct2: greedy,beam), checked with the engine and precision."""
+    names = [s.strip() for s in (text or ("greedy,beam" if engine == "ct2" else ",".join(SETTINGS))).split(",")]
+    for n in filter(None, names):
+        if n not in SETTINGS:
+            raise UsageError(f"--settings: unknown setting {n!r} (greedy, beam, beam_nocache)")
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise UsageError(f"--precision {precision!r}: expected fp32, bf16 or fp16")
+    if engine not in ("mtx", "ct2") or (engine == "ct2" and ("beam_nocache" in names or precision != "fp32")):
+        raise UsageError(f"--engine {engine}: expected mtx, or ct2 without beam_nocache and --precision")
+    return [n for n in names if n]
+
+
+def decode(
+    model_dir: Path,
+    data_dir: Path,
+    split: str,
+    device: str,
+    beam: int,
+    batch_tokens: int | None,
+    settings: list[str],
+    limit: int = 0,
+    precision: str = "fp32",
+    engine: str = "mtx",
+) -> Iterator[dict]:
+    """Decode `split` under each setting (greedy, beam, beam_nocache) and yield speed, memory and BLEU (a model of
+    several pairs: its first), with mtx's search or (`engine="ct2"`) CTranslate2's."""
+    translator, cfg = load(model_dir, engine, device)
+    dev = translator.device
+    trained = pairs_of(cfg.data)
+    src_path, ref_path = split_paths(data_dir, split, *trained[0])
+    check_parallel(src_path, ref_path)
+    sources, refs = read_lines(src_path), read_lines(ref_path)
+    if limit:
+        sources, refs = sources[:limit], refs[:limit]
+    prefix = prefix_ids(translator.tokenizer, trained, trained[0][1])
+    for name in settings:
+        d = dataclasses.replace(cfg.decode, beam=1 if name == "greedy" else beam, precision=precision)
+        d.batch_tokens = batch_tokens or d.batch_tokens
+        options = {"prefix": prefix, "decode": d, "use_cache": name != "beam_nocache"}
+        translator.translate(sources[:32], **options)  # warm-up
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
+        t0 = time.perf_counter()
+        hyps = [t.text for t in translator.translate(sources, **options)]
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        dt = time.perf_counter() - t0
+        n_tok = sum(len(x) + 1 for x in translator.tokenizer.encode(hyps))
+        outputs = "".join(h + "\n" for h in hyps).encode()
+        yield {
+            "setting": name,
+            "beam": d.beam,
+            "sentences": len(sources),
+            "seconds": round(dt, 3),
+            "sents_per_s": round(len(sources) / dt, 1),
+            "tgt_tokens_per_s": round(n_tok / dt, 1),
+            "peak_mem_mb": round(devices.peak_mb(dev), 1),
+            "bleu": round(bleu(hyps, refs), 2),
+            "outputs_sha1": hashlib.sha1(outputs).hexdigest(),  # equal digests: the same translations
+            "batch_tokens": translator.budget(d),
+            "precision": precision,
+            "engine": engine,
+            "device": devices.name(dev),
+            "threads": torch.get_num_threads(),
+        }

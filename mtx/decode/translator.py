@@ -1,0 +1,183 @@
+"""Translate many sentences: encode, sort by length into token-budget batches, search, restore the order.
+
+`BatchTranslator` is what every engine shares; an engine supplies one hook, `_search`, which decodes one batch of
+source ids. `Translator` searches with mtx's own beam search (mtx/decode/search.py); `CT2Translator`
+(mtx/decode/ct2.py) with CTranslate2. Options that differ between requests are passed with each call (the
+target-language tag, a per-sentence callback, decoding settings), as CTranslate2's `translate_batch` takes them,
+so that one translator serves every target and every request. Input is processed in chunks, so a file of
+millions of lines streams through with bounded memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from mtx.config import DecodeConfig
+from mtx.data.batching import collate, sorted_batches
+from mtx.data.tokenizer import Tokenizer
+from mtx.decode.search import Done, Result, search
+from mtx.device import autocast
+from mtx.errors import MtxError
+from mtx.models.base import Seq2Seq
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Translation:
+    text: str
+    nbest: list[tuple[str, float]]  # (text, score), best first
+
+
+OnSentence = Callable[[int, Translation], None]  # (input index, its translation), as each sentence's search ends
+OnProgress = Callable[[int], None]  # sentences done since the last call
+
+
+class BatchTranslator:
+    """Lines in, translations out, in order; subclasses decode a batch (`_search`)."""
+
+    def __init__(self, tokenizer: Tokenizer, decode: DecodeConfig, device: torch.device, max_len: int):
+        self.tokenizer, self.cfg, self.device, self.max_len = tokenizer, decode, device, max_len
+        self.batch_tokens = self.budget(decode)
+
+    def budget(self, decode: DecodeConfig) -> int:
+        """Rows x source length a batch holds: on a GPU a decoding step costs about the same for 50 or 1000
+        sentences, so batch widely."""
+        return decode.batch_tokens or (100_000 if self.device.type == "cuda" else 12_000)
+
+    def translate(self, lines: Iterable[str], **options) -> list[Translation]:
+        """The translations of `lines`, in order (the options of `stream`)."""
+        return list(self.stream(lines, **options))
+
+    def stream(
+        self,
+        lines: Iterable[str],
+        *,
+        prefix: list[int] | None = None,
+        decode: DecodeConfig | None = None,
+        use_cache: bool = True,
+        on_sentence: OnSentence | None = None,
+        on_progress: OnProgress | None = None,
+        chunk: int = 20000,
+    ) -> Iterator[Translation]:
+        """Translations of `lines`, in order, `chunk` lines at a time. `prefix`: ids put before every source
+        sentence (the target-language tag of a multi-target model); `decode`: settings for this call (default: the
+        translator's); `on_sentence(i, translation)` as each sentence's search ends, before its batch's;
+        `on_progress(n)` as sentences get done."""
+        opts = (prefix or [], decode or self.cfg, use_cache, on_sentence, on_progress)
+        buf: list[str] = []
+        done = 0
+        for line in lines:
+            buf.append(line)
+            if len(buf) >= chunk:
+                yield from self._chunk(buf, done, *opts)
+                done += len(buf)
+                buf = []
+        if buf:
+            yield from self._chunk(buf, done, *opts)
+
+    def _chunk(
+        self,
+        lines: list[str],
+        offset: int,
+        prefix: list[int],
+        c: DecodeConfig,
+        use_cache: bool,
+        on_sentence: OnSentence | None,
+        on_progress: OnProgress | None,
+    ) -> list[Translation]:
+        limit = self.max_len - 1 - len(prefix)  # room for EOS (and the tag)
+        ids = self.tokenizer.encode([s.strip() for s in lines])
+        for i, x in enumerate(ids):
+            if len(x) > limit:
+                log.warning(f"warning: input line {offset + i + 1} has {len(x)} pieces; truncated to {limit}")
+                ids[i] = x[:limit]
+        ids = [prefix + x if x else x for x in ids]
+        empty = Translation("", [("", 0.0)] * c.nbest)  # an empty line: nbest empty candidates
+        out: list[Translation | None] = [None if x else empty for x in ids]
+        for i, tr in enumerate(out):
+            if tr is not None and on_sentence is not None:
+                on_sentence(offset + i, tr)
+        todo = [i for i, x in enumerate(ids) if x]
+
+        def finish(idx: list[int], results: list[Result]) -> None:
+            """Sentences `idx` (of `lines`) are translated: keep them and tell on_sentence."""
+            texts = self.tokenizer.decode([toks for res in results for toks, _ in res])
+            k = 0
+            for i, res in zip(idx, results, strict=True):
+                nbest = [(texts[k + j], s) for j, (_, s) in enumerate(res)]
+                k += len(res)
+                nbest += [("", float("-inf"))] * (c.nbest - len(nbest))  # always nbest columns
+                out[i] = Translation(nbest[0][0], nbest)
+                if on_sentence is not None:
+                    on_sentence(offset + i, out[i])
+
+        # Beam search holds K rows per sentence: budget the batch in rows * length.
+        lengths = [len(ids[i]) + 1 for i in todo]
+        for group in sorted_batches(lengths, max(self.budget(c) // max(c.beam, 1), 1)):
+            idx = [todo[j] for j in group]
+
+            def done(rows: list[int], results: list[Result], idx=idx) -> None:
+                finish([idx[r] for r in rows], results)
+
+            results = self._search([ids[i] for i in idx], c, use_cache, done if on_sentence else None)
+            left = [j for j, i in enumerate(idx) if out[i] is None]  # all of them without on_sentence
+            if left:
+                finish([idx[j] for j in left], [results[j] for j in left])
+            if on_progress is not None:
+                on_progress(len(idx))
+        if on_progress is not None:
+            on_progress(len(lines) - len(todo))  # empty lines
+        return out  # type: ignore[return-value]: every sentence is translated by now
+
+    def _search(self, ids: list[list[int]], c: DecodeConfig, use_cache: bool, on_done: Done | None) -> list[Result]:
+        """The engine's hook: the n-best (token ids, score) of each source in `ids` (ids without EOS, prefix
+        included), telling `on_done` of sentences whose search has ended, if it can, before it returns."""
+        raise NotImplementedError
+
+
+class Translator(BatchTranslator):
+    """mtx's own search over a model (any architecture)."""
+
+    def __init__(self, model: Seq2Seq, tokenizer: Tokenizer, decode: DecodeConfig, device: torch.device):
+        super().__init__(tokenizer, decode, device, model.config.max_len)
+        self.model = model.eval()
+        self.oom_retries = 0
+
+    def _search(self, ids: list[list[int]], c: DecodeConfig, use_cache: bool, on_done: Done | None) -> list[Result]:
+        """Search one batch; out of GPU memory, retry it as two halves (and tell the user once)."""
+        try:
+            batch = collate(ids).to(self.device)
+            with autocast(self.device, c.precision):
+                return search(
+                    self.model,
+                    batch.src,
+                    batch.src_mask,
+                    c.beam,
+                    c.alpha,
+                    c.max_len_a,
+                    c.max_len_b,
+                    c.nbest,
+                    use_cache,
+                    c.stop,
+                    on_done,
+                )
+        except torch.OutOfMemoryError:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(ids) == 1:
+                raise MtxError(f"out of memory translating one sentence of {len(ids[0])} pieces") from None
+            if not self.oom_retries:
+                log.warning(f"warning: out of memory with {len(ids)} sentences a batch; retrying smaller")
+            self.oom_retries += 1
+            half = len(ids) // 2
+
+            def later(rows: list[int], results: list[Result]) -> None:  # the second half's rows, in the batch's
+                on_done([half + r for r in rows], results)
+
+            first = self._search(ids[:half], c, use_cache, on_done)
+            return first + self._search(ids[half:], c, use_cache, later if on_done else None)

@@ -1,0 +1,1 @@
+"""Models: shared layers below, the Transformer and the RNN above them, one `Seq2Seq` protocol (base.py)."""

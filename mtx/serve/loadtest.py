@@ -1,0 +1,176 @@
+"""`mtx bench serve`: start `mtx serve` on loopback, run concurrent clients against it for a while, report.
+
+Each client holds one keep-alive HTTP/1.1 connection and sends one sentence a request (the split's sources, each
+client starting at its own offset), the next as soon as the answer arrives. Latency is from sending the request
+to reading the whole answer; a request fails when it is not answered 200 with a translatedText string.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from mtx.checkpoint import read_config
+from mtx.data.pairs import pairs_of
+from mtx.data.text import read_lines, split_paths
+from mtx.errors import MtxError, UsageError
+
+
+def start_server(model: Path, engine: str, beam: int, device: str, extra: list[str] | None = None):
+    """`mtx serve --port 0` in a child process; returns (process, port) once it answers /health."""
+    cmd = [sys.executable, "-m", "mtx", "serve", "--model", str(model), "--engine", engine, "--port", "0"]
+    cmd += ["--beam", str(beam), "--device", device, *(extra or [])]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    port = None
+    lines = []
+    for line in proc.stderr:  # the exporter may speak first; the listening line names the port
+        lines.append(line.rstrip())
+        if "listening on http://" in line:
+            port = int(line.split("listening on http://", 1)[1].split()[0].rsplit(":", 1)[1])
+            break
+    if port is None:
+        proc.wait()
+        raise MtxError("mtx serve did not start: " + " | ".join(lines[-3:]))
+    # keep draining its stderr so that it never blocks on a full pipe
+    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                if r.status == 200:
+                    return proc, port
+        except OSError:
+            time.sleep(0.05)
+    stop_server(proc)
+    raise MtxError(f"mtx serve on port {port} did not answer /health")
+
+
+def stop_server(proc: subprocess.Popen, timeout: float = 60) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+async def _request(reader, writer, port: int, body: bytes) -> tuple[int, bytes]:
+    writer.write(
+        b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (port, len(body), body)
+    )
+    await writer.drain()
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
+
+
+async def _client(i: int, port: int, sentences: list[str], src: str, tgt: str, until: float, out: dict) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    k = i * len(sentences) // max(out["clients"], 1)
+    try:
+        while time.perf_counter() < until:
+            body = json.dumps({"q": sentences[k % len(sentences)], "source": src, "target": tgt}).encode()
+            k += 1
+            t0 = time.perf_counter()
+            try:
+                status, data = await _request(reader, writer, port, body)
+                ok = status == 200 and isinstance(json.loads(data).get("translatedText"), str)
+            except (OSError, ValueError, asyncio.IncompleteReadError):
+                ok = False
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            out["latencies" if ok else "errors"].append(time.perf_counter() - t0)
+    finally:
+        writer.close()
+
+
+def _health(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def run(
+    model: Path,
+    sentences: list[str],
+    src: str,
+    tgt: str,
+    engine: str = "mtx",
+    beam: int = 5,
+    clients: int = 32,
+    seconds: float = 30.0,
+    device: str = "cpu",
+    extra: list[str] | None = None,
+) -> dict:
+    """Serve `model`, run `clients` clients for `seconds` (after a warm-up request each), and report."""
+    proc, port = start_server(model, engine, beam, device, extra)
+    try:
+
+        async def main() -> dict:
+            warm = {"clients": clients, "latencies": [], "errors": []}
+            await _client(0, port, sentences, src, tgt, time.perf_counter() + 1.0, warm)  # warm-up, one client
+            before = _health(port)
+            out = {"clients": clients, "latencies": [], "errors": []}
+            t0 = time.perf_counter()
+            until = t0 + seconds
+            await asyncio.gather(*(_client(i, port, sentences, src, tgt, until, out) for i in range(clients)))
+            out["wall"] = time.perf_counter() - t0
+            out["before"], out["after"] = before, _health(port)
+            return out
+
+        try:  # the clients share the CPU with the server: the faster event loop where it is installed
+            import uvloop
+
+            r = uvloop.run(main())
+        except ImportError:
+            r = asyncio.run(main())
+    finally:
+        code = stop_server(proc)
+    lat = sorted(r["latencies"])
+    n, wall = len(lat), r["wall"]
+
+    def pct(q: float) -> float | None:
+        return round(lat[min(n - 1, int(q * n))] * 1000, 1) if n else None
+
+    batches = r["after"]["batches"] - r["before"]["batches"]
+    served = r["after"]["sentences"] - r["before"]["sentences"]
+    return {
+        "engine": engine,
+        "beam": beam,
+        "clients": clients,
+        "seconds": round(wall, 2),
+        "requests": n,
+        "errors": len(r["errors"]),
+        "requests_per_s": round(n / wall, 1),
+        "sents_per_s": round(n / wall, 1),  # one sentence a request
+        "latency_ms_p50": pct(0.5),
+        "latency_ms_p90": pct(0.9),
+        "latency_ms_p99": pct(0.99),
+        "mean_batch_sentences": round(served / batches, 1) if batches else None,
+        "workers": r["after"].get("workers"),
+        "server_exit": code,
+        "cpus": os.cpu_count(),
+        "device": device,
+    }
+
+
+def bench(model: Path, data_dir: Path, split: str, engine: str, beam: int, clients: int, seconds: float,
+          device: str, extra: list[str]) -> dict:  # fmt: skip
+    """`run` with the source sentences of the model's (first) pair in `data_dir`'s `split`."""
+    if engine not in ("mtx", "ct2"):
+        raise UsageError(f"--engine {engine!r}: expected mtx or ct2")
+    src, tgt = pairs_of(read_config(model)[0].data)[0]
+    sentences = [s for s in read_lines(split_paths(data_dir, split, src, tgt)[0]) if s.strip()]
+    rec = run(model, sentences, src, tgt, engine, beam, clients, seconds, device, extra)
+    return {"pair": f"{src}-{tgt}", "split": split, **rec}

@@ -1,0 +1,206 @@
+"""The model behind `mtx serve` (LibreTranslate's HTTP API, app.py), with requests batched dynamically.
+
+    POST /translate  {"q": "Ein Hund." | ["...", ...], "source": "de" | "auto", "target": "en", "format": "text"}
+                     -> {"translatedText": "A dog." | ["...", ...]}
+    GET  /languages  -> [{"code": "de", "name": "German", "targets": ["en"]}, ...]
+    GET  /health     -> {"status": "ok", "engine": ..., "pairs": [...], "requests": ..., "batches": ...}
+
+Each text is cut into lines and each line into sentences (the models are trained on single sentences), and put
+back together after translation. Requests that arrive together are decoded together: the batcher takes the first
+waiting request, collects others for `wait_ms` or until `batch_tokens` source pieces, decodes them in a worker
+thread (the event loop goes on accepting requests) and answers each request as soon as the search of its last
+sentence has ended (mtx's engine; CTranslate2's at the end of its batch), so that clients send their next
+requests while the batch decodes on, and the next batch is ready when this one ends. With `workers` > 1,
+several batches decode at once, each on its share of the CPU threads. Errors are JSON, {"error": "..."}, with
+a 4xx status; the server goes on serving. SIGTERM stops accepting connections and answers the requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass, field
+
+from mtx.data import pairs as P
+from mtx.decode.translator import BatchTranslator
+from mtx.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+NAMES = {
+    "ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
+    "it": "Italian", "ja": "Japanese", "nl": "Dutch", "pl": "Polish", "pt": "Portuguese", "ru": "Russian",
+    "tr": "Turkish", "uk": "Ukrainian", "zh": "Chinese",
+}  # fmt: skip
+
+
+@dataclass
+class Limits:
+    max_chars: int = 5000  # characters per request, over every text of q
+    max_sentences: int = 128  # sentences per request, after splitting
+    wait_ms: float = 5.0  # how long the batcher collects after the first waiting request
+    batch_tokens: int = 0  # source pieces a batch collects at most (0: the translator's budget / beam)
+    workers: int = 1  # batches decoded at once, each in its own thread
+
+
+class RequestError(Exception):
+    """A bad request: answered with `status` and {"error": message}."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+_BREAK = re.compile(r"(?<=[.!?…])\s+")
+
+
+def split_sentences(line: str) -> list[str]:
+    """A line's sentences: it is cut after . ! ? or … and spaces where the next word starts with a capital letter
+    or a digit (so "a dog, e.g. a big one" stays whole; "Mr. Smith" does not)."""
+    out: list[str] = []
+    for part in _BREAK.split(line.strip()):
+        first = next((c for c in part if c.isalnum()), "")
+        if out and not (first.isupper() or first.isdigit()):
+            out[-1] += " " + part
+        elif part:
+            out.append(part)
+    return out
+
+
+@dataclass
+class _Job:
+    tgt: str
+    sentences: list[str]
+    tokens: int
+    future: asyncio.Future
+    texts: list[str | None] = field(default_factory=list)  # translations as they come
+    left: int = 0  # sentences not translated yet
+
+
+class Service:
+    """The model behind the API: which directions it serves, and the batcher that decodes for every request."""
+
+    def __init__(self, translator: BatchTranslator, pairs: list[P.Pair], limits: Limits, engine: str = "mtx"):
+        self.translator, self.pairs, self.limits, self.engine = translator, pairs, limits, engine
+        self.tokenizer = translator.tokenizer
+        self.beam = translator.cfg.beam
+        # what each target's sources start with: its tag, on a model of several targets
+        self.prefixes = {tgt: P.prefix_ids(translator.tokenizer, pairs, tgt) for tgt in P.targets(pairs)}
+        self.batch_tokens = limits.batch_tokens or max(translator.batch_tokens // max(self.beam, 1), 1)
+        self.stats = {"requests": 0, "sentences": 0, "batches": 0}
+        self._pending: list[_Job] = []
+        self._arrived: asyncio.Event | None = None
+        self._collecting: asyncio.Lock | None = None
+        self._zero_shot_warned: set[str] = set()
+
+    def direction(self, source, target) -> P.Pair:
+        """The (source, target) a request asks for; a RequestError naming the model's pairs if it has none such."""
+        have = ", ".join(P.name(p) for p in self.pairs)
+        if not isinstance(target, str) or not (source is None or isinstance(source, str)):
+            raise RequestError(400, f"source and target must be language codes: the model's pairs are {have}")
+        auto = source is None or source == "auto"
+        try:
+            src, tgt = P.direction(self.pairs, None if auto else source, target, f"{source}-{target}", self._warn)
+        except UsageError as e:
+            raise RequestError(400, f"{e} (not supported)") from None
+        if src is None:
+            raise RequestError(400, f"source 'auto' is not supported (no language detection): name one of {have}")
+        return src, tgt
+
+    def _warn(self, text: str) -> None:
+        """Each zero-shot direction's warning, once."""
+        if text not in self._zero_shot_warned:
+            self._zero_shot_warned.add(text)
+            log.warning(text)
+
+    def languages(self) -> list[dict]:
+        out = []
+        for lang in P.languages(self.pairs):
+            if P.tagged(self.pairs):  # any of its targets, the untrained directions zero-shot
+                tgts = [t for t in P.targets(self.pairs) if t != lang]
+            else:  # one target, reached from the trained sources
+                tgts = [t for s, t in self.pairs if s == lang]
+            if tgts:  # a language only translated into is no source
+                out.append({"code": lang, "name": NAMES.get(lang, lang), "targets": tgts})
+        return out
+
+    async def translate(self, tgt: str, sentences: list[str]) -> list[str]:
+        """Queue sentences for the batcher; their translations, in order."""
+        if not sentences:
+            return []
+        tokens = sum(len(x) + 1 for x in self.tokenizer.encode(sentences))
+        job = _Job(tgt, sentences, tokens, asyncio.get_running_loop().create_future())
+        self._pending.append(job)
+        assert self._arrived is not None, "the batcher is not running"
+        self._arrived.set()
+        return await job.future
+
+    async def run(self) -> None:
+        """The batchers, `limits.workers` of them: each in turn collects a batch (the first waiting request, then
+        others for wait_ms or up to the token budget) and decodes it, while the next collects."""
+        self._arrived, self._collecting = asyncio.Event(), asyncio.Lock()
+        await asyncio.gather(*(self._worker() for _ in range(self.limits.workers)))
+
+    async def _worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            async with self._collecting:
+                while not self._pending:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+                deadline = loop.time() + self.limits.wait_ms / 1000
+                while sum(j.tokens for j in self._pending) < self.batch_tokens:
+                    self._arrived.clear()
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        break
+                    try:
+                        await asyncio.wait_for(self._arrived.wait(), left)
+                    except TimeoutError:
+                        break
+                jobs, tokens = [], 0
+                while self._pending and (not jobs or tokens + self._pending[0].tokens <= self.batch_tokens):
+                    jobs.append(self._pending.pop(0))
+                    tokens += jobs[-1].tokens
+            jobs = [j for j in jobs if not j.future.done()]  # a client that went away is not decoded for
+            if jobs:
+                await self._decode(jobs)
+
+    async def _decode(self, jobs: list[_Job]) -> None:
+        """Decode a batch in a worker thread; each request is answered as soon as its last sentence is translated
+        (its client can send the next one while the batch goes on), the rest when the batch ends."""
+        self.stats["batches"] += 1
+        loop = asyncio.get_running_loop()
+        by_tgt: dict[str, list[_Job]] = {}
+        for job in jobs:
+            by_tgt.setdefault(job.tgt, []).append(job)
+        for tgt, group in by_tgt.items():
+            owner = [(job, k) for job in group for k in range(len(job.sentences))]
+            for job in group:
+                job.texts, job.left = [None] * len(job.sentences), len(job.sentences)
+
+            def deliver(i: int, text: str, owner=owner) -> None:  # on the event loop
+                job, k = owner[i]
+                if job.texts[k] is not None:
+                    return
+                job.texts[k] = text
+                job.left -= 1
+                if job.left == 0 and not job.future.done():
+                    job.future.set_result(job.texts)
+
+            def heard(i: int, tr, deliver=deliver) -> None:  # in the decoding thread
+                loop.call_soon_threadsafe(deliver, i, tr.text)
+
+            lines = [s for job in group for s in job.sentences]
+            options = {"prefix": self.prefixes[tgt], "on_sentence": heard}
+            try:
+                out = await asyncio.to_thread(self.translator.translate, lines, **options)
+            except Exception as e:  # answered as a 500 to each request of the batch not answered yet
+                for job in group:
+                    if not job.future.done():
+                        job.future.set_exception(e)
+                continue
+            for i, tr in enumerate(out):  # those an engine did not report one by one
+                deliver(i, tr.text)
+            self.stats["sentences"] += len(lines)
