@@ -21,9 +21,11 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# ruff (style, imports at the top) and the layer contracts of pyproject.toml (import-linter)
 lint: $(STAMP)
 	$(BIN)/ruff check mtx tests
 	$(BIN)/ruff format --check mtx tests
+	$(BIN)/lint-imports
 
 format:
 	$(BIN)/ruff format mtx tests

@@ -1,9 +1,8 @@
-"""Where tensors live and in what precision: the device a command names, autocast, peak memory."""
+"""Where tensors live and in what precision: the device a command names, autocast."""
 
 from __future__ import annotations
 
 import contextlib
-import resource
 
 import torch
 
@@ -30,15 +29,3 @@ def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-
-def peak_mb(device: torch.device) -> float:
-    """Peak memory so far: CUDA memory allocated on a GPU, the process' peak resident set on a CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def name(device: torch.device) -> str:
-    """The device as benchmarks report it: the GPU's name, or cpu."""
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

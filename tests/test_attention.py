@@ -84,7 +84,7 @@ def test_translate_draws_the_attention(tiny_model, tiny_corpus, tmp_path):
 
 
 def test_attention_axes_are_the_pieces(tiny_model, tiny_corpus, monkeypatch, tmp_path):
-    import mtx.cli.decode as att  # the command draws with the function it imported
+    import mtx.decode.output as att  # what `translate` runs draws with the function it imported
 
     seen = {}
     real = att.draw

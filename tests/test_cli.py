@@ -231,3 +231,22 @@ def test_compare_refuses_another_language_pair(tiny_model, tmp_path):
     (other / "config.json").write_text(json.dumps(doc))
     r = run("evaluate", "--model", tiny_model, "--compare", other, "--src-file", "x", "--ref-file", "y")
     _one_line_error(r, 2, "translates fr-en, --model", "translates de-en")
+
+
+def test_each_key_declares_its_option_and_resume_rule():
+    """A config key is declared once: its rules, its command-line option (named in its errors) and whether a
+    resumed training may change it come with its field."""
+    from mtx.config import Config, build_config, frozen_on_resume
+    from mtx.errors import UsageError
+
+    keys = Config().keys()
+    frozen = {name for name, _, f in keys if frozen_on_resume(name, f)}
+    model_and_data = {name for name, _, _ in keys if name.startswith(("model.", "data."))}
+    assert frozen == model_and_data - {"data.path", "data.test_split", "data.num_proc"} | {
+        "train.seed",
+        "train.batch_tokens",
+    }
+    flags = {name: f.metadata["flag"] for name, _, f in keys if f.metadata["flag"]}
+    assert flags["decode.beam"] == "--beam" and flags["train.time_budget_min"] == "--time-budget"
+    with pytest.raises(UsageError, match=r"decode.beam=0 \(--beam\): must be >= 1"):
+        build_config(None, ["decode.beam=0"])

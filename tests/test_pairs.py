@@ -186,3 +186,30 @@ def test_ctranslate2_engine_carries_the_tags(multi_model, corpus3):
     assert outs["ct2"] == outs["mtx"]
     info = json.loads((multi_model / "ct2" / "mtx.json").read_text())
     assert info["tags"] == {"en": "<2en>", "de": "<2de>"} and info["pairs"] == ["de-en", "en-de", "fr-en"]
+
+
+def test_one_translator_serves_every_target_at_once(multi_model, corpus3):
+    """Options per call: the target tag goes with each call, so two threads translating into de and into en with
+    one translator get what each would get alone, and the translator is left as it was."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mtx.decode.load import load
+
+    translator, cfg = load(multi_model, device="cpu")
+    before = dict(vars(translator))
+    trained = P.pairs_of(cfg.data)
+    en = (corpus3 / "train.en").read_text(encoding="utf-8").splitlines()[:20]
+    de = (corpus3 / "train.de").read_text(encoding="utf-8").splitlines()[:20]
+    jobs = {"de": en, "en": de}
+
+    def run(tgt: str) -> list[str]:
+        return [
+            t.text for t in translator.translate(jobs[tgt], prefix=P.prefix_ids(translator.tokenizer, trained, tgt))
+        ]
+
+    alone = {tgt: run(tgt) for tgt in jobs}
+    with ThreadPoolExecutor(2) as pool:
+        together = dict(zip(jobs, pool.map(run, jobs), strict=True))
+    assert together == alone and alone["de"] != alone["en"]
+    assert sum(x == y for x, y in zip(alone["de"], de, strict=True)) >= 15  # the tags reached the model
+    assert vars(translator) == before

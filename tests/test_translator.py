@@ -51,3 +51,19 @@ def test_out_of_memory_on_one_sentence_is_an_error(translator, sources, monkeypa
     monkeypatch.setattr(translator_mod, "search", never)
     with pytest.raises(MtxError, match="out of memory translating one sentence"):
         translator.translate(sources[:2])
+
+
+def test_decoding_settings_per_call(translator, sources):
+    """`decode=` for one call: beam 1 gives the greedy search's outputs; the translator's own settings stay."""
+    import dataclasses
+
+    from mtx.decode.search import greedy_search
+
+    greedy = translator.translate(sources, decode=dataclasses.replace(translator.cfg, beam=1))
+    ids = [translator.tokenizer.encode([s])[0] for s in sources]
+    want = []
+    for x in ids:
+        src = torch.tensor([x + [3]])
+        (res,) = greedy_search(translator.model, src, src != 0, translator.cfg.max_len_a, translator.cfg.max_len_b)
+        want.append(translator.tokenizer.decode([res[0][0]])[0])
+    assert [t.text for t in greedy] == want and translator.cfg.beam == 3

@@ -1,30 +1,25 @@
-"""The `mtx` command: one small function a command (a module a group of them) that parses options, calls the
-library and prints."""
-
-from __future__ import annotations
-
-from typing import Annotated
+"""The `mtx` command: a small function a command (a module a group of them) that parses, calls the library and
+prints; a user's mistake is one line on stderr (common.friendly)."""
 
 import typer
 
 from mtx.cli import bench, common, decode, model, serve, train
 from mtx.console import log_to_stderr
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Machine translation: train, translate, evaluate.",
-)
+HELP = "Machine translation: train, translate, evaluate."
+app = typer.Typer(help=HELP, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 
 
 @app.callback()
-def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False) -> None:
+def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
     common.state["debug"] = debug
     log_to_stderr()
 
 
 for command in (train.train, decode.translate, decode.evaluate, model.export, model.info, model.plot, serve.serve):
-    app.command()(command)
-app.add_typer(bench.app, name="bench")
-app.command()(model.fetch)
+    app.command()(common.friendly(command))
+bench_app = typer.Typer(help="Benchmarks that print figures as JSON lines.", no_args_is_help=True)
+for name in ("decode", "serve", "train", "data"):
+    bench_app.command(name)(common.friendly(getattr(bench, name)))
+app.add_typer(bench_app, name="bench")
+app.command()(common.friendly(model.fetch))

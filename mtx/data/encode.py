@@ -13,6 +13,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import sentencepiece as spm
 
 from mtx.data.pages import cache_files, mapped_regions, release_pages
 from mtx.data.sources import PairSplit
@@ -85,7 +86,6 @@ def _encode_table(table, proto: bytes, files: list[str]):
     """One map batch (a pyarrow table of `src`, `tgt` strings) -> list<int32> columns; a missing cell is empty.
     The text's pages read for it are given back (in the map's worker processes too)."""
     import pyarrow as pa
-    import sentencepiece as spm
 
     sp = _processors.get(proto)
     if sp is None:

@@ -31,7 +31,7 @@ def ensure_data_dir(langs: tuple[str, ...]) -> Path:
     """The default corpus directory; on a machine without it (no $MTX_DATA, no ../shared), Multi30k is fetched
     from the hub into data/multi30k first (the log says so)."""
     found = default_data_dir()
-    if os.environ.get("MTX_DATA") or found.is_dir():
+    if found.is_dir() or found != LOCAL_DATA.resolve():  # $MTX_DATA is used as it is (its errors name it)
         return found
     log.info(f"the default corpus is not here: fetching Multi30k from the Hugging Face hub into {found}")
     fetch_multi30k(found, langs)

@@ -14,14 +14,13 @@ WMT-style `translation` column of {lang: sentence}. A split is a `datasets.Datas
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 from mtx.config import DataConfig
 from mtx.console import is_tty
 from mtx.data.pages import cache_files, release_pages
-from mtx.data.text import count_fields, scan_text
+from mtx.data.text import check_aligned, count_fields, scan_text
 from mtx.errors import MtxError
 
 TABLE_BUILDERS = {".tsv": "csv", ".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -237,15 +236,8 @@ def _text_split(data_dir: Path, split: str, src: str, tgt: str) -> PairSplit:
         if not p.is_file():
             have = sorted(x.name for x in data_dir.iterdir() if x.is_file())[:8]
             raise MtxError(f"{p}: file not found (the directory has: {', '.join(have) or 'nothing'})")
-    counts = [scan_text(p) for p in paths]
-    if counts[0] != counts[1]:
-        longer = paths[0] if counts[0] > counts[1] else paths[1]
-        raise MtxError(
-            f"{longer}:{min(counts) + 1}: files are not aligned ({paths[0].name} has {counts[0]} lines, "
-            f"{paths[1].name} has {counts[1]})"
-        )
-    if counts[0] == 0:
-        raise MtxError(f"{paths[0]}: file is empty")
+    counts = scan_text(paths[0]), scan_text(paths[1])
+    check_aligned(paths, counts)
 
     def load():
         sides = []
@@ -268,7 +260,7 @@ def _builder_id(builder: str, files: dict, kw: dict) -> str:
 
 
 def data_spec(data: str | Path | None, cfg: DataConfig) -> str | None:
-    """What `--data` (or `data.path` in a config) names, or None for the default corpus."""
+    """What `--data` (or `data.path` in a config) names, or None for the default corpus (mtx/data/multi30k.py)."""
     if data is not None:
         return str(data)
-    return cfg.path or os.environ.get("MTX_DATA") or None
+    return cfg.path or None

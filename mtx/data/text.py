@@ -38,19 +38,23 @@ def read_lines(path: Path) -> list[str]:
     return list(lines(path))
 
 
+def check_aligned(paths: tuple[Path, Path], counts: tuple[int, int]) -> None:
+    """Two files of a parallel corpus have the same number of lines, and some."""
+    if counts[0] != counts[1]:
+        longer = paths[0] if counts[0] > counts[1] else paths[1]
+        raise MtxError(
+            f"{longer}:{min(counts) + 1}: files are not aligned ({paths[0].name} has {counts[0]} lines, "
+            f"{paths[1].name} has {counts[1]})"
+        )
+    if counts[0] == 0:
+        raise MtxError(f"{paths[0]}: file is empty")
+
+
 def check_parallel(src_path: Path, tgt_path: Path) -> int:
     """Validate a line-aligned pair of files; return the number of lines."""
     src = read_lines(src_path)
     tgt = read_lines(tgt_path)
-    if len(src) != len(tgt):
-        n = min(len(src), len(tgt))
-        longer = src_path if len(src) > len(tgt) else tgt_path
-        raise MtxError(
-            f"{longer}:{n + 1}: files are not aligned ({src_path.name} has {len(src)} lines, "
-            f"{tgt_path.name} has {len(tgt)})"
-        )
-    if not src:
-        raise MtxError(f"{src_path}: file is empty")
+    check_aligned((src_path, tgt_path), (len(src), len(tgt)))
     for path, texts in ((src_path, src), (tgt_path, tgt)):
         for i, line in enumerate(texts, 1):
             if "\r" in line:

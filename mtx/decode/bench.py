@@ -11,12 +11,14 @@ from pathlib import Path
 
 import torch
 
-from mtx import device as devices
+from mtx import measure
+from mtx.data.multi30k import default_data_dir
 from mtx.data.pairs import pairs_of, prefix_ids
 from mtx.data.text import check_parallel, read_lines, split_paths
 from mtx.decode.load import load
 from mtx.decode.metrics import bleu
-from mtx.errors import UsageError
+from mtx.device import resolve_device
+from mtx.errors import UsageError, check_positive
 
 SETTINGS = ("greedy", "beam", "beam_nocache")
 
@@ -36,28 +38,32 @@ def settings_of(text: str | None, engine: str, precision: str) -> list[str]:
 
 def decode(
     model_dir: Path,
-    data_dir: Path,
+    data_dir: Path | None,
     split: str,
     device: str,
     beam: int,
     batch_tokens: int | None,
-    settings: list[str],
+    settings: str | None,
     limit: int = 0,
     precision: str = "fp32",
     engine: str = "mtx",
 ) -> Iterator[dict]:
-    """Decode `split` under each setting (greedy, beam, beam_nocache) and yield speed, memory and BLEU (a model of
+    """Decode `split` (of the default corpus without `data_dir`) under each of the comma-separated `settings`
+    (greedy, beam, beam_nocache; None: all that the engine has) and yield speed, memory and BLEU (a model of
     several pairs: its first), with mtx's search or (`engine="ct2"`) CTranslate2's."""
+    check_positive(beam=beam)
+    names = settings_of(settings, engine, precision)
+    resolve_device(device)
     translator, cfg = load(model_dir, engine, device)
     dev = translator.device
     trained = pairs_of(cfg.data)
-    src_path, ref_path = split_paths(data_dir, split, *trained[0])
+    src_path, ref_path = split_paths(data_dir or default_data_dir(), split, *trained[0])
     check_parallel(src_path, ref_path)
     sources, refs = read_lines(src_path), read_lines(ref_path)
     if limit:
         sources, refs = sources[:limit], refs[:limit]
     prefix = prefix_ids(translator.tokenizer, trained, trained[0][1])
-    for name in settings:
+    for name in names:
         d = dataclasses.replace(cfg.decode, beam=1 if name == "greedy" else beam, precision=precision)
         d.batch_tokens = batch_tokens or d.batch_tokens
         options = {"prefix": prefix, "decode": d, "use_cache": name != "beam_nocache"}
@@ -79,12 +85,12 @@ def decode(
             "seconds": round(dt, 3),
             "sents_per_s": round(len(sources) / dt, 1),
             "tgt_tokens_per_s": round(n_tok / dt, 1),
-            "peak_mem_mb": round(devices.peak_mb(dev), 1),
+            "peak_mem_mb": round(measure.peak_mb(dev), 1),
             "bleu": round(bleu(hyps, refs), 2),
             "outputs_sha1": hashlib.sha1(outputs).hexdigest(),  # equal digests: the same translations
             "batch_tokens": translator.budget(d),
             "precision": precision,
             "engine": engine,
-            "device": devices.name(dev),
+            "device": measure.name(dev),
             "threads": torch.get_num_threads(),
         }

@@ -38,12 +38,10 @@ class Report:
 
 def evaluate(
     model: Path,
-    *,
     engine: str = "mtx",
     device: str = "auto",
-    beam: int | None = None,
-    alpha: float | None = None,
-    batch_tokens: int | None = None,
+    decoding: dict | None = None,
+    *,
     data: str | None = None,
     split: str | None = None,
     src_file: Path | None = None,
@@ -53,9 +51,10 @@ def evaluate(
     ci: bool = False,
     compare: Path | None = None,
 ) -> Report:
-    """Score `model` on each of its pairs (or `pair`) of the corpus' `split`, or on `src_file`/`ref_file`."""
+    """Score `model` on each of its pairs (or `pair`) of the corpus' `split`, or on `src_file`/`ref_file`;
+    `decoding`: options of `load` (beam, alpha, batch_tokens)."""
     t0 = time.time()
-    decoding = {"beam": beam, "alpha": alpha, "batch_tokens": batch_tokens}
+    decoding = decoding or {}
     translator, cfg = load(model, engine, device, **decoding)
     trained = P.pairs_of(cfg.data)
     if (src_file is None) != (ref_file is None):

@@ -16,17 +16,9 @@ from mtx.errors import UsageError
 ENGINES = ("mtx", "ct2")
 
 
-def load(
-    model_dir: Path,
-    engine: str = "mtx",
-    device: str = "auto",
-    *,
-    beam: int | None = None,
-    alpha: float | None = None,
-    batch_tokens: int | None = None,
-    nbest: int = 1,
-    workers: int = 1,
-) -> tuple[BatchTranslator, Config]:
+def load(model_dir: Path, engine: str = "mtx", device: str = "auto", *, beam: int | None = None,
+         alpha: float | None = None, batch_tokens: int | None = None, nbest: int = 1, workers: int = 1,
+         ) -> tuple[BatchTranslator, Config]:  # fmt: skip
     """(the translator, the model's config with the given decoding options); None keeps the model's own. `engine`:
     mtx, or ct2 (CTranslate2, exported into MODEL/ct2 on first use, or `model_dir` an exported directory);
     `workers`: batches the engine decodes at once (ct2)."""

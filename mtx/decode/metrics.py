@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.significance import PairedTest
 
 
 @dataclass
@@ -44,8 +45,6 @@ def paired_tests(baseline: list[str], system: list[str], refs: list[str]) -> dic
     """sacreBLEU's paired bootstrap resampling (1,000 samples: means, 95% intervals, p-value) and paired
     approximate randomisation (10,000 trials: p-value) of `system` against `baseline`, for BLEU and chrF.
     {metric: {"baseline": {score, mean, ci}, "system": {score, mean, ci, p_bs, p_ar}, "signature": ...}}."""
-    from sacrebleu.significance import PairedTest
-
     if baseline == system:
         # sacreBLEU counts resampled differences strictly above the real one, so a zero real difference gets its
         # smallest p-value (1 / (samples + 1)); identical outputs differ in nothing: p = 1.

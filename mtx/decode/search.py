@@ -102,16 +102,9 @@ Done = Callable[[list[int], list[Result]], None]  # (sentences of the batch whos
 
 
 @torch.inference_mode()
-def greedy_search(
-    model: Seq2Seq,
-    src: torch.Tensor,
-    src_mask: torch.Tensor,
-    max_len_a: float = 1.5,
-    max_len_b: int = 10,
-    use_cache: bool = True,
-    alpha: float = 1.0,
-    on_done: Done | None = None,
-) -> list[Result]:
+def greedy_search(model: Seq2Seq, src: torch.Tensor, src_mask: torch.Tensor, max_len_a: float = 1.5,
+                  max_len_b: int = 10, use_cache: bool = True, alpha: float = 1.0, on_done: Done | None = None,
+                  ) -> list[Result]:  # fmt: skip
     """Pick the most likely token at every step; scored as beam search scores (see the module's docstring).
     A sentence leaves the batch (and the cache) at its EOS, as in beam search, and `on_done` hears of it."""
     B, dev = src.shape[0], src.device

@@ -30,10 +30,10 @@ from mtx.models.layers import (
 class EncoderLayer(nn.Module):
     def __init__(self, c: ModelConfig):
         super().__init__()
+        norm = (c.d_model, c.dropout, c.pre_norm)  # each sublayer's residual connection
         self.attn = SelfAttention(c.d_model, c.n_heads, c.attn_dropout)
         self.ff = FeedForward(c.d_model, c.d_ff, c.act_dropout)
-        self.res_attn = Residual(c.d_model, c.dropout, c.pre_norm)
-        self.res_ff = Residual(c.d_model, c.dropout, c.pre_norm)
+        self.res_attn, self.res_ff = Residual(*norm), Residual(*norm)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = self.res_attn(x, lambda h: self.attn(h, mask))
@@ -46,9 +46,8 @@ class DecoderLayer(nn.Module):
         self.self_attn = SelfAttention(c.d_model, c.n_heads, c.attn_dropout)
         self.cross_attn = CrossAttention(c.d_model, c.n_heads, c.attn_dropout)
         self.ff = FeedForward(c.d_model, c.d_ff, c.act_dropout)
-        self.res_self = Residual(c.d_model, c.dropout, c.pre_norm)
-        self.res_cross = Residual(c.d_model, c.dropout, c.pre_norm)
-        self.res_ff = Residual(c.d_model, c.dropout, c.pre_norm)
+        norm = (c.d_model, c.dropout, c.pre_norm)
+        self.res_self, self.res_cross, self.res_ff = Residual(*norm), Residual(*norm), Residual(*norm)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # Causal self-attention needs no padding mask: pads sit after every real target token.

@@ -163,7 +163,7 @@ def default_workers(device: str) -> int:
 
 def serve(model: Path, engine: str, host: str, port: int, beam: int | None, device: str, limits: Limits) -> None:
     """Serve `model` until SIGTERM or Ctrl-C; the log's first line names the port (useful with port 0)."""
-    workers = limits.workers
+    workers = limits.workers = limits.workers or default_workers(device)
     if workers > 1:  # the CPU threads shared by the batches decoded at once
         torch.set_num_threads(max(1, torch.get_num_threads() // workers))
     translator, cfg = load(model, engine, device, beam=beam, workers=workers)

@@ -19,9 +19,11 @@ import urllib.request
 from pathlib import Path
 
 from mtx.checkpoint import read_config
+from mtx.data.multi30k import default_data_dir
 from mtx.data.pairs import pairs_of
 from mtx.data.text import read_lines, split_paths
-from mtx.errors import MtxError, UsageError
+from mtx.errors import MtxError, UsageError, check_positive
+from mtx.measure import percentile_ms
 
 
 def start_server(model: Path, engine: str, beam: int, device: str, extra: list[str] | None = None):
@@ -137,11 +139,7 @@ def run(
             r = asyncio.run(main())
     finally:
         code = stop_server(proc)
-    lat = sorted(r["latencies"])
-    n, wall = len(lat), r["wall"]
-
-    def pct(q: float) -> float | None:
-        return round(lat[min(n - 1, int(q * n))] * 1000, 1) if n else None
+    lat, n, wall = r["latencies"], len(r["latencies"]), r["wall"]
 
     batches = r["after"]["batches"] - r["before"]["batches"]
     served = r["after"]["sentences"] - r["before"]["sentences"]
@@ -154,9 +152,7 @@ def run(
         "errors": len(r["errors"]),
         "requests_per_s": round(n / wall, 1),
         "sents_per_s": round(n / wall, 1),  # one sentence a request
-        "latency_ms_p50": pct(0.5),
-        "latency_ms_p90": pct(0.9),
-        "latency_ms_p99": pct(0.99),
+        **{f"latency_ms_p{round(q * 100)}": percentile_ms(lat, q) for q in (0.5, 0.9, 0.99)},
         "mean_batch_sentences": round(served / batches, 1) if batches else None,
         "workers": r["after"].get("workers"),
         "server_exit": code,
@@ -165,9 +161,14 @@ def run(
     }
 
 
-def bench(model: Path, data_dir: Path, split: str, engine: str, beam: int, clients: int, seconds: float,
-          device: str, extra: list[str]) -> dict:  # fmt: skip
-    """`run` with the source sentences of the model's (first) pair in `data_dir`'s `split`."""
+def bench(model: Path, data_dir: Path | None, split: str, engine: str, beam: int, clients: int, seconds: float,
+          device: str, batch_wait_ms: float | None, workers: int | None) -> dict:  # fmt: skip
+    """`run` with the source sentences of the model's (first) pair in `data_dir`'s `split` (default: the default
+    corpus), the server started with `batch_wait_ms` and `workers` where given."""
+    check_positive(beam=beam, clients=clients, seconds=seconds)
+    extra = ["--batch-wait-ms", str(batch_wait_ms)] if batch_wait_ms is not None else []
+    extra += ["--workers", str(workers)] if workers is not None else []
+    data_dir = data_dir or default_data_dir()
     if engine not in ("mtx", "ct2"):
         raise UsageError(f"--engine {engine!r}: expected mtx or ct2")
     src, tgt = pairs_of(read_config(model)[0].data)[0]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from mtx.data import pairs as P
 from mtx.decode.translator import BatchTranslator
-from mtx.errors import UsageError
+from mtx.errors import UsageError, check_positive
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,14 @@ class Limits:
     max_chars: int = 5000  # characters per request, over every text of q
     max_sentences: int = 128  # sentences per request, after splitting
     wait_ms: float = 5.0  # how long the batcher collects after the first waiting request
-    batch_tokens: int = 0  # source pieces a batch collects at most (0: the translator's budget / beam)
-    workers: int = 1  # batches decoded at once, each in its own thread
+    batch_tokens: int | None = None  # source pieces a batch collects at most (None: the translator's budget / beam)
+    workers: int | None = 1  # batches decoded at once, each in its own thread (None: mtx serve's default)
+
+    def __post_init__(self) -> None:
+        """Each limit checked, named by the `mtx serve` option that sets it."""
+        check_positive(max_chars=self.max_chars, max_sentences=self.max_sentences)
+        check_positive(zero_ok=True, batch_wait_ms=self.wait_ms)
+        check_positive(batch_tokens=self.batch_tokens, workers=self.workers)
 
 
 class RequestError(Exception):

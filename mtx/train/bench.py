@@ -8,11 +8,30 @@ from pathlib import Path
 
 import torch
 
-from mtx import device as devices
-from mtx.config import Config
+from mtx import measure
+from mtx.config import Config, overrides
+from mtx.data.multi30k import default_data_dir
 from mtx.data.prepare import prepare_data
+from mtx.device import resolve_device
+from mtx.errors import check_positive
+from mtx.measure import percentile_ms
 from mtx.models.base import build_model
+from mtx.train.presets import configure
 from mtx.train.step import compiled, make_optimizer, train_step
+
+
+def bench(data: Path | None, device: str, batch_tokens: int | None, steps: int, warmup: int, config: Path | None,
+          items: list[str] | None, peak_tflops: float | None, compile_: bool) -> dict:  # fmt: skip
+    """`mtx bench train`: `train_throughput` of the device's preset under the config file, the `--set` items and
+    the options, on `data` (default: the default corpus); MFU against `peak_tflops` (on CUDA, by default the bf16
+    dense peak of an H100/H200 SXM)."""
+    check_positive(steps=steps)
+    check_positive(zero_ok=True, warmup=warmup)
+    dev = resolve_device(device)
+    flags = {"train.device": dev.type, "train.batch_tokens": batch_tokens, "train.compile": compile_ or None}
+    cfg = configure(config, overrides(items, flags), dev.type)
+    peak = peak_tflops or (989.0 if dev.type == "cuda" else None)
+    return train_throughput(cfg, data or default_data_dir(), dev, steps, warmup, peak)
 
 
 def _train_flops(model, src_mask: torch.Tensor, tgt_len: int, n_tgt_rows: int) -> float:
@@ -77,16 +96,12 @@ def train_throughput(
     if cuda:
         torch.cuda.synchronize(device)
     wall = time.perf_counter() - t0
-    times = sorted(
-        (m[0].elapsed_time(m[1]) / 1000 if cuda else m) for m in marks[warmup:]
-    )  # seconds per step (GPU time between the step's first and last kernel on CUDA)
-
-    def pct(q: float) -> float:
-        return round(times[min(len(times) - 1, int(q * len(times)))] * 1000, 2)
+    # seconds per step (GPU time between the step's first and last kernel on CUDA)
+    times = [(m[0].elapsed_time(m[1]) / 1000 if cuda else m) for m in marks[warmup:]]
 
     achieved = flops / wall / 1e12
     return {
-        "device": devices.name(device),
+        "device": measure.name(device),
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
         "batch_tokens": cfg.train.batch_tokens,
         "amp": cfg.train.amp,
@@ -95,11 +110,9 @@ def train_throughput(
         "tokens": real,
         "tokens_per_s": round(real / wall, 1),  # real source + target tokens
         "steps_per_s": round(steps / wall, 2),
-        "step_ms_p50": pct(0.5),
-        "step_ms_p90": pct(0.9),
-        "step_ms_p99": pct(0.99),
+        **{f"step_ms_p{round(q * 100)}": percentile_ms(times, q, 2) for q in (0.5, 0.9, 0.99)},
         "padding_fraction": round(1 - real / padded, 4),
-        "peak_mem_mb": round(devices.peak_mb(device), 1),
+        "peak_mem_mb": round(measure.peak_mb(device), 1),
         "model_tflops_per_s": round(achieved, 2),
         "peak_tflops": peak_tflops,
         "mfu": round(achieved / peak_tflops, 4) if peak_tflops else None,

@@ -9,11 +9,14 @@ adopt its clock at sync points, so all compute the same learning rate and stop a
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from mtx.errors import UsageError, check_positive
 
 
 @dataclass
@@ -72,6 +75,17 @@ def launch_command(n_gpus: int, argv: list[str]) -> list[str]:
         "-m",
         "mtx",
     ] + argv
+
+
+def relaunch_on_gpus(gpus: int) -> None:
+    """`mtx train --gpus N` (N > 1) outside torchrun: run the same command line under torchrun on N GPUs of this
+    machine and exit with its code."""
+    check_positive(gpus=gpus)
+    if gpus <= 1 or launched():
+        return
+    if (found := torch.cuda.device_count()) < gpus:
+        raise UsageError(f"--gpus {gpus}: this machine has {found} CUDA device(s); on CPUs use torchrun directly")
+    raise SystemExit(subprocess.run(launch_command(gpus, sys.argv[1:])).returncode)
 
 
 def launched() -> bool:

@@ -1,13 +1,42 @@
-"""The settings a new training starts from: a preset for the device and the architecture, under the user's file
-and overrides."""
+"""What `mtx train` trains: a new training's settings (a preset for the device and the architecture, under the
+user's file and overrides) or a resumed one's, and the corpus they name."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 
-from mtx.config import Config, ModelConfig, build_config
+from mtx.config import Config, ModelConfig, build_config, overrides, resumed_config
+from mtx.data.multi30k import ensure_data_dir
+from mtx.data.pairs import languages, pairs_of
+from mtx.data.sources import data_spec
+from mtx.device import resolve_device
+from mtx.errors import UsageError
+from mtx.train.state import find_state, load_state
+
+log = logging.getLogger(__name__)
+
+
+def training_config(
+    device: str, file: Path | None, items: list[str] | None, options: dict, resume: Path | None, out: Path
+) -> tuple[Config, str]:
+    """(the config, the corpus) of `mtx train`: the preset under the file, the `--set` items and the options (a
+    dict of `section.key` values, None where not given), or a resumed training's saved config with the changes it
+    allows; the corpus the config names, else the default one (fetched where it is missing)."""
+    dev = resolve_device(device)
+    if options.get("data.pairs") is not None and (options.get("data.src") or options.get("data.tgt")) is not None:
+        raise UsageError("--pairs names every direction: leave out --src and --tgt")
+    items = overrides(items, {"train.device": dev.type} | options)
+    if resume is None:
+        cfg = configure(file, items, dev.type)
+    else:
+        cfg = resumed_config(load_state(find_state(resume))[0]["config"], file, items, str(resume))
+    directions = pairs_of(cfg.data)
+    spec = data_spec(None, cfg.data) or ensure_data_dir(tuple(languages(directions)))
+    log.info(f"training {', '.join(f'{s}->{t}' for s, t in directions)} on {spec} -> {out}")
+    return cfg, str(spec)
 
 
 def configure(file: Path | None, overrides: list[str], device_type: str) -> Config:

@@ -1,0 +1,59 @@
+"""What `mtx translate` prints: a line a translation (its text, its n-best list with scores, or a JSON object),
+for sentences from the command line, a file or stdin; and the cross-attention picture of one."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from mtx.console import ProgressBar
+from mtx.data import pairs as P
+from mtx.data.text import lines
+from mtx.decode.attention import attention_of, draw
+from mtx.decode.load import load
+from mtx.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+def translate_lines(
+    model: Path,
+    engine: str,
+    device: str,
+    decoding: dict,
+    text: list[str] | None,
+    source: Path | None,
+    to: str | None,
+    pair: str | None,
+    as_json: bool,
+    drawing: tuple[Path | None, int, bool],
+) -> Iterator[str]:
+    """The output lines of `mtx translate`: `text`, else the lines of `source` (stdin for None), translated into
+    `to` (or by `pair`) with the `decoding` options; `drawing` (png, layer, per head): the attention picture of
+    the one sentence of `text`."""
+    attention, layer, per_head = drawing
+    if attention is not None and (not text or len(text) != 1):
+        raise UsageError("--attention draws one sentence: give exactly one TEXT argument")
+    if attention is not None and engine != "mtx":
+        raise UsageError("--attention draws mtx's own attention: leave out --engine ct2")
+    translator, cfg = load(model, engine, device, **decoding)
+    trained = P.pairs_of(cfg.data)
+    src_lang, tgt_lang = P.choose(trained, to, pair, log.warning)
+    prefix = P.prefix_ids(translator.tokenizer, trained, tgt_lang)
+    if attention is not None:
+        d = translator.device
+        src, tgt, weights = attention_of(translator.model, translator.tokenizer, cfg.decode, text[0], d, prefix)
+        draw(src, tgt, weights, attention, layer, per_head)
+        log.info(f"attention: {attention}")
+    # A bar for a file whose translations go elsewhere than the terminal.
+    total = sum(1 for _ in lines(source)) if source is not None and not text and not sys.stdout.isatty() else 0
+    with ProgressBar(total, "translating") as bar:
+        for tr in translator.stream(iter(text) if text else lines(source), prefix=prefix, on_progress=bar.advance):
+            if as_json:
+                rec = {"translation": tr.text, "nbest": [{"text": t, "score": round(s, 4)} for t, s in tr.nbest]}
+                yield json.dumps(rec | {"pair": f"{src_lang or '?'}-{tgt_lang}"}, ensure_ascii=False)
+            else:
+                yield "\t".join(f"{t}\t{s:.4f}" for t, s in tr.nbest) if cfg.decode.nbest > 1 else tr.text
