@@ -68,6 +68,18 @@ class StatusLine:
 
 
 @contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """mtx's log shows warnings and errors only, within the block."""
+    logger = logging.getLogger("mtx")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
 def spinner(text: str, enabled: bool = True) -> Iterator[None]:
     """A spinner with `text` on stderr while the block runs (a terminal only): for steps without a count."""
     if not (enabled and is_tty()):

@@ -60,9 +60,7 @@ def epoch_counts(sizes: list[int], temperature: float) -> list[int]:
     return [round(q * total) for q in shares(sizes, temperature)]
 
 
-def choose(
-    trained: list[Pair], to: str | None, pair: str | None, warn: Callable[[str], None]
-) -> tuple[str | None, str]:
+def choose(trained: list[Pair], to: str | None, pair: str | None, warn: Warn) -> tuple[str | None, str]:
     """The direction a command asks of a model trained on `trained`: `--pair S-T` or `--to T` or, for a model with
     one target, that target (see `direction`). Returns (source, target), the source None when only `--to` was
     given and several sources translate into it."""

@@ -107,9 +107,10 @@ class Service:
             raise RequestError(400, f"source and target must be language codes: the model's pairs are {have}")
         auto = source is None or source == "auto"
         try:
-            src, tgt = P.direction(self.pairs, None if auto else source, target, f"{source}-{target}", self._warn)
+            asked = f"{source or 'auto'} into {target} is not supported"
+            src, tgt = P.direction(self.pairs, None if auto else source, target, asked, self._warn)
         except UsageError as e:
-            raise RequestError(400, f"{e} (not supported)") from None
+            raise RequestError(400, str(e)) from None
         if src is None:
             raise RequestError(400, f"source 'auto' is not supported (no language detection): name one of {have}")
         return src, tgt

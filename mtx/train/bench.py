@@ -10,6 +10,7 @@ import torch
 
 from mtx import measure
 from mtx.config import Config, overrides
+from mtx.console import quiet
 from mtx.data.multi30k import default_data_dir
 from mtx.data.prepare import prepare_data
 from mtx.device import resolve_device
@@ -60,7 +61,8 @@ def train_throughput(
 ):
     """Time `steps` training steps (after `warmup`) on real batches; return throughput, step-time percentiles,
     padding, peak memory and model FLOPs utilisation against `peak_tflops`."""
-    data = prepare_data(cfg, data_dir)
+    with quiet():  # the figures only
+        data = prepare_data(cfg, data_dir)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).to(device).train()
     opt = make_optimizer(model, cfg.train)
