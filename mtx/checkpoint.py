@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from mtx.config import Config
@@ -54,9 +54,13 @@ def read_config(model_dir: Path) -> tuple[Config, dict]:
         doc = json.loads((model_dir / CONFIG).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MtxError(f"{model_dir / CONFIG}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise MtxError(f"{model_dir / CONFIG}: not a config (nested too deeply)") from None
     if not isinstance(doc, dict) or doc.get("format_version") != FORMAT_VERSION:
         got = doc.get("format_version") if isinstance(doc, dict) else None
         raise MtxError(f"{model_dir / CONFIG}: checkpoint format {got!r}, this mtx reads {FORMAT_VERSION}")
+    if not isinstance(doc.get("config"), dict) or not isinstance(doc.get("meta", {}), dict):
+        raise MtxError(f"{model_dir / CONFIG}: no config table (was it written by mtx?)")
     return Config.from_dict(doc["config"], str(model_dir / CONFIG)), doc.get("meta", {})
 
 
@@ -72,12 +76,30 @@ def load(model_dir: Path, device: str | torch.device = "cpu") -> tuple[Seq2Seq, 
             f"{model_dir / TOKENIZER}: vocabulary of {len(tokenizer)} pieces, the model has {cfg.model.vocab_size}"
         )
     try:
+        check_shapes(cfg, model_dir / WEIGHTS)  # before anything of the config's size is allocated
         tensors = load_file(str(model_dir / WEIGHTS))
     except (SafetensorError, OSError, ValueError) as e:
         raise MtxError(f"{model_dir / WEIGHTS}: unreadable or truncated weights ({e})") from None
     model = build_model(cfg.model)
     load_weights(model, tensors, str(model_dir / WEIGHTS))
     return model.to(device).eval(), tokenizer, cfg, meta
+
+
+def check_shapes(cfg: Config, path: Path) -> None:
+    """The tensors a weights file's header declares are those of the model `cfg` builds (a model built on the
+    meta device: no memory), so that a config that does not fit its weights allocates nothing."""
+    with torch.device("meta"):
+        want = {k: tuple(t.shape) for k, t in build_model(cfg.model).state_dict().items()}
+    with safe_open(str(path), framework="pt") as f:
+        have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (a safetensors handle)
+    if cfg.model.tie_embeddings:
+        want.pop("src_embed.weight", None)
+    for name in sorted(set(want) | set(have)):
+        if want.get(name) != have.get(name):
+            got = "missing" if name not in have else f"{list(have[name])}"
+            expected = "none" if name not in want else f"{list(want[name])}"
+            raise MtxError(f"{path}: weights do not match the config ({name}: {got} in the file, the config "
+                           f"makes {expected})")  # fmt: skip
 
 
 def load_weights(model: Seq2Seq, tensors: dict[str, torch.Tensor], source: str) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +48,18 @@ def at_least(n: int) -> Rule:
     return f"must be >= {n}", lambda v, c: v >= n
 
 
+def at_most(n: int) -> Rule:
+    return f"must be <= {n:,}", lambda v, c: v <= n
+
+
+def is_name(text: str) -> bool:
+    """A split's name (letters, digits, . _ -), never a path: files it names stay in their directory."""
+    return bool(re.fullmatch(r"\w[\w.-]*", text)) and ".." not in text
+
+
+NAME: Rule = ("must be a split's name (letters, digits, . _ -), not a path", lambda v, c: is_name(v))
+
+
 def parse_pairs(text: str) -> list[Pair]:
     """`de-en,en-de` -> [("de", "en"), ("en", "de")]; ValueError on a malformed or repeated pair."""
     pairs: list[Pair] = []
@@ -72,24 +86,25 @@ class ModelConfig:
     # vocab_size, d_model, enc_layers, dec_layers, dropout, tie_embeddings, max_len and rnn_cell)
     arch: str = key("transformer", _in("transformer", "rnn"))
     rnn_cell: str = key("gru", _in("gru", "lstm"))
-    vocab_size: int = key(8000, at_least(8))
+    vocab_size: int = key(8000, at_least(8), at_most(1_000_000))
     d_model: int = key(
         256,
         ("must be even for model.arch=rnn (each encoder direction has d_model / 2 units)",
          lambda v, c: c.model.arch != "rnn" or v % 2 == 0),
         POS,
+        at_most(16_384),
         ("must be a multiple of model.n_heads", lambda v, c: c.model.n_heads <= 0 or v % c.model.n_heads == 0),
     )  # fmt: skip
     n_heads: int = key(4, POS)
-    enc_layers: int = key(4, POS)
-    dec_layers: int = key(3, POS)
-    d_ff: int = key(1024, POS)
+    enc_layers: int = key(4, POS, at_most(256))
+    dec_layers: int = key(3, POS, at_most(256))
+    d_ff: int = key(1024, POS, at_most(131_072))
     dropout: float = key(0.1, PROB)
     attn_dropout: float = key(0.0, PROB)
     act_dropout: float = key(0.0, PROB)  # inside the feed-forward block
     pre_norm: bool = key(True)
     tie_embeddings: bool = key(True)  # source, target and output embeddings share one matrix
-    max_len: int = key(256, at_least(2))  # positions the model can encode; longer inputs are truncated
+    max_len: int = key(256, at_least(2), at_most(65_536))  # positions the model can encode; longer inputs are truncated
 
 
 LANG: Rule = ("must be a language code", lambda v, c: bool(v.strip()))
@@ -100,14 +115,14 @@ class DataConfig:
     # The corpus (what --data names): a directory of {split}.{lang} files, a TSV/CSV/JSONL/Parquet file or a
     # directory of {split}.{ext} such files, a save_to_disk directory, or hf:NAME[:CONFIG] (mtx/data/sources.py).
     # Empty: $MTX_DATA, else Multi30k.
-    path: str = key("", resume=True)
+    path: str = key("")
     # a table's source and target columns, e.g. de,en (1,2: a TSV/CSV without a header)
     columns: str = key("", ("expected two columns, SRC_COL,TGT_COL", lambda v, c: not v or len(v.split(",")) == 2))
     src: str = key("de", LANG, flag="--src")
     tgt: str = key("en", LANG, flag="--tgt")
-    train_split: str = key("train")
-    valid_split: str = key("val")
-    test_split: str = key("test_2016_flickr", resume=True)  # what `mtx evaluate` decodes unless --split says
+    train_split: str = key("train", NAME)
+    valid_split: str = key("val", NAME)
+    test_split: str = key("test_2016_flickr", NAME, resume=True)  # what `mtx evaluate` decodes unless --split says
     # Several directions in one model (--pairs de-en,en-de,...): then src and tgt are not read (mtx/data/pairs.py)
     pairs: str = key("", ("expected SRC-TGT[,SRC-TGT...], e.g. de-en,en-de", _pairs_ok), flag="--pairs")
     temperature: float = key(5.0, POS)  # pair i sampled in proportion to n_i ** (1 / temperature)
@@ -131,7 +146,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    seed: int = key(1, resume=False)
+    seed: int = key(1, NONNEG, resume=False)
     batch_tokens: int = key(2500, POS, resume=False)  # sentences x max(padded src len, padded tgt len) per batch
     accum: int = key(1, at_least(1), flag="--accum")  # batches per update on each process (gradient accumulation)
     lr: float = key(1.5e-3, POS)
@@ -163,7 +178,7 @@ class TrainConfig:
     amp: str = key("auto", _in("auto", "bf16", "fp32"))  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     # torch.compile the training forward/backward (dynamic shapes: one graph for all batches)
     compile: bool = key(False)
-    threads: int = key(0, NONNEG)  # CPU threads (0: torch's default)
+    threads: int = key(0, NONNEG, at_most(1024))  # CPU threads (0: torch's default)
     log_every: int = key(50, POS)
     save_every: int = key(500, NONNEG)  # steps between resumable training states (0: only at the end or when stopped)
     keep_last: int = key(2, at_least(1))  # resumable states kept
@@ -205,6 +220,8 @@ class Config:
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> Config:
         """A saved config (checkpoint, training state): keys this mtx no longer has are dropped; then validated."""
+        if not isinstance(d, dict) or not all(isinstance(vals, dict) for vals in d.values()):
+            raise UsageError(f"{source}: the config must be a table of tables (model, data, train, decode)")
         d = {sec: {k: v for k, v in vals.items() if f"{sec}.{k}" not in RETIRED} for sec, vals in d.items()}
         cfg = cls()
         merge(cfg, d, source)
@@ -229,6 +246,8 @@ class Config:
                 ok = True
             if not ok:
                 _fail(source, name, value, f"expected a {want.__name__}", f)
+            if any(isinstance(x, float) and not math.isfinite(x) for x in (value if want is tuple else (value,))):
+                _fail(source, name, value, "must be a finite number", f)
         for name, value, f in self.keys():
             for rule, check in f.metadata["rules"]:
                 if not check(value, self):
@@ -329,7 +348,7 @@ def resumed_config(saved: dict[str, Any], file: Path | None, overrides: list[str
 
 def frozen_on_resume(name: str, f: dataclasses.Field) -> bool:
     """What a resumed training may not change: the weights and the tokenizer are built from model.* and data.* (but
-    where the data are, how fast they are encoded and what `mtx evaluate` decodes), and the saved data position
+    how fast the data are encoded and what `mtx evaluate` decodes), and the saved data position
     indexes the epoch plan made from the seed and the batch size. Everything else (the time budget, steps,
     intervals, lr, schedule, optimizer settings) takes effect on resume."""
     rule = f.metadata["resume"]

@@ -1,5 +1,6 @@
-"""Crash-safe writes: every file goes to a temporary name beside its destination, is flushed to disk, then
-renamed over it, so a reader (or a crash at any moment) sees the old complete file or the new one."""
+"""Writes that never lose a user's work: every file goes to a temporary name beside its destination, is flushed to
+disk, then renamed over it (and the directory flushed), so a reader, or a crash at any moment, sees the old
+complete file or the new one; a failed write leaves no temporary file. And the directories mtx may clear."""
 
 from __future__ import annotations
 
@@ -10,17 +11,24 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from mtx.errors import UsageError
+
 
 def atomic_write(path: Path, data: bytes | Callable[[Path], None]) -> None:
     """Write `data` (bytes, or a function that writes the file it is given) to `path` atomically."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    if callable(data):
-        data(tmp)
-    else:
-        tmp.write_bytes(data)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        if callable(data):
+            data(tmp)
+        else:
+            tmp.write_bytes(data)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
 def atomic_write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None):
@@ -33,3 +41,10 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def check_clearable(path: Path, what: str) -> None:
+    """A UsageError unless `path` may be emptied or replaced: never the working directory or a folder above it."""
+    here, target = Path.cwd().resolve(), path.resolve()
+    if target == here or target in here.parents:
+        raise UsageError(f"{what} {path}: is the working directory or holds it; name a directory of its own")

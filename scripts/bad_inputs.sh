@@ -17,6 +17,9 @@ cp -r "$MODEL" "$T/res"  # a model directory with a resumable state
 cp -r "$MODEL" "$T/trunc"; head -c 1000 "$MODEL/model.safetensors" > "$T/trunc/model.safetensors"
 mkdir -p "$T/pickle"; cp "$MODEL"/config.json "$MODEL"/tokenizer.model "$T/pickle/"
 python3 -c "import pickle,sys; open(sys.argv[1],'wb').write(pickle.dumps({'a':1}))" "$T/pickle/model.safetensors"
+cp -r "$MODEL" "$T/badcfg"
+python3 -c "import json,sys; p=sys.argv[1]; d=json.load(open(p)); d['config']['model']=5; json.dump(d, open(p,'w'))" "$T/badcfg/config.json"
+mkdir -p "$T/notes"; echo "mine" > "$T/notes/mine.txt"
 LONG=$(python3 -c "print('Hund ' * 400)")
 row() {
   local what=$1; shift
@@ -51,6 +54,10 @@ row "averaging fraction out of range" mtx train --set train.average=4 --set trai
 row "token dropout out of range" mtx train --set train.src_token_dropout=1.5
 row "n-best beyond the beam (from --set)" mtx train --set decode.nbest=9
 row "negative length penalty (from --set)" mtx train --set decode.alpha=-1
+row "a new training into an earlier model's directory" mtx train --out "$T/res"
+row "--overwrite of a directory that holds no model" mtx train --out "$T/notes" --overwrite
+row "an infinite learning rate" mtx train --set train.lr=inf
+row "a split name that is a path (from --set)" mtx train --set data.test_split=../../x
 row "missing model directory" mtx translate --model "$T/none" Hallo
 row "truncated weights" mtx translate --model "$T/trunc" Hallo
 row "a pickle where the weights belong" mtx translate --model "$T/pickle" Hallo
@@ -66,4 +73,10 @@ row "empty line in a test set" mtx evaluate --model "$MODEL" --src-file "$T/empt
 row "empty test files" mtx evaluate --model "$MODEL" --src-file "$T/nothing.de" --ref-file "$T/nothing.en"
 row "--src-file without --ref-file" mtx evaluate --model "$MODEL" --src-file "$T/a.de"
 row "test split missing" mtx evaluate --model "$MODEL" --data "$T" --split test
+row "a split name that is a path" mtx evaluate --model "$MODEL" --split ../../x
+row "a config.json with a section that is not a table" mtx translate --model "$T/badcfg" Hallo
+row "export into the model's own directory" mtx export "$T/res" "$T/res" --force
+row "export --force over a directory of other files" mtx export "$MODEL" "$T/notes" --force
+row "a port out of range" mtx serve --model "$MODEL" --port 70000
+row "an endless batch wait" mtx serve --model "$MODEL" --batch-wait-ms inf
 rm -rf "$T"

@@ -242,7 +242,7 @@ def test_each_key_declares_its_option_and_resume_rule():
     keys = Config().keys()
     frozen = {name for name, _, f in keys if frozen_on_resume(name, f)}
     model_and_data = {name for name, _, _ in keys if name.startswith(("model.", "data."))}
-    assert frozen == model_and_data - {"data.path", "data.test_split", "data.num_proc"} | {
+    assert frozen == model_and_data - {"data.test_split", "data.num_proc"} | {
         "train.seed",
         "train.batch_tokens",
     }

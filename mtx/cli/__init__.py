@@ -1,5 +1,4 @@
-"""The `mtx` command: a small function a command (a module a group of them) that parses, calls the library and
-prints; a user's mistake is one line on stderr (common.friendly)."""
+"""The `mtx` command: one small function a command that parses, calls the library and prints."""
 
 import typer
 

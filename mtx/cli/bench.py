@@ -9,10 +9,11 @@ from typer import Option as Opt
 from mtx.cli import common as o
 from mtx.data.bench import bench as bench_data
 from mtx.decode.bench import decode as bench_decode
-from mtx.serve.loadtest import bench as bench_serve
+from mtx.serve import loadtest, soak
 from mtx.train.bench import bench as bench_train
 
 TEST = "test_2016_flickr"
+SETTINGS = "Comma-separated: greedy, beam, beam_nocache."
 PAIRS = "Make a corpus of this many pairs (the default corpus' train, repeated)."
 
 
@@ -23,9 +24,7 @@ def decode(
     beam: int = Opt(5, help="Beam size for the beam settings."),
     batch_tokens: int | None = o.BATCH_TOKENS,
     device: str = o.DEVICE,
-    settings: str | None = Opt(
-        None, help="Comma-separated: greedy, beam, beam_nocache.", show_default="all; ct2: greedy,beam"
-    ),
+    settings: str | None = Opt(None, help=SETTINGS, show_default="all; ct2: greedy,beam"),
     limit: int = Opt(0, help="Decode only the first N sentences (0 = all)."),
     precision: str = Opt("fp32", help="fp32, or bf16 / fp16 autocast."),
     engine: str = Opt("mtx", help="mtx, or ct2 (CTranslate2; exported on first use)."),
@@ -46,10 +45,12 @@ def serve(
     device: str = Opt("cpu", help="auto, cpu or cuda."),
     batch_wait_ms: float | None = Opt(None, help="The server's --batch-wait-ms."),
     workers: int | None = Opt(None, help="The server's --workers.", show_default="its default"),
+    hostile: bool = Opt(False, help="Hostile clients too (oversized, nested, slow, hanging up): soak figures."),
 ) -> None:
     """Start `mtx serve` on loopback, run concurrent clients for a while; one JSON line: requests/s, latency
     percentiles, errors."""
-    rec = bench_serve(model, data, split, engine, beam, clients, seconds, device, batch_wait_ms, workers)
+    run = (soak if hostile else loadtest).bench
+    rec = run(model, data, split, engine, beam, clients, seconds, device, batch_wait_ms, workers)
     typer.echo(json.dumps(rec))
 
 

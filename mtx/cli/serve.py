@@ -8,6 +8,8 @@ from mtx.cli import common as o
 from mtx.serve.app import serve as run_server
 from mtx.serve.service import Limits
 
+WORKERS = "Batches decoded at once, sharing the CPU threads."
+
 
 def serve(
     model: Path = o.MODEL,
@@ -20,10 +22,10 @@ def serve(
     max_sentences: int = Opt(128, help="Sentences per request at most."),
     batch_wait_ms: float = Opt(5.0, help="How long a batch collects requests."),
     batch_tokens: int | None = Opt(None, help="Source pieces a batch collects at most.", show_default="12,000 / beam"),
-    workers: int | None = Opt(
-        None, help="Batches decoded at once, sharing the CPU threads.", show_default="2 on a CPU, 1 on a GPU"
-    ),
+    max_queue: int = Opt(1024, help="Sentences waiting for a batch at most; beyond, a request is answered 503."),
+    allowed_hosts: list[str] | None = Opt(None, help="Host header names to accept besides loopback's and --host."),
+    workers: int | None = Opt(None, help=WORKERS, show_default="2 on a CPU, 1 on a GPU"),
 ) -> None:
     """Serve the model over HTTP with LibreTranslate's API (POST /translate, GET /languages) and GET /health."""
-    limits = Limits(max_chars, max_sentences, batch_wait_ms, batch_tokens, workers)
-    run_server(model, engine, host, port, beam, device, limits)
+    limits = Limits(max_chars, max_sentences, batch_wait_ms, batch_tokens, workers, max_queue)
+    run_server(model, engine, host, port, beam, device, limits, allowed_hosts or [])

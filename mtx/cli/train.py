@@ -35,6 +35,7 @@ def train(
     accum: int | None = Opt(None, help="Batches per update on each process (gradient accumulation)."),
     compile_: bool = Opt(False, "--compile", help=COMPILE),
     gpus: int = Opt(1, help="Train on this many GPUs of this machine (runs itself under torchrun)."),
+    overwrite: bool = Opt(False, help="Empty a --out that holds an earlier model first (else it is refused)."),
 ) -> None:
     """Train a tokenizer and a Transformer (--set model.arch=rnn: an RNN); keep the best checkpoint in --out."""
     relaunch_on_gpus(gpus)
@@ -42,6 +43,6 @@ def train(
     options |= {"train.compile": True if compile_ else None, "train.time_budget_min": time_budget}
     out = model_dir_of(resume) if resume is not None and out == o.DEFAULT_MODEL else out
     cfg, spec = training_config(device, config, set_, options, resume, out)
-    summary = run_training(cfg, spec, out, resume=resume)
+    summary = run_training(cfg, spec, out, resume=resume, overwrite=overwrite)
     summary.pop("history")
     typer.echo(json.dumps(summary))

@@ -86,7 +86,7 @@ def prepare_data(
         keep, rep = clean(xs.lengths, ys.lengths, len(prefix), d, split, P.name((s, t)) if len(pairs) > 1 else "")
         rep["cache"] = "hit" if cached else "written"
         if valid is None:
-            held = _hold_out(keep, d.valid_size, cfg.train.seed)
+            held = _hold_out(keep, d.valid_size, cfg.train.seed, split.origin)
             keep[held] = False
             valid = _texts(split.ds.select(held), f"{split.name} (held out)")
             rep["valid_held_out"] = len(held)
@@ -141,6 +141,8 @@ def _read_and_encode(cfg: Config, corpus: Corpus, pairs: list[P.Pair], proto: by
             train.append(split)
             v = corpus.split("valid", s, t)
             valid.append(None if v is None else _texts(v.ds, v.name))
+            if v is not None and not valid[-1].src:
+                raise MtxError(f"{v.origin}: the validation split has no pair without an empty side")
     seconds["read_s"] = time.time() - t0
 
     def loaded() -> float:
@@ -201,11 +203,16 @@ def tokenizer_sample(pairs: list[P.Pair], train: list[PairSplit], limit: int, se
 
 
 def _sample(rng: np.random.Generator, n: int, k: int, block: int = 256) -> np.ndarray:
-    """`k` of `n` rows (all when k >= n): seeded random blocks of `block` consecutive rows, ascending."""
+    """`k` of `n` rows (all when k >= n), ascending: seeded random blocks of `block` consecutive rows (the last
+    block the `n mod block` rows at the end), of which a run of `k` starting at a random place."""
     if k >= n:
         return np.arange(n)
-    starts = np.sort(rng.choice(n // block, -(-k // block), replace=False)) * block
-    return (starts[:, None] + np.arange(block)).ravel()[:k]
+    blocks = -(-n // block)
+    starts = np.sort(rng.choice(blocks, min(blocks, -(-k // block) + 1), replace=False)) * block
+    rows = (starts[:, None] + np.arange(block)).ravel()
+    rows = rows[rows < n]
+    first = int(rng.integers(0, len(rows) - k + 1)) if len(rows) > k else 0
+    return rows[first : first + k]
 
 
 def _column(split: PairSplit, idx: np.ndarray, col: str) -> Iterator[str]:
@@ -251,10 +258,16 @@ def clean(
     return keep, report | {"kept": int(keep.sum())}
 
 
-def _hold_out(keep: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """`size` of the kept rows (at most a tenth of them), seeded, in row order."""
+def _hold_out(keep: np.ndarray, size: int, seed: int, origin: str) -> np.ndarray:
+    """`size` of the kept rows (at most a tenth of them, at least one), seeded, in row order; too few rows to
+    spare one is an error."""
     kept = np.flatnonzero(keep)
-    k = min(size, len(kept) // 10)
+    if len(kept) < 2:
+        raise MtxError(
+            f"{origin}: {len(kept)} usable training pair(s) and no validation split: give at least 2 pairs, or a "
+            "validation split (data.valid_split)"
+        )
+    k = max(1, min(size, len(kept) // 10))
     return np.sort(np.random.default_rng(seed).choice(kept, k, replace=False))
 
 

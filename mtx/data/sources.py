@@ -17,11 +17,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mtx.config import DataConfig
+from mtx.config import DataConfig, is_name
 from mtx.console import is_tty
 from mtx.data.pages import cache_files, release_pages
 from mtx.data.text import check_aligned, count_fields, scan_text
-from mtx.errors import MtxError
+from mtx.errors import MtxError, UsageError
 
 TABLE_BUILDERS = {".tsv": "csv", ".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 VALID_NAMES = ("validation", "valid", "dev", "val")
@@ -111,6 +111,8 @@ class Corpus:
 
     def split(self, role: str, src: str, tgt: str, name: str | None = None) -> PairSplit | None:
         """`role`'s split (train, valid, test), or the split called `name`: an error when there is none."""
+        if name is not None and not is_name(name):
+            raise UsageError(f"--split {name!r}: a split's name (letters, digits, . _ -), not a path")
         if name is not None and self.kind != "text" and name not in self._names():
             raise MtxError(f"{self.spec}: no split {name!r} (it has {', '.join(self._names())})")
         name = name or self.split_name(role)

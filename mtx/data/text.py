@@ -4,6 +4,7 @@ Training corpora of every kind are read by mtx/data/sources.py."""
 
 from __future__ import annotations
 
+import codecs
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,36 +79,48 @@ def split_paths(data_dir: Path, split: str, src: str, tgt: str) -> tuple[Path, P
 
 
 def scan_text(path: Path, inner_cr: bool = False) -> int:
-    """Lines of a text file, checked in large blocks (C speed, constant memory): invalid UTF-8 or (unless
-    `inner_cr`) a carriage return inside a line is an error naming the line."""
-    count, tail = 0, b""
+    """Lines of a text file, checked in blocks of `CHUNK` bytes (C speed; memory bounded by the block, however
+    long a line): invalid UTF-8 or (unless `inner_cr`) a carriage return inside a line is an error naming the
+    line and the byte in it."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    count, offset, line_start, cr = 0, 0, 0, False  # line ends seen; where the block and the line start
     try:
         f = open(path, "rb")  # noqa: SIM115
     except OSError as e:
         raise MtxError(f"{path}: cannot read ({e.strerror})") from None
     with f:
         while block := f.read(CHUNK):
-            block = tail + block
-            cut = block.rfind(b"\n") + 1  # 0: no line end yet
-            whole, tail = block[:cut], block[cut:]
-            _check_block(path, whole, count, inner_cr)
-            count += whole.count(NL)
-    if tail:
-        _check_block(path, tail + b"\n", count, inner_cr)
-        count += 1
-    return count
+            pending = len(decoder.getstate()[0])  # bytes of a character the previous block cut
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as e:
+                _fail_at(path, block, offset, offset - pending + e.start, count, line_start, "invalid UTF-8")
+            if not inner_cr:  # a CR not followed by LF (a CR that ends a block is judged with the next one)
+                data = (b"\r" if cr else b"") + block
+                cr = data.endswith(b"\r")
+                i = (data[:-1] if cr else data).replace(b"\r\n", b"\n\n").find(b"\r")
+                if i >= 0:
+                    _fail_at(path, block, offset, offset - (len(data) - len(block)) + i, count, line_start, None)
+            if (last := block.rfind(NL)) >= 0:
+                line_start = offset + last + 1
+            count += block.count(NL)
+            offset += len(block)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            _fail_at(path, b"", offset, offset - len(decoder.getstate()[0]), count, line_start, "invalid UTF-8")
+    return count + (offset > line_start)  # a last line without a line end
 
 
-def _check_block(path: Path, block: bytes, before: int, inner_cr: bool) -> None:
-    try:
-        block.decode("utf-8")
-    except UnicodeDecodeError as e:
-        start = block.rfind(b"\n", 0, e.start) + 1
-        line = before + block.count(NL, 0, start) + 1
-        raise MtxError(f"{path}:{line}: invalid UTF-8 at byte {e.start - start}") from None
-    i = -1 if inner_cr else block.replace(b"\r\n", b"\n\n").find(b"\r")
-    if i >= 0:
-        raise MtxError(f"{path}:{before + block.count(NL, 0, i) + 1}: carriage return inside a line")
+def _fail_at(path: Path, block: bytes, offset: int, at: int, count: int, line_start: int, what: str | None):
+    """The error for file offset `at` (in `block`, which starts at `offset`, or just before it)."""
+    inside = max(at - offset, 0)
+    line = count + block.count(NL, 0, inside) + 1
+    nl = block.rfind(NL, 0, inside)
+    start = offset + nl + 1 if nl >= 0 else line_start
+    if what is None:
+        raise MtxError(f"{path}:{line}: carriage return inside a line")
+    raise MtxError(f"{path}:{line}: {what} at byte {at - start}")
 
 
 def count_fields(path: Path, sep: str) -> int:

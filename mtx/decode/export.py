@@ -19,7 +19,7 @@ from mtx import checkpoint
 from mtx.config import Config
 from mtx.data.pairs import pairs_of, tag, tagged
 from mtx.errors import MtxError, UsageError
-from mtx.files import atomic_write
+from mtx.files import atomic_write, check_clearable
 
 QUANTIZATIONS = ("int8", "int8_float32", "int16", "float16", "bfloat16")
 MTX_JSON = "mtx.json"
@@ -100,6 +100,7 @@ def export_ct2(model_dir: Path, out: Path, quantize: str | None = None, force: b
         raise UsageError(f"--quantize {quantize!r}: expected one of {', '.join(QUANTIZATIONS)}")
     if out.exists() and not force:
         raise UsageError(f"{out}: exists (use --force to replace it)")
+    check_replaceable(model_dir, out)
     model, tokenizer, cfg, _ = checkpoint.load(model_dir)
     if cfg.model.arch != "transformer":
         raise UsageError(
@@ -123,6 +124,18 @@ def export_ct2(model_dir: Path, out: Path, quantize: str | None = None, force: b
     }
     atomic_write(out / MTX_JSON, (json.dumps(info, indent=2) + "\n").encode())
     return out
+
+
+def check_replaceable(model_dir: Path, out: Path) -> None:
+    """The converter empties `out` first: refuse an `out` that is the model directory, holds it or is inside it
+    (but MODEL/ct2, the engine's own), the working directory or a folder above it, or a directory that holds
+    something other than an earlier export."""
+    m, o = model_dir.resolve(), out.resolve()
+    if o == m or o in m.parents or (m in o.parents and o != m / "ct2"):
+        raise UsageError(f"{out}: is the model directory {model_dir}, holds it or is inside it; export elsewhere")
+    check_clearable(out, "export to")
+    if out.is_dir() and any(out.iterdir()) and not (out / MTX_JSON).is_file():
+        raise UsageError(f"{out}: not empty and not an earlier export (no {MTX_JSON}); export elsewhere")
 
 
 def read_exported(path: Path) -> tuple[dict, Config]:

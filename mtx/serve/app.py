@@ -1,5 +1,11 @@
 """`mtx serve`'s HTTP side: LibreTranslate's routes over a `Service` (service.py), errors as JSON, the uvicorn
-server that stops gracefully, and `serve()`, which puts a model behind them."""
+server that stops gracefully, and `serve()`, which puts a model behind them.
+
+Against clients that misbehave: a body is refused by its Content-Length, or as soon as a chunked one runs past
+the limit, before it is read into memory; every request must arrive whole within `REQUEST_TIMEOUT` seconds of
+its first byte (or of the connection) or its connection is closed with 408; connections are bounded; the work of
+a client that hangs up is dropped where it has not started; a Host header that is not this server's own name is
+refused (a DNS-rebinding page cannot reach a server on loopback)."""
 
 from __future__ import annotations
 
@@ -14,13 +20,19 @@ from pathlib import Path
 
 import torch
 
+from mtx import memory
 from mtx.data import pairs as P
 from mtx.decode.load import load
 from mtx.device import resolve_device
-from mtx.errors import MtxError
+from mtx.errors import MtxError, UsageError
 from mtx.serve.service import Limits, RequestError, Service, split_sentences
 
 log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = 5.0  # seconds for a request's headers and body to arrive
+LINGER = 1.0  # seconds a refused body's rest is read away before its connection closes
+MAX_CONNECTIONS = 1024  # open connections (and requests in flight); more are answered 503
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 def _texts(data) -> tuple[list[str], bool]:
@@ -41,23 +53,42 @@ def make_app(service: Service, model_name: str = ""):
     """The Starlette app: POST /translate, GET /languages, GET /health."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
     lim = service.limits
+    most = 4 * lim.max_chars + 65536  # bytes of a body at most
 
-    async def translate(request: Request) -> JSONResponse:
+    async def body_of(request: Request) -> bytes:
+        """The body, refused by its Content-Length or as soon as it runs past the limit."""
+        declared = request.headers.get("content-length", "0")
+        if not declared.isdigit():
+            raise RequestError(400, f"Content-Length {declared!r} is not a number of bytes")
+        if int(declared) > most:
+            raise RequestError(413, f"the request has {declared} bytes: over the limit of {lim.max_chars} characters")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > most:
+                raise RequestError(413, f"the request has more than {most} bytes: over the limit of {lim.max_chars} "
+                                   "characters")  # fmt: skip
+        return bytes(body)
+
+    async def translate(request: Request) -> Response:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise RequestError(415, f"send JSON with Content-Type: application/json (got {ctype or 'none'!r})")
-        body = await request.body()
-        if len(body) > 4 * lim.max_chars + 65536:
-            raise RequestError(413, f"the request has {len(body)} bytes: over the limit of {lim.max_chars} characters")
+        try:
+            body = await body_of(request)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody to answer
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
             raise RequestError(400, f"malformed JSON: {e}") from None
+        except RecursionError:
+            raise RequestError(400, "malformed JSON: nested too deeply") from None
         texts, one = _texts(data)
         fmt = data.get("format", "text")
         if fmt != "text":
@@ -73,7 +104,14 @@ def make_app(service: Service, model_name: str = ""):
                 413, f"the request has {len(sentences)} sentences: over the limit of {lim.max_sentences}"
             )
         service.stats["requests"] += 1
-        done = iter(await service.translate(tgt, sentences))
+        work = asyncio.ensure_future(service.translate(tgt, sentences))
+        gone = asyncio.ensure_future(_hung_up(request))
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if not work.done():  # the client went away: its sentences that have not started are dropped
+            work.cancel()
+            return Response(status_code=499)
+        done = iter(work.result())
         out = ["\n".join(" ".join(next(done) for _ in line) for line in lay) for lay in layouts]
         return JSONResponse({"translatedText": out[0] if one else out})
 
@@ -84,7 +122,7 @@ def make_app(service: Service, model_name: str = ""):
         return JSONResponse(
             {
                 "status": "ok",
-                "model": model_name,
+                "model": model_name,  # its name, not where it is
                 "engine": service.engine,
                 "beam": service.beam,
                 "pairs": [P.name(p) for p in service.pairs],
@@ -95,7 +133,7 @@ def make_app(service: Service, model_name: str = ""):
         )
 
     async def request_error(request: Request, e: RequestError) -> JSONResponse:
-        return JSONResponse({"error": e.message}, status_code=e.status)
+        return JSONResponse({"error": e.message}, status_code=e.status, headers=e.headers)
 
     async def http_error(request: Request, e: HTTPException) -> JSONResponse:
         return JSONResponse({"error": e.detail}, status_code=e.status_code)
@@ -119,6 +157,32 @@ def make_app(service: Service, model_name: str = ""):
         exception_handlers={RequestError: request_error, HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )
+
+
+async def _hung_up(request) -> None:
+    """Returns when the client of a request whose body has been read disconnects."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+class HostCheck:
+    """ASGI middleware: a request whose Host header names none of `allowed` (names, without the port; "*": any)
+    is answered 400, so that a page that rebinds its own DNS name to this address cannot use the server."""
+
+    def __init__(self, app, allowed: list[str]):
+        self.app, self.allowed = app, {h.lower().strip("[]") for h in allowed}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and "*" not in self.allowed:
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
+            name = host.strip("[]") if host.endswith("]") else host.rsplit(":", 1)[0] if ":" in host else host
+            if name.strip("[]") not in self.allowed:
+                body = json.dumps({"error": f"Host {host!r} is not this server's (see --allowed-hosts)"}).encode()
+                await send({"type": "http.response.start", "status": 400, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -151,8 +215,72 @@ def server(app, grace_s: float = 30.0):
                 for sig, handler in old.items():
                     signal.signal(sig, handler)
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=grace_s)
+    config = uvicorn.Config(
+        app,
+        http=_deadline_protocol(),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=grace_s,
+        limit_concurrency=MAX_CONNECTIONS,
+    )
     return Server(config)
+
+
+def _deadline_protocol():
+    """uvicorn's HTTP protocol (httptools), with a deadline for each request to arrive whole: from the connection
+    (for its first request) or from a request's first byte to its body's last; past it, 408 and the connection
+    is closed. (uvicorn's own keep-alive timer starts only after a response.)"""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class Protocol(HttpToolsProtocol):
+        deadline, discarding = None, False
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self.deadline is None:
+                self._arm()
+
+        def on_message_complete(self) -> None:
+            self._disarm()
+            super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self.deadline is not None and not self.transport.is_closing():  # answered before its body came:
+                self._disarm()  # what is still coming is read and dropped for a moment, then the connection
+                self.discarding = True  # closes (closing with bytes unread would reset it, answer and all)
+                self.flow.resume_reading()
+                self.loop.call_later(LINGER, self.transport.close)
+
+        def data_received(self, data: bytes) -> None:
+            if not self.discarding:
+                super().data_received(data)
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self.deadline = self.loop.call_later(REQUEST_TIMEOUT, self._expired)
+
+        def _disarm(self) -> None:
+            if self.deadline is not None:
+                self.deadline.cancel()
+                self.deadline = None
+
+        def _expired(self) -> None:
+            self.deadline = None
+            if not self.transport.is_closing():
+                body = b'{"error": "the request did not arrive in time"}'
+                head = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                self.transport.write(head + b"content-length: %d\r\n\r\n" % len(body) + body)
+                self.transport.close()
+
+    return Protocol
 
 
 def default_workers(device: str) -> int:
@@ -161,8 +289,14 @@ def default_workers(device: str) -> int:
     return 2 if resolve_device(device).type == "cpu" and torch.get_num_threads() >= 2 else 1
 
 
-def serve(model: Path, engine: str, host: str, port: int, beam: int | None, device: str, limits: Limits) -> None:
-    """Serve `model` until SIGTERM or Ctrl-C; the log's first line names the port (useful with port 0)."""
+def serve(
+    model: Path, engine: str, host: str, port: int, beam: int | None, device: str, limits: Limits, hosts: list[str]
+) -> None:
+    """Serve `model` until SIGTERM or Ctrl-C; the log's first line names the port (useful with port 0). `hosts`:
+    the names clients may give in their Host header besides loopback's and `host`."""
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port {port}: expected 0 to 65535")
+    memory.bound_kernel_cache()
     workers = limits.workers = limits.workers or default_workers(device)
     if workers > 1:  # the CPU threads shared by the batches decoded at once
         torch.set_num_threads(max(1, torch.get_num_threads() // workers))
@@ -175,5 +309,6 @@ def serve(model: Path, engine: str, host: str, port: int, beam: int | None, devi
     bound = sock.getsockname()
     what = f"{engine}, beam {service.beam}, {workers} worker{'s' if workers > 1 else ''}, {model}"
     log.info(f"mtx serve: listening on http://{host}:{bound[1]} ({what})")
-    server(make_app(service, str(model))).run(sockets=[sock])
+    allowed = [*LOOPBACK_NAMES, host, *hosts]
+    server(HostCheck(make_app(service, model.name), allowed)).run(sockets=[sock])
     log.info("mtx serve: stopped")

@@ -78,7 +78,9 @@ async def _request(reader, writer, port: int, body: bytes) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
-async def _client(i: int, port: int, sentences: list[str], src: str, tgt: str, until: float, out: dict) -> None:
+async def normal_client(i: int, port: int, sentences: list[str], src: str, tgt: str, until: float, out: dict) -> None:
+    """One client: a sentence a request, the next as soon as the answer comes, until `until`; latencies of the
+    answered requests and of the failed ones into `out`."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     k = i * len(sentences) // max(out["clients"], 1)
     try:
@@ -98,7 +100,7 @@ async def _client(i: int, port: int, sentences: list[str], src: str, tgt: str, u
         writer.close()
 
 
-def _health(port: int) -> dict:
+def health(port: int) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
         return json.loads(r.read())
 
@@ -121,14 +123,14 @@ def run(
 
         async def main() -> dict:
             warm = {"clients": clients, "latencies": [], "errors": []}
-            await _client(0, port, sentences, src, tgt, time.perf_counter() + 1.0, warm)  # warm-up, one client
-            before = _health(port)
+            await normal_client(0, port, sentences, src, tgt, time.perf_counter() + 1.0, warm)  # warm-up, one client
+            before = health(port)
             out = {"clients": clients, "latencies": [], "errors": []}
             t0 = time.perf_counter()
             until = t0 + seconds
-            await asyncio.gather(*(_client(i, port, sentences, src, tgt, until, out) for i in range(clients)))
+            await asyncio.gather(*(normal_client(i, port, sentences, src, tgt, until, out) for i in range(clients)))
             out["wall"] = time.perf_counter() - t0
-            out["before"], out["after"] = before, _health(port)
+            out["before"], out["after"] = before, health(port)
             return out
 
         try:  # the clients share the CPU with the server: the faster event loop where it is installed
@@ -161,17 +163,23 @@ def run(
     }
 
 
-def bench(model: Path, data_dir: Path | None, split: str, engine: str, beam: int, clients: int, seconds: float,
-          device: str, batch_wait_ms: float | None, workers: int | None) -> dict:  # fmt: skip
-    """`run` with the source sentences of the model's (first) pair in `data_dir`'s `split` (default: the default
-    corpus), the server started with `batch_wait_ms` and `workers` where given."""
+def setup(model: Path, data_dir: Path | None, split: str, engine: str, beam: int, clients: int, seconds: float,
+          batch_wait_ms: float | None, workers: int | None) -> tuple[list[str], str, str, list[str]]:  # fmt: skip
+    """(the source sentences of the model's (first) pair in `data_dir`'s `split` (default: the default corpus),
+    its source and target, the server's extra options) for `mtx bench serve`, the options checked."""
     check_positive(beam=beam, clients=clients, seconds=seconds)
-    extra = ["--batch-wait-ms", str(batch_wait_ms)] if batch_wait_ms is not None else []
-    extra += ["--workers", str(workers)] if workers is not None else []
-    data_dir = data_dir or default_data_dir()
     if engine not in ("mtx", "ct2"):
         raise UsageError(f"--engine {engine!r}: expected mtx or ct2")
+    extra = ["--batch-wait-ms", str(batch_wait_ms)] if batch_wait_ms is not None else []
+    extra += ["--workers", str(workers)] if workers is not None else []
     src, tgt = pairs_of(read_config(model)[0].data)[0]
-    sentences = [s for s in read_lines(split_paths(data_dir, split, src, tgt)[0]) if s.strip()]
+    sentences = [s for s in read_lines(split_paths(data_dir or default_data_dir(), split, src, tgt)[0]) if s.strip()]
+    return sentences, src, tgt, extra
+
+
+def bench(model: Path, data_dir: Path | None, split: str, engine: str, beam: int, clients: int, seconds: float,
+          device: str, batch_wait_ms: float | None, workers: int | None) -> dict:  # fmt: skip
+    """`mtx bench serve`: `run` on the sentences and with the server options of `setup`."""
+    sentences, src, tgt, extra = setup(model, data_dir, split, engine, beam, clients, seconds, batch_wait_ms, workers)
     rec = run(model, sentences, src, tgt, engine, beam, clients, seconds, device, extra)
     return {"pair": f"{src}-{tgt}", "split": split, **rec}

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 
+from mtx import memory
 from mtx.data import pairs as P
 from mtx.decode.translator import BatchTranslator
 from mtx.errors import UsageError, check_positive
@@ -42,20 +44,23 @@ class Limits:
     wait_ms: float = 5.0  # how long the batcher collects after the first waiting request
     batch_tokens: int | None = None  # source pieces a batch collects at most (None: the translator's budget / beam)
     workers: int | None = 1  # batches decoded at once, each in its own thread (None: mtx serve's default)
+    max_queue: int = 1024  # sentences waiting for a batch at most; a request beyond is answered 503 at once
 
     def __post_init__(self) -> None:
         """Each limit checked, named by the `mtx serve` option that sets it."""
         check_positive(max_chars=self.max_chars, max_sentences=self.max_sentences)
+        if not math.isfinite(self.wait_ms):
+            raise UsageError(f"--batch-wait-ms must be a finite number, got {self.wait_ms}")
         check_positive(zero_ok=True, batch_wait_ms=self.wait_ms)
-        check_positive(batch_tokens=self.batch_tokens, workers=self.workers)
+        check_positive(batch_tokens=self.batch_tokens, workers=self.workers, max_queue=self.max_queue)
 
 
 class RequestError(Exception):
-    """A bad request: answered with `status` and {"error": message}."""
+    """A bad request: answered with `status` and {"error": message} (and `headers`)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers
 
 
 _BREAK = re.compile(r"(?<=[.!?…])\s+")
@@ -94,7 +99,8 @@ class Service:
         # what each target's sources start with: its tag, on a model of several targets
         self.prefixes = {tgt: P.prefix_ids(translator.tokenizer, pairs, tgt) for tgt in P.targets(pairs)}
         self.batch_tokens = limits.batch_tokens or max(translator.batch_tokens // max(self.beam, 1), 1)
-        self.stats = {"requests": 0, "sentences": 0, "batches": 0}
+        self.stats = {"requests": 0, "sentences": 0, "batches": 0, "refused_busy": 0, "dropped_sentences": 0}
+        self.queued = 0  # sentences of the requests waiting for a batch
         self._pending: list[_Job] = []
         self._arrived: asyncio.Event | None = None
         self._collecting: asyncio.Lock | None = None
@@ -137,11 +143,25 @@ class Service:
         if not sentences:
             return []
         tokens = sum(len(x) + 1 for x in self.tokenizer.encode(sentences))
+        if self.queued + len(sentences) > self.limits.max_queue:
+            self.stats["refused_busy"] += 1
+            raise RequestError(
+                503, f"busy: {self.queued} sentences are waiting; retry in a second", {"Retry-After": "1"}
+            )
         job = _Job(tgt, sentences, tokens, asyncio.get_running_loop().create_future())
         self._pending.append(job)
+        self.queued += len(sentences)
         assert self._arrived is not None, "the batcher is not running"
         self._arrived.set()
-        return await job.future
+        try:
+            return await job.future
+        except asyncio.CancelledError:  # the client went away: what has not started is not decoded
+            job.future.cancel()
+            if job in self._pending:
+                self._pending.remove(job)
+                self.queued -= len(sentences)
+                self.stats["dropped_sentences"] += len(sentences)
+            raise
 
     async def run(self) -> None:
         """The batchers, `limits.workers` of them: each in turn collects a batch (the first waiting request, then
@@ -170,9 +190,11 @@ class Service:
                 while self._pending and (not jobs or tokens + self._pending[0].tokens <= self.batch_tokens):
                     jobs.append(self._pending.pop(0))
                     tokens += jobs[-1].tokens
+                    self.queued -= len(jobs[-1].sentences)
             jobs = [j for j in jobs if not j.future.done()]  # a client that went away is not decoded for
             if jobs:
                 await self._decode(jobs)
+                memory.trim()  # freed blocks back to the system, as training does
 
     async def _decode(self, jobs: list[_Job]) -> None:
         """Decode a batch in a worker thread; each request is answered as soon as its last sentence is translated

@@ -58,22 +58,30 @@ def train(
     resume: Path | None = None,
     should_stop: Callable[[int], bool] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    overwrite: bool = False,
 ) -> dict:
     """Train a model and tokenizer on `data_dir`, keeping the best checkpoint (by validation BLEU) in `out_dir`
     and resumable states (`state-{step}/`, `latest`) every `train.save_every` steps and when stopped.
 
     `resume`: a model directory (or one of its state folders) written by an earlier run; `cfg` is its saved
     config with the changes `config.check_resume` allows. `should_stop(step)`: asked at every sync point (every
-    step in one process); True stops as an interrupt would. `clock`: seconds, for the time budget (tests)."""
+    step in one process); True stops as an interrupt would. `clock`: seconds, for the time budget (tests).
+    `out_dir` must be empty or the directory resumed; `overwrite` empties one that holds an earlier model."""
     started, tc = clock(), cfg.validate().train
     memory.bound_kernel_cache()
     if tc.tensorboard:
         TensorBoardLog.writer_class()  # installed? (before the data is read)
-    world, device = distributed.setup(resolve_device(tc.device))
+    world, _ = distributed.setup(resolve_device(tc.device))
     if not world.main:
         logging.getLogger("mtx").setLevel(logging.WARNING)  # rank 0 speaks for all
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
+    with state.claim(out_dir, resume, overwrite) if world.main else contextlib.nullcontext():
+        return _train(cfg, data_dir, out_dir, world, resume, should_stop, clock, started)
+
+
+def _train(cfg: Config, data_dir, out_dir: Path, world: World, resume, should_stop, clock, started: float) -> dict:
+    tc = cfg.train
     torch.manual_seed(tc.seed)
     info, tensors, tok = {}, {}, None
     if resume is not None:
@@ -141,7 +149,7 @@ class Trainer:
                     stop_reason = "max_epochs"
                     break
                 stop_reason, last_eval = self._epoch(budget, stop, should_stop, last_eval)
-        self.finish(budget, stop_reason, last_eval)
+            self.finish(budget, stop_reason, last_eval, stop)  # a stop asked now skips to the save
         distributed.close(world)
         return {
             "steps": pos.step,
@@ -240,16 +248,21 @@ class Trainer:
             return "interrupted"
         return "time_budget" if budget.time_up() else None
 
-    def finish(self, budget: Budget, stop_reason: str, last_eval_step: int) -> None:
-        """After the last step: validate the final weights (and the weight average) and save the state."""
+    def finish(self, budget: Budget, stop_reason: str, last_eval_step: int, stop: StopFlag) -> None:
+        """After the last step: validate the final weights (and the weight average) and save the state; a stop
+        asked meanwhile (Ctrl-C, SIGTERM) skips what is left of the validations, never the save."""
         step = self.pos.step
         if step == 0 and stop_reason != "interrupted":
             raise MtxError("training stopped before the first step (time budget too small?)")
         if stop_reason == "interrupted":
-            self.save_state(budget)  # first, in case the validation is interrupted too
-        if last_eval_step != step:
+            self.save_state(budget)  # first, in case the validation is interrupted too (a second Ctrl-C)
+
+        def asked_now() -> bool:  # a stop asked after the loop ended (the first: a second one stops at once)
+            return stop.set and stop_reason != "interrupted"
+
+        if last_eval_step != step and not asked_now():
             self.validate_and_save(budget)
-        if self.avg.count and stop_reason != "interrupted":
+        if self.avg.count and stop_reason != "interrupted" and not asked_now():
             self.avg.add_final(step)
             self.validate_and_save(budget, averaged=self.avg.count)
         self.save_state(budget)
