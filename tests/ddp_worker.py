@@ -1,11 +1,11 @@
-"""Run by torchrun from test_ddp.py: `mtx.train.train` under a time budget, rank 1 slowed; each rank writes its
-final parameters, its summary, how often it trained a tokenizer and a digest of its random state."""
+"""Run by torchrun from test_ddp.py: `mtx.train.train` under a time budget, by a clock that a step advances by 0.1 s
+on rank 0 and by 0.15 s on rank 1 (a slower replica, whose own clock would put it elsewhere in the schedule); each
+rank writes its final parameters, its summary, how often it trained a tokenizer and a digest of its random state."""
 
 import hashlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -19,13 +19,13 @@ from mtx.data.tokenizer import Tokenizer
 corpus, out, *settings = sys.argv[1:]
 rank = int(os.environ["RANK"])
 seen = {"model": None, "tokenizers": 0}
+now = [1000.0]  # this rank's clock
 real_step, real_train_tok = train_mod.train_step, Tokenizer.train.__func__
 
 
 def train_step(model, *args, **kwargs):
     seen["model"] = model.module  # under DDP
-    if rank == 1:
-        time.sleep(0.01)  # a slower replica: its own clock would put it at another point of the schedule
+    now[0] += 0.1 if rank == 0 else 0.15
     return real_step(model, *args, **kwargs)
 
 
@@ -36,7 +36,7 @@ def train_tokenizer(cls, *args, **kwargs):
 
 train_mod.train_step = train_step
 Tokenizer.train = classmethod(train_tokenizer)
-summary = train_mod.train(build_config(None, settings), Path(corpus), Path(out))
+summary = train_mod.train(build_config(None, settings), Path(corpus), Path(out), clock=lambda: now[0])
 summary.pop("history")
 params = state_tensors(seen["model"])
 save_file(params, f"{out}/rank{rank}.safetensors")

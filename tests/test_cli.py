@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 
 import pytest
 from conftest import TINY_SETTINGS as TINY_SETTINGS_FOR_CLI
@@ -217,8 +218,13 @@ def test_evaluate_ci_and_compare(tiny_model, tiny_corpus, tmp_path):
     assert r.exit_code == 0, r.output
     rows = [x.split() for x in r.stdout.splitlines() if x.split()[:2] in (["BLEU", "baseline"], ["BLEU", "system"])]
     (_, _, base, *_), (_, _, system, _, _, _, p_bs, p_ar) = rows[0], rows[1]
-    assert float(system) == 100.0 > float(base) and 0 < float(p_bs) <= 1 and 0 < float(p_ar) <= 1
-    assert (weak / "test_2016_flickr.hyp.en").is_file()
+    assert float(system) == 100.0 > float(base) + 10 and float(p_bs) < 0.05 and float(p_ar) < 0.05
+    assert "BLEU: a significant difference" in r.stdout and (weak / "test_2016_flickr.hyp.en").is_file()
+    # the weak model's interval: around its score, and of some width
+    r = run("evaluate", "--model", weak, "--data", tiny_corpus, "--ci", "--output", tmp_path / "w")
+    line = next(x for x in r.stdout.splitlines() if x.startswith("BLEU = ") and "interval" in x)
+    score, mean, ci = (float(v) for v in re.findall(r"[0-9]+\.[0-9]+", line)[:3])
+    assert ci > 0 and abs(mean - score) <= ci and score == float(base)
 
 
 def test_compare_refuses_another_language_pair(tiny_model, tmp_path):

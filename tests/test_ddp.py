@@ -51,8 +51,9 @@ def test_two_process_ddp_equals_one_process_with_accumulation(tiny_corpus, tmp_p
 
 
 def test_time_budget_with_a_slow_rank_keeps_replicas_identical(tiny_corpus, tmp_path):
-    """2 processes under a 0.1-minute budget, rank 1 slower per step: progress, lr, averaging and the stop are
-    agreed (rank 0's clock), so both end at the same step with identical parameters. Rank 0 alone trains the
+    """2 processes under a 0.1-minute budget by clocks a step advances (0.1 s on rank 0, 0.15 s on rank 1: about
+    34 steps, whatever the machine's speed): progress, lr, averaging and the stop are agreed (rank 0's clock), so
+    both end at the same step with identical parameters. Rank 0 alone trains the
     tokenizer, and each rank draws its own dropout masks."""
     out = tmp_path / "m"
     settings = [*TINY_SETTINGS, "train.max_steps=0", "train.time_budget_min=0.1", "train.log_every=5"]

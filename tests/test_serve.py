@@ -172,7 +172,8 @@ def test_multi_target_model_serves_each_target_with_its_tag():
         def translate(self, lines, prefix=None, **options):
             return [Translation(f"{prefix} {x}", [(f"{prefix} {x}", 0.0)]) for x in lines]
 
-    service = Service(Echo(), [("de", "en"), ("en", "de")], Limits(wait_ms=300))
+    # the batch closes when both requests are in (3 pieces each, the budget 6), however long the second takes
+    service = Service(Echo(), [("de", "en"), ("en", "de")], Limits(wait_ms=60_000, batch_tokens=6))
     with Running(service) as r, ThreadPoolExecutor(2) as pool:
         en, de = pool.map(lambda t: _post(r.port, {"q": "a b", "source": "auto", "target": t}), ["en", "de"])
         health = _call(r.port, "/health")[1]
@@ -201,7 +202,8 @@ def test_serve_cli_answers_in_flight_requests_on_sigterm(tiny_model, tmp_path):
         with ThreadPoolExecutor(1) as pool:
             t0 = time.perf_counter()
             pending = pool.submit(_post, port, {"q": "Ein Hund.", "source": "de", "target": "en"})
-            time.sleep(0.5)  # the request now waits in the batcher (1.5 s)
+            while _call(port, "/health")[1]["requests"] == 0:  # until it waits in the batcher (for 1.5 s)
+                time.sleep(0.01)
             proc.send_signal(signal.SIGTERM)
             status, out = pending.result(timeout=60)
         assert status == 200 and isinstance(out["translatedText"], str) and time.perf_counter() - t0 > 1.0

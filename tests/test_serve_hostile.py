@@ -17,7 +17,7 @@ from mtx.config import DecodeConfig
 from mtx.decode.translator import BatchTranslator, Translation
 from mtx.errors import UsageError
 from mtx.serve import app as app_mod
-from mtx.serve.app import HostCheck, make_app, server
+from mtx.serve.app import make_app, server
 from mtx.serve.service import Limits, Service
 
 
@@ -164,6 +164,8 @@ def test_work_for_clients_that_hung_up_is_dropped():
 
 
 def test_a_foreign_host_header_is_refused():
+    from mtx.serve.app import HostCheck
+
     gate = Gate()
     gate.release.set()
     sock_app = HostCheck(make_app(Service(gate, [("de", "en")], Limits(wait_ms=1)), "m"), ["localhost", "127.0.0.1"])

@@ -30,6 +30,8 @@ from mtx.errors import UsageError, check_positive
 
 log = logging.getLogger(__name__)
 
+TRIM_EVERY_S = 10.0  # seconds between two returns of freed memory to the system
+
 NAMES = {
     "ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
     "it": "Italian", "ja": "Japanese", "nl": "Dutch", "pl": "Polish", "pt": "Portuguese", "ru": "Russian",
@@ -101,6 +103,7 @@ class Service:
         self.batch_tokens = limits.batch_tokens or max(translator.batch_tokens // max(self.beam, 1), 1)
         self.stats = {"requests": 0, "sentences": 0, "batches": 0, "refused_busy": 0, "dropped_sentences": 0}
         self.queued = 0  # sentences of the requests waiting for a batch
+        self._trimmed = 0.0
         self._pending: list[_Job] = []
         self._arrived: asyncio.Event | None = None
         self._collecting: asyncio.Lock | None = None
@@ -194,7 +197,9 @@ class Service:
             jobs = [j for j in jobs if not j.future.done()]  # a client that went away is not decoded for
             if jobs:
                 await self._decode(jobs)
-                memory.trim()  # freed blocks back to the system, as training does
+                if loop.time() - self._trimmed > TRIM_EVERY_S:  # freed blocks back to the system, as training
+                    memory.trim()  # does (not after every batch: the pages given back fault in again)
+                    self._trimmed = loop.time()
 
     async def _decode(self, jobs: list[_Job]) -> None:
         """Decode a batch in a worker thread; each request is answered as soon as its last sentence is translated
