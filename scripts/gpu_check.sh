@@ -52,7 +52,7 @@ if [ -n "${REF:-}" ]; then
     --test-limit "${REF_TEST:-200}" > "$OUT/ref.log" 2>&1
   tail -1 "$OUT/ref.log" | tee "$OUT/ref.json"
 fi
-mtx train --device "$DEVICE" --time-budget "$MINUTES" --out /tmp/gpu-model > "$OUT/train.json" 2> "$OUT/train.log"
+mtx train --device "$DEVICE" --time-budget "$MINUTES" --out /tmp/gpu-model --overwrite > "$OUT/train.json" 2> "$OUT/train.log"
 tail -4 "$OUT/train.log"; cat "$OUT/train.json"
 cp /tmp/gpu-model/train_log.jsonl "$OUT/" 2>/dev/null
 mtx evaluate --model /tmp/gpu-model --device "$DEVICE" --beam 5 --output "$OUT/test.hyp.en" | tee "$OUT/evaluate.txt"
@@ -70,7 +70,7 @@ train_variant() {  # $1: index, $2: space-separated overrides; writes /tmp/sweep
   fi
   rm -rf "$dir"
   # SIGTERM at SWEEP_TIMEOUT: mtx saves, validates and keeps its best checkpoint, so the variant is still scored
-  timeout -s TERM "${SWEEP_TIMEOUT:-1200}" python3 -m mtx train --device "$DEVICE" --out "$dir" "${sets[@]}" \
+  timeout -s TERM "${SWEEP_TIMEOUT:-1200}" python3 -m mtx train --device "$DEVICE" --out "$dir" --overwrite "${sets[@]}" \
     > "$dir.json" 2> "$dir.log"
 }
 for i in "${!variants[@]}"; do  # SWEEP_PARALLEL=1: all variants at once (small batches leave the GPU mostly idle)

@@ -131,3 +131,18 @@ def test_engine_ct2_reports_mtx_scores(tiny_model, tiny_corpus, exported):
         assert scores == sorted(scores, reverse=True)
         assert a.nbest[0][0] == b.nbest[0][0]
         assert a.nbest[0][1] == pytest.approx(b.nbest[0][1], abs=1e-3)
+
+
+def test_ctranslate2_greedy_equals_mtx_greedy_on_a_trained_model_in_real_batches(tiny_model, tiny_corpus):
+    """The trained tiny model (whose outputs depend on the source's EOS, the scale, the positions...), whole
+    sentences batched as each engine batches them: the same greedy translations."""
+    from mtx.decode.ct2 import CT2Translator, exported_dir
+    from mtx.decode.translator import Translator
+
+    model, tok, cfg, _ = checkpoint.load(tiny_model)
+    texts = (tiny_corpus / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()
+    decode = DecodeConfig(beam=1)
+    ours = [t.text for t in Translator(model, tok, decode, torch.device("cpu")).translate(texts)]
+    theirs = [t.text for t in CT2Translator(exported_dir(tiny_model), decode, torch.device("cpu")).translate(texts)]
+    refs = (tiny_corpus / "test_2016_flickr.en").read_text(encoding="utf-8").splitlines()
+    assert theirs == ours and sum(a == b for a, b in zip(ours, refs, strict=True)) >= 15  # a model, not noise
