@@ -238,3 +238,19 @@ def test_two_workers_answer_every_request_with_its_own_translation(loaded, tiny_
         health = _call(r.port, "/health")[1]
     assert got == [(200, {"translatedText": w}) for w in want]
     assert health["workers"] == 2 and health["sentences"] == 20
+
+
+def test_the_ctranslate2_engine_with_two_workers(tiny_model, tiny_corpus):
+    """`serve --engine ct2 --workers 2`: CTranslate2 decodes two batches at once (inter_threads) and reports each
+    batch's sentences when it ends; every request gets its own sentence's translation."""
+    from mtx.decode.load import load
+
+    translator, _ = load(tiny_model, "ct2", "cpu", beam=2, workers=2)
+    src = (tiny_corpus / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:20]
+    want = [t.text for t in translator.translate(src)]
+    service = Service(translator, [("de", "en")], Limits(wait_ms=5, workers=2), engine="ct2")
+    with Running(service) as r, ThreadPoolExecutor(20) as pool:
+        got = list(pool.map(lambda s: _post(r.port, {"q": s, "source": "de", "target": "en"}), src))
+        health = _call(r.port, "/health")[1]
+    assert got == [(200, {"translatedText": w}) for w in want]
+    assert health["engine"] == "ct2" and health["workers"] == 2 and health["sentences"] == 20
