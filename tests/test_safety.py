@@ -22,6 +22,7 @@ from mtx import checkpoint
 from mtx.cli import app
 from mtx.config import build_config
 from mtx.data.prepare import _sample
+from mtx.data.prepare import prepare_data as prepare
 from mtx.errors import MtxError
 from mtx.train.loop import train
 
@@ -316,3 +317,27 @@ def test_scan_names_the_same_line_and_byte_whatever_the_block(tmp_path, monkeypa
         except MtxError as e:
             got = str(e).replace(str(tmp_path / "f"), "f")
         assert got == want, (data, got)
+
+
+def test_an_over_long_line_is_not_encoded_in_full(tmp_path, monkeypatch, logs):
+    """A 200,000-character training line: cut where its length alone makes it too long, encoded only that far,
+    and dropped as too long; the other lines are encoded whole."""
+    import sentencepiece as spm
+
+    corpus = write_corpus(tmp_path / "c", {"train": 40, "val": 5})
+    lines = (corpus / "train.de").read_text(encoding="utf-8").splitlines()
+    lines[3] = "Hund " * 40_000
+    (corpus / "train.de").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    longest = []
+    real = spm.SentencePieceProcessor.encode
+
+    def spy(self, input, *args, **kwargs):
+        if isinstance(input, list):
+            longest.append(max(map(len, input)))
+        return real(self, input, *args, **kwargs)
+
+    monkeypatch.setattr(spm.SentencePieceProcessor, "encode", spy)
+    data = prepare(build_config(None, [*TINY_SETTINGS, "data.max_tokens=64"]), corpus)
+    assert max(longest) <= 4 * 32 * 64 < 200_000
+    report = data.report["de-en"]
+    assert report["too_long"] == 1 and report["kept"] == 39 and any("longer than 64 pieces" in x for x in logs)

@@ -306,3 +306,26 @@ def test_a_text_directory_with_other_tables_beside_it_stays_text(tmp_path):
     _tsv(tmp_path / "notes.tsv", _pairs(3, 15))
     read, _ = _train_pairs(tmp_path)
     assert read == _pairs(30, 14)
+
+
+def test_encoding_in_two_processes_is_cached_as_shards(tmp_path, monkeypatch):
+    """A split of more than two map batches is encoded by two processes into shard files; the next run finds them
+    (all of them, in order) and gathers the same ids as one process does."""
+    import mtx.data.encode as encode_mod
+
+    monkeypatch.setattr(encode_mod, "MAP_BATCH", 40)  # 120 rows: three batches, two processes
+    monkeypatch.setattr(encode_mod, "cache_dir", lambda: tmp_path / "two")
+    write_corpus(tmp_path / "c", {"train": 120, "val": 10})
+    settings = [*SETTINGS, "data.num_proc=2"]
+    first = prepare_data(build_config(None, settings), tmp_path / "c")
+    shards = sorted(p.name for p in (tmp_path / "two").glob("*_of_00002.arrow"))
+    assert first.report["de-en"]["cache"] == "written" and len(shards) == 2, shards
+    again = prepare_data(build_config(None, settings), tmp_path / "c", tok=first.tokenizer)
+    assert again.report["de-en"]["cache"] == "hit"
+    monkeypatch.setattr(encode_mod, "cache_dir", lambda: tmp_path / "one")
+    one = prepare_data(build_config(None, [*SETTINGS, "data.num_proc=1"]), tmp_path / "c", tok=first.tokenizer)
+    assert one.report["de-en"]["cache"] == "written" and not list((tmp_path / "one").glob("*_of_*.arrow"))
+    for data in (again, one):
+        for side in ("src", "tgt"):
+            want, got = getattr(first.train, side), getattr(data.train, side)
+            assert np.array_equal(want.gather(first.train.rows)[0], got.gather(data.train.rows)[0])

@@ -19,7 +19,8 @@ from mtx.data.pages import cache_files, mapped_regions, release_pages
 from mtx.data.sources import PairSplit
 from mtx.data.tokenizer import PAD
 
-ENCODING_VERSION = 1  # bump when what is written changes
+ENCODING_VERSION = 2  # bump when what is written changes (2: over-long lines cut, see `_cut`)
+PIECE_CHARS = 32  # characters a piece covers at most, with room for normalisation (sentencepiece: 16)
 MAP_BATCH = 50_000  # rows a map call encodes (and a chunk of the cached columns)
 
 _processors: dict[bytes, object] = {}
@@ -31,9 +32,11 @@ def cache_dir() -> Path:
     return Path(datasets.config.HF_DATASETS_CACHE) / "mtx-encoded"
 
 
-def cache_key(split: PairSplit, proto: bytes) -> str:
-    """What the encoded columns depend on: the data (its fingerprint), the tokenizer, this code's version."""
-    h = hashlib.sha256(f"{ENCODING_VERSION}|{split.key}|".encode() + hashlib.sha256(proto).digest())
+def cache_key(split: PairSplit, proto: bytes, max_tokens: int) -> str:
+    """What the encoded columns depend on: the data (its fingerprint), the tokenizer, the length beyond which a
+    line is cut (and dropped), this code's version."""
+    key = f"{ENCODING_VERSION}|{split.key}|{max_tokens}|".encode()
+    h = hashlib.sha256(key + hashlib.sha256(proto).digest())
     return h.hexdigest()[:24]
 
 
@@ -43,11 +46,12 @@ def tokenizer_cache(settings: str) -> Path:
     return cache_dir() / f"tokenizer-{hashlib.sha256(settings.encode()).hexdigest()[:24]}.model"
 
 
-def encode_split(split: PairSplit, proto: bytes, num_proc: int = 1) -> tuple[object, bool]:
-    """(the encoded dataset, columns `src_ids` and `tgt_ids`, whether it came from the cache)."""
+def encode_split(split: PairSplit, proto: bytes, max_tokens: int, num_proc: int = 1) -> tuple[object, bool]:
+    """(the encoded dataset, columns `src_ids` and `tgt_ids`, whether it came from the cache); a line certain to
+    have `max_tokens` pieces or more (which cleaning drops) is encoded only as far as that is certain."""
     import datasets
 
-    stem = cache_dir() / cache_key(split, proto)
+    stem = cache_dir() / cache_key(split, proto, max_tokens)
     if (cached := _cached(stem)) is not None:
         release_pages(cache_files(cached))  # opening the file read through it
         return cached, True
@@ -57,7 +61,7 @@ def encode_split(split: PairSplit, proto: bytes, num_proc: int = 1) -> tuple[obj
         _encode_table,
         batched=True,
         batch_size=MAP_BATCH,
-        fn_kwargs={"proto": proto, "files": cache_files(split.ds)},
+        fn_kwargs={"proto": proto, "files": cache_files(split.ds), "max_tokens": max_tokens},
         remove_columns=list(split.ds.column_names),
         features=datasets.Features({f"{c}_ids": datasets.Sequence(datasets.Value("int32")) for c in ("src", "tgt")}),
         num_proc=num_proc if num_proc > 1 else None,
@@ -82,7 +86,23 @@ def _cached(stem: Path):
     return datasets.concatenate_datasets([datasets.Dataset.from_file(str(p)) for p in shards])
 
 
-def _encode_table(table, proto: bytes, files: list[str]):
+def _cut(text: str | None, max_tokens: int) -> str:
+    """`text`, or, when it is long, its shortest beginning with `PIECE_CHARS * max_tokens` visible characters:
+    a piece covers at most `PIECE_CHARS` of them (sentencepiece's 16, with room for normalisation), so those alone
+    make `max_tokens` pieces and the line is dropped whatever follows: no need to encode all of it."""
+    text = text or ""
+    need = PIECE_CHARS * max_tokens
+    if len(text) <= need:
+        return text
+    seen = 0
+    for i, c in enumerate(text[: 4 * need]):
+        seen += c.isprintable() and not c.isspace()
+        if seen >= need:
+            return text[: i + 1]
+    return text  # mostly spaces or control characters: as it is
+
+
+def _encode_table(table, proto: bytes, files: list[str], max_tokens: int):
     """One map batch (a pyarrow table of `src`, `tgt` strings) -> list<int32> columns; a missing cell is empty.
     The text's pages read for it are given back (in the map's worker processes too)."""
     import pyarrow as pa
@@ -92,7 +112,7 @@ def _encode_table(table, proto: bytes, files: list[str]):
         sp = _processors[proto] = spm.SentencePieceProcessor(model_proto=proto)
     out = {}
     for col in ("src", "tgt"):
-        ids = sp.encode([t or "" for t in table.column(col).to_pylist()], out_type=int)
+        ids = sp.encode([_cut(t, max_tokens) for t in table.column(col).to_pylist()], out_type=int)
         lens = np.fromiter(map(len, ids), np.int32, count=len(ids))
         offsets = np.zeros(len(ids) + 1, np.int32)
         np.cumsum(lens, out=offsets[1:])

@@ -171,7 +171,7 @@ def _read_and_encode(cfg: Config, corpus: Corpus, pairs: list[P.Pair], proto: by
     seconds["tokenizer_s"] = time.time() - t0 - loaded()  # the builders' reading counts in read_s
     t0, parts, before = time.time(), [], loaded()
     for split, v in zip(train, valid, strict=True):
-        enc, cached = encode_split(split, proto, d.num_proc)
+        enc, cached = encode_split(split, proto, d.max_tokens, d.num_proc)
         parts.append((split, enc, v, cached))
     hits = sum(p[3] for p in parts)
     how = "from the cache" if hits == len(parts) else f"{len(parts) - hits} of {len(parts)} splits encoded"
