@@ -30,7 +30,7 @@ from mtx.errors import UsageError, check_positive
 
 log = logging.getLogger(__name__)
 
-TRIM_EVERY_S = 10.0  # seconds between two returns of freed memory to the system
+TRIM_EVERY_S = 1.0  # seconds between two returns of freed memory to the system
 
 NAMES = {
     "ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
