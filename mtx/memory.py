@@ -8,6 +8,7 @@ blocks of every size in the process (`malloc_trim` hands them back). Python obje
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -40,3 +41,13 @@ def rss_mb() -> float | None:
             return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
     except (OSError, ValueError):
         return None
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def limit_arenas(n: int = 2) -> None:
+    """At most `n` glibc malloc arenas: threads that allocate and free in turn (a server's decoding threads)
+    then share free lists instead of each growing its own heap (glibc's default: 8 per core)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, n)

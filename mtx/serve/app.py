@@ -297,6 +297,7 @@ def serve(
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port}: expected 0 to 65535")
     memory.bound_kernel_cache()
+    memory.limit_arenas()
     workers = limits.workers = limits.workers or default_workers(device)
     if workers > 1:  # the CPU threads shared by the batches decoded at once
         torch.set_num_threads(max(1, torch.get_num_threads() // workers))
