@@ -21,11 +21,13 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# ruff (style, imports at the top) and the layer contracts of pyproject.toml (import-linter)
+# ruff (style, imports at the top), the layer contracts of pyproject.toml (import-linter) and no import cycle,
+# package __init__ files included (scripts/import_cycles.py)
 lint: $(STAMP)
 	$(BIN)/ruff check mtx tests
 	$(BIN)/ruff format --check mtx tests
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/import_cycles.py mtx
 
 format:
 	$(BIN)/ruff format mtx tests

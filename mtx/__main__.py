@@ -1,3 +1,3 @@
-from mtx.cli import app
+from mtx.cli.main import app
 
 app(prog_name="mtx")

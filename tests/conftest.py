@@ -85,7 +85,7 @@ def tiny_model(tiny_corpus, tmp_path_factory) -> Path:
     """A model directory trained by `mtx train` until it fits the tiny corpus."""
     from typer.testing import CliRunner
 
-    from mtx.cli import app
+    from mtx.cli.main import app
 
     out = tmp_path_factory.mktemp("model") / "m"
     args = ["train", "--data", str(tiny_corpus), "--out", str(out), "--device", "cpu"]

@@ -7,7 +7,7 @@ import torch
 from conftest import random_batch, random_model
 from typer.testing import CliRunner
 
-from mtx.cli import app
+from mtx.cli.main import app
 from mtx.models.layers import merge_heads
 
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import TINY_SETTINGS as TINY_SETTINGS_FOR_CLI
 from typer.testing import CliRunner
 
-from mtx.cli import app
+from mtx.cli.main import app
 from mtx.train.plots import read_log
 
 

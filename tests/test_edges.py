@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import mtx.decode.translator as translator_mod
 from mtx import checkpoint
-from mtx.cli import app
+from mtx.cli.main import app
 from mtx.config import DecodeConfig, build_config
 from mtx.decode.ct2 import exported_dir
 from mtx.decode.translator import BatchTranslator, Translation, Translator

@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from mtx import checkpoint
-from mtx.cli import app
+from mtx.cli.main import app
 from mtx.config import Config, DecodeConfig
 
 pytest.importorskip("ctranslate2")

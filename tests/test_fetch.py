@@ -7,7 +7,7 @@ from conftest import TINY_SETTINGS
 from typer.testing import CliRunner
 
 import mtx.data.multi30k as corpus
-from mtx.cli import app
+from mtx.cli.main import app
 
 
 @pytest.fixture

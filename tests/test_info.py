@@ -6,7 +6,7 @@ import pytest
 from conftest import random_model
 from typer.testing import CliRunner
 
-from mtx.cli import app
+from mtx.cli.main import app
 from mtx.models.parameters import parameter_parts
 
 

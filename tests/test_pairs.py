@@ -9,7 +9,7 @@ from conftest import LEXICON, TINY_SETTINGS
 from typer.testing import CliRunner
 
 from mtx import checkpoint
-from mtx.cli import app
+from mtx.cli.main import app
 from mtx.config import build_config
 from mtx.data import pairs as P
 from mtx.data.batching import TrainBatches

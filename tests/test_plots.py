@@ -4,7 +4,7 @@ import struct
 
 from typer.testing import CliRunner
 
-from mtx.cli import app
+from mtx.cli.main import app
 from mtx.train.plots import read_log
 
 

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from mtx import checkpoint
-from mtx.cli import app
+from mtx.cli.main import app
 from mtx.config import Config, TrainConfig, build_config
 from mtx.errors import MtxError
 from mtx.train.loop import train

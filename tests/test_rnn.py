@@ -8,7 +8,7 @@ from conftest import TINY_SETTINGS
 from typer.testing import CliRunner
 
 from mtx import checkpoint
-from mtx.cli import app
+from mtx.cli.main import app
 from mtx.config import Config, build_config
 from mtx.models.rnn import RNNSeq2Seq
 from mtx.train.loop import train

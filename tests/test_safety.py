@@ -19,7 +19,7 @@ import mtx.data.text as text_mod
 import mtx.train.loop as loop_mod
 import mtx.train.state as state_mod
 from mtx import checkpoint
-from mtx.cli import app
+from mtx.cli.main import app
 from mtx.config import build_config
 from mtx.data.prepare import _sample
 from mtx.data.prepare import prepare_data as prepare

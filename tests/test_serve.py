@@ -217,7 +217,7 @@ def test_serve_cli_answers_in_flight_requests_on_sigterm(tiny_model, tmp_path):
 def test_bench_serve_reports_latency_and_no_errors(tiny_model, tiny_corpus):
     from typer.testing import CliRunner
 
-    from mtx.cli import app
+    from mtx.cli.main import app
 
     args = ["bench", "serve", "--model", str(tiny_model), "--data", str(tiny_corpus), "--clients", "4"]
     result = CliRunner().invoke(app, [*args, "--seconds", "2", "--beam", "2"])

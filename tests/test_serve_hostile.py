@@ -206,7 +206,7 @@ def test_limits_that_could_never_be_met(limits, words):
 def test_a_port_out_of_range_is_one_line(tiny_model):
     from typer.testing import CliRunner
 
-    from mtx.cli import app
+    from mtx.cli.main import app
 
     r = CliRunner().invoke(app, ["serve", "--model", str(tiny_model), "--port", "70000"])
     assert r.exit_code == 2 and "--port 70000" in r.stderr and "Traceback" not in r.output

@@ -249,7 +249,7 @@ def test_release_gives_back_mapped_pages_and_keeps_the_data(tmp_path):
 def test_bench_data_prints_cold_and_cached(tmp_path):
     from typer.testing import CliRunner
 
-    from mtx.cli import app
+    from mtx.cli.main import app
 
     write_corpus(tmp_path / "c", {"train": 300, "val": 20})
     r = CliRunner().invoke(app, ["bench", "data", "--data", str(tmp_path / "c"), "--workdir", str(tmp_path / "w"),
@@ -281,7 +281,7 @@ def test_train_and_evaluate_a_table_corpus_end_to_end(tmp_path):
     test split without --data."""
     from typer.testing import CliRunner
 
-    from mtx.cli import app
+    from mtx.cli.main import app
 
     (tmp_path / "c").mkdir()
     for name, n, seed in (("train", 200, 11), ("validation", 10, 12), ("test", 12, 13)):

@@ -49,8 +49,8 @@ def serve(
 ) -> None:
     """Start `mtx serve` on loopback, run concurrent clients for a while; one JSON line: requests/s, latency
     percentiles, errors."""
-    run = (soak if hostile else loadtest).bench
-    rec = run(model, data, split, engine, beam, clients, seconds, device, batch_wait_ms, workers)
+    rec = (soak if hostile else loadtest).bench(model, data, split, engine, beam, clients, seconds, device,
+                                                batch_wait_ms, workers)  # fmt: skip
     typer.echo(json.dumps(rec))
 
 
@@ -66,8 +66,7 @@ def train(
     compile_: bool = Opt(False, "--compile", help="torch.compile the training step."),
 ) -> None:
     """Training throughput of the device's preset (or a config): one JSON line."""
-    rec = bench_train(data, device, batch_tokens, steps, warmup, config, set_, peak_tflops, compile_)
-    typer.echo(json.dumps(rec))
+    typer.echo(json.dumps(bench_train(data, device, batch_tokens, steps, warmup, config, set_, peak_tflops, compile_)))
 
 
 def data(
