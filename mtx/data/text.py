@@ -94,13 +94,13 @@ def scan_text(path: Path, inner_cr: bool = False) -> int:
             try:
                 decoder.decode(block)
             except UnicodeDecodeError as e:
-                _fail_at(path, block, offset, offset - pending + e.start, count, line_start, "invalid UTF-8")
+                _fail_at(path, block, offset, offset - pending + e.start, count, line_start, utf8=True)
             if not inner_cr:  # a CR not followed by LF (a CR that ends a block is judged with the next one)
                 data = (b"\r" if cr else b"") + block
                 cr = data.endswith(b"\r")
                 i = (data[:-1] if cr else data).replace(b"\r\n", b"\n\n").find(b"\r")
                 if i >= 0:
-                    _fail_at(path, block, offset, offset - (len(data) - len(block)) + i, count, line_start, None)
+                    _fail_at(path, block, offset, offset - (len(data) - len(block)) + i, count, line_start)
             if (last := block.rfind(NL)) >= 0:
                 line_start = offset + last + 1
             count += block.count(NL)
@@ -108,19 +108,20 @@ def scan_text(path: Path, inner_cr: bool = False) -> int:
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            _fail_at(path, b"", offset, offset - len(decoder.getstate()[0]), count, line_start, "invalid UTF-8")
+            _fail_at(path, b"", offset, offset - len(decoder.getstate()[0]), count, line_start, utf8=True)
     return count + (offset > line_start)  # a last line without a line end
 
 
-def _fail_at(path: Path, block: bytes, offset: int, at: int, count: int, line_start: int, what: str | None):
-    """The error for file offset `at` (in `block`, which starts at `offset`, or just before it)."""
+def _fail_at(path: Path, block: bytes, offset: int, at: int, count: int, line_start: int, utf8: bool = False):
+    """The error (invalid UTF-8, else a carriage return) at file offset `at`, in `block` (which starts at
+    `offset`) or just before it, named by its line and, for UTF-8, its byte in the line."""
     inside = max(at - offset, 0)
     line = count + block.count(NL, 0, inside) + 1
     nl = block.rfind(NL, 0, inside)
     start = offset + nl + 1 if nl >= 0 else line_start
-    if what is None:
+    if not utf8:
         raise MtxError(f"{path}:{line}: carriage return inside a line")
-    raise MtxError(f"{path}:{line}: {what} at byte {at - start}")
+    raise MtxError(f"{path}:{line}: invalid UTF-8 at byte {at - start}")
 
 
 def count_fields(path: Path, sep: str) -> int:

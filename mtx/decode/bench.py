@@ -15,7 +15,7 @@ from mtx import measure
 from mtx.data.multi30k import default_data_dir
 from mtx.data.pairs import pairs_of, prefix_ids
 from mtx.data.text import check_parallel, read_lines, split_paths
-from mtx.decode.load import load
+from mtx.decode.load import ENGINES, load
 from mtx.decode.metrics import bleu
 from mtx.device import resolve_device
 from mtx.errors import UsageError, check_positive
@@ -31,7 +31,7 @@ def settings_of(text: str | None, engine: str, precision: str) -> list[str]:
             raise UsageError(f"--settings: unknown setting {n!r} (greedy, beam, beam_nocache)")
     if precision not in ("fp32", "bf16", "fp16"):
         raise UsageError(f"--precision {precision!r}: expected fp32, bf16 or fp16")
-    if engine not in ("mtx", "ct2") or (engine == "ct2" and ("beam_nocache" in names or precision != "fp32")):
+    if engine not in ENGINES or (engine == "ct2" and ("beam_nocache" in names or precision != "fp32")):
         raise UsageError(f"--engine {engine}: expected mtx, or ct2 without beam_nocache and --precision")
     return [n for n in names if n]
 

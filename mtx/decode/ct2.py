@@ -51,7 +51,7 @@ class CT2Translator(BatchTranslator):
     def __init__(self, path: Path, decode: DecodeConfig, device: torch.device, threads: int = 0, workers: int = 1):
         """`threads` per batch (0: torch's setting); `workers`: batches translated at once, from as many
         calling threads (CTranslate2's inter_threads)."""
-        self.info, cfg = read_exported(path)
+        _, cfg = read_exported(path)
         super().__init__(Tokenizer.load(path / TOKENIZER), decode, device, cfg.model.max_len)
         threads = threads or torch.get_num_threads()
         self.engine = engine_module().Translator(

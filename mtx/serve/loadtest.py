@@ -22,6 +22,7 @@ from mtx.checkpoint import read_config
 from mtx.data.multi30k import default_data_dir
 from mtx.data.pairs import pairs_of
 from mtx.data.text import read_lines, split_paths
+from mtx.decode.load import ENGINES
 from mtx.errors import MtxError, UsageError, check_positive
 from mtx.measure import percentile_ms
 
@@ -168,7 +169,7 @@ def setup(model: Path, data_dir: Path | None, split: str, engine: str, beam: int
     """(the source sentences of the model's (first) pair in `data_dir`'s `split` (default: the default corpus),
     its source and target, the server's extra options) for `mtx bench serve`, the options checked."""
     check_positive(beam=beam, clients=clients, seconds=seconds)
-    if engine not in ("mtx", "ct2"):
+    if engine not in ENGINES:
         raise UsageError(f"--engine {engine!r}: expected mtx or ct2")
     extra = ["--batch-wait-ms", str(batch_wait_ms)] if batch_wait_ms is not None else []
     extra += ["--workers", str(workers)] if workers is not None else []

@@ -102,12 +102,16 @@ class Service:
         self.prefixes = {tgt: P.prefix_ids(translator.tokenizer, pairs, tgt) for tgt in P.targets(pairs)}
         self.batch_tokens = limits.batch_tokens or max(translator.batch_tokens // max(self.beam, 1), 1)
         self.stats = {"requests": 0, "sentences": 0, "batches": 0, "refused_busy": 0, "dropped_sentences": 0}
-        self.queued = 0  # sentences of the requests waiting for a batch
         self._trimmed = 0.0
         self._pending: list[_Job] = []
         self._arrived: asyncio.Event | None = None
         self._collecting: asyncio.Lock | None = None
         self._zero_shot_warned: set[str] = set()
+
+    @property
+    def queued(self) -> int:
+        """Sentences of the requests waiting for a batch."""
+        return sum(len(j.sentences) for j in self._pending)
 
     def direction(self, source, target) -> P.Pair:
         """The (source, target) a request asks for; a RequestError naming the model's pairs if it has none such."""
@@ -153,7 +157,6 @@ class Service:
             )
         job = _Job(tgt, sentences, tokens, asyncio.get_running_loop().create_future())
         self._pending.append(job)
-        self.queued += len(sentences)
         assert self._arrived is not None, "the batcher is not running"
         self._arrived.set()
         try:
@@ -162,7 +165,6 @@ class Service:
             job.future.cancel()
             if job in self._pending:
                 self._pending.remove(job)
-                self.queued -= len(sentences)
                 self.stats["dropped_sentences"] += len(sentences)
             raise
 
@@ -193,7 +195,6 @@ class Service:
                 while self._pending and (not jobs or tokens + self._pending[0].tokens <= self.batch_tokens):
                     jobs.append(self._pending.pop(0))
                     tokens += jobs[-1].tokens
-                    self.queued -= len(jobs[-1].sentences)
             jobs = [j for j in jobs if not j.future.done()]  # a client that went away is not decoded for
             if jobs:
                 await self._decode(jobs)
