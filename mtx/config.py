@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from mtx.errors import UsageError
+from mtx.specs import parse_corpora, parse_pairs, parse_sample
 
 Rule = tuple[str, Callable[[Any, "Config"], bool]]  # (what the value must be, check(value, whole config))
-Pair = tuple[str, str]  # (source language, target language)
 
 
 def key(default: Any, *rules: Rule, flag: str = "", resume: bool | None = None) -> Any:
@@ -60,17 +60,18 @@ def is_name(text: str) -> bool:
 NAME: Rule = ("must be a split's name (letters, digits, . _ -), not a path", lambda v, c: is_name(v))
 
 
-def parse_pairs(text: str) -> list[Pair]:
-    """`de-en,en-de` -> [("de", "en"), ("en", "de")]; ValueError on a malformed or repeated pair."""
-    pairs: list[Pair] = []
-    for item in text.split(","):
-        src, sep, tgt = item.strip().partition("-")
-        if not sep or not src or not tgt or "-" in tgt or src == tgt:
-            raise ValueError(f"{item.strip()!r} is not SRC-TGT with two different language codes")
-        if (src, tgt) in pairs:
-            raise ValueError(f"{item.strip()} is given twice")
-        pairs.append((src, tgt))
-    return pairs
+def _sample_ok(text: str, c) -> bool:
+    try:
+        return not text or bool(parse_sample(text))
+    except ValueError:
+        return False
+
+
+def _corpora_ok(text: str, c) -> bool:
+    try:
+        return not text or bool(parse_corpora(text))
+    except ValueError:
+        return False
 
 
 def _pairs_ok(text: str, c) -> bool:
@@ -114,8 +115,8 @@ LANG: Rule = ("must be a language code", lambda v, c: bool(v.strip()))
 class DataConfig:
     # The corpus (what --data names): a directory of {split}.{lang} files, a TSV/CSV/JSONL/Parquet file or a
     # directory of {split}.{ext} such files, a save_to_disk directory, or hf:NAME[:CONFIG] (mtx/data/sources.py).
-    # Empty: $MTX_DATA, else Multi30k.
-    path: str = key("")
+    # Several: `A + B,weight=0.5,tag=bt` (mtx/specs.py; each --data one). Empty: $MTX_DATA, else Multi30k.
+    path: str = key("", ("expected PATH[,weight=W][,tag=NAME] [+ PATH...], e.g. real + bt,tag=bt", _corpora_ok))
     # a table's source and target columns, e.g. de,en (1,2: a TSV/CSV without a header)
     columns: str = key("", ("expected two columns, SRC_COL,TGT_COL", lambda v, c: not v or len(v.split(",")) == 2))
     src: str = key("de", LANG, flag="--src")
@@ -195,7 +196,17 @@ class DecodeConfig:
     max_len_b: int = key(10, NONNEG, ("max_len_a + max_len_b must be >= 1", lambda v, c: c.decode.max_len_a + v >= 1))
     # rows (sentences x beams) x source length per batch; 0: 12000 on CPU, 100000 on CUDA
     batch_tokens: int = key(0, NONNEG, flag="--batch-tokens")
-    nbest: int = key(1, ("must be between 1 and decode.beam", lambda v, c: 1 <= v <= c.decode.beam), flag="--nbest")
+    # candidates returned: the best of the beam's finished hypotheses, or samples drawn (with decode.sample)
+    nbest: int = key(
+        1,
+        ("must be between 1 and decode.beam", lambda v, c: v >= 1 and (v <= c.decode.beam or bool(c.decode.sample))),
+        flag="--nbest",
+    )
+    # Sample instead of searching: topk=K (from the K most likely tokens; 0: all) or topp=P (the fewest tokens
+    # whose probabilities reach P); "": beam search (or greedy)
+    sample: str = key("", ("expected topk=K or topp=P, e.g. topk=10 or topp=0.9", _sample_ok), flag="--sample")
+    temperature: float = key(1.0, POS, flag="--temperature")  # sampling: logits divided by it
+    seed: int = key(0, NONNEG, flag="--seed")  # sampling: the same input, settings and seed draw the same samples
     # fp32 | bf16 | fp16: autocast while decoding (why fp32: docs/performance.md)
     precision: str = key("fp32", _in("fp32", "bf16", "fp16"))
     # current | exact: when beam search drops a sentence (mtx/decode/search.py, docs/deploy.md)

@@ -16,6 +16,7 @@ NBEST = (
 )
 ATTENTION = "Draw the cross-attention of the one TEXT's translation into this PNG."
 COMPARE = "A baseline model directory: paired significance tests against it."
+SAMPLE = "Sample instead of searching: topk=K (of the K likeliest tokens; 0: all) or topp=P; --nbest N: N samples."
 
 
 def translate(
@@ -34,11 +35,18 @@ def translate(
     to: str | None = Opt(None, help="Target language, for a model of several.", show_default="its only one"),
     pair: str | None = Opt(None, help="Direction, e.g. de-fr (instead of --to)."),
     engine: str = o.ENGINE,
+    sample: str | None = Opt(None, help=SAMPLE),
+    temperature: float | None = Opt(None, help="Sampling: divide the logits by this.", show_default="1"),
+    seed: int | None = Opt(None, help="Sampling: the random seed.", show_default="0"),
+    prefix: str | None = Opt(None, help="Every translation starts with this text; the search goes on from it."),
+    prefix_file: Path | None = Opt(None, help="A --prefix for each input line (empty lines: none)."),
 ) -> None:
     """Translate sentences: one output line per input line, in order; an empty line gives an empty line."""
-    decoding = {"beam": beam, "alpha": alpha, "batch_tokens": batch_tokens, "nbest": nbest}
+    decoding = {"beam": beam, "alpha": alpha, "batch_tokens": batch_tokens, "nbest": nbest, "sample": sample}
+    decoding |= {"temperature": temperature, "seed": seed}
     drawing = (attention, attention_layer, attention_heads)
-    for line in translate_lines(model, engine, device, decoding, text, input, to, pair, json_, drawing):
+    args = (text, input, to, pair, json_, drawing, (prefix, prefix_file))
+    for line in translate_lines(model, engine, device, decoding, *args):
         typer.echo(line)
 
 

@@ -7,6 +7,7 @@ import typer
 from typer import Option as Opt
 
 from mtx.cli import common as o
+from mtx.specs import JOIN
 from mtx.train.distributed import relaunch_on_gpus
 from mtx.train.loop import train as run_training
 from mtx.train.presets import training_config
@@ -14,7 +15,7 @@ from mtx.train.state import model_dir_of
 
 DATA = (
     "A directory of {split}.{lang} files, a TSV/CSV/JSONL/Parquet file (or a directory of {split}.EXT), a "
-    "save_to_disk directory, or hf:NAME[:CONFIG]."
+    "save_to_disk directory, or hf:NAME[:CONFIG]; ,weight=W and ,tag=NAME after it; again for another corpus."
 )
 BUDGET = "Minutes of training (from the first step, validation included; 0: no limit)."
 COMPILE = "torch.compile the training step (slower start; did not pay on CPU)."
@@ -22,7 +23,7 @@ RESUME = "Continue the training saved in this model directory (or from one of it
 
 
 def train(
-    data: str | None = Opt(None, help=DATA, show_default="data.path, $MTX_DATA or Multi30k"),
+    data: list[str] | None = Opt(None, help=DATA, show_default="data.path, $MTX_DATA or Multi30k"),
     src: str | None = Opt(None, help="Source language code.", show_default="de"),
     tgt: str | None = Opt(None, help="Target language code.", show_default="en"),
     pairs: str | None = Opt(None, help="Several directions in one model, e.g. de-en,en-de (instead of --src/--tgt)."),
@@ -39,7 +40,8 @@ def train(
 ) -> None:
     """Train a tokenizer and a Transformer (--set model.arch=rnn: an RNN); keep the best checkpoint in --out."""
     relaunch_on_gpus(gpus)
-    options = {"data.src": src, "data.tgt": tgt, "train.accum": accum, "data.pairs": pairs, "data.path": data}
+    options = {"data.src": src, "data.tgt": tgt, "train.accum": accum, "data.pairs": pairs}
+    options["data.path"] = JOIN.join(data) if data else None
     options |= {"train.compile": True if compile_ else None, "train.time_budget_min": time_budget}
     out = model_dir_of(resume) if resume is not None and out == o.DEFAULT_MODEL else out
     cfg, spec = training_config(device, config, set_, options, resume, out)

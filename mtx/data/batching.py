@@ -105,9 +105,10 @@ class TrainBatches:
     """Training batches for one epoch at a time: shuffled, length-sorted, token-budgeted, deterministic by seed.
 
     Examples are rows of two `IdColumn`s (encode.py: memory-mapped Arrow columns, or lists in tests), `rows`
-    saying which rows train (after cleaning and any held-out validation) and `tags` the target-language tag each
-    source starts with (None: no tags). A batch is gathered from the columns by a few vectorised ops: source
-    `[tag] x EOS`, decoder input `BOS y`, output `y EOS`. Memory: a few bytes of index per example."""
+    saying which rows train (after cleaning and any held-out validation) and `tags` the tags each source starts
+    with (rows x k ids, PAD-padded on the right: the target-language tag, the corpus' tag; None: no tags). A
+    batch is gathered from the columns by a few vectorised ops: source `[tags] x EOS`, decoder input `BOS y`,
+    output `y EOS`. Memory: a few bytes of index per example."""
 
     def __init__(
         self,
@@ -125,10 +126,12 @@ class TrainBatches:
         self.src = src if isinstance(src, IdColumn) else IdColumn.from_lists(src)
         self.tgt = tgt if isinstance(tgt, IdColumn) else IdColumn.from_lists(tgt)
         self.rows = np.arange(len(self.src), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
-        self.tags = tags
+        self.tags = None if tags is None else tags.reshape(len(tags), -1)  # one tag a row: a column
+        tags = self.tags
         self.batch_tokens, self.seed, self.groups = batch_tokens, seed, groups
         # decoder positions: BOS y (in) and y EOS (out); a batch costs n * max(src_len, tgt_len) tokens
-        self.src_len = torch.from_numpy(self.src.lengths[self.rows] + 1 + (tags is not None))
+        n_tags = 0 if tags is None else (tags != PAD).sum(1)
+        self.src_len = torch.from_numpy(self.src.lengths[self.rows] + 1 + n_tags)
         self.tgt_len = torch.from_numpy(self.tgt.lengths[self.rows] + 1)
         self.lengths = torch.maximum(self.src_len, self.tgt_len)
 
@@ -153,6 +156,8 @@ class TrainBatches:
         drawn = []
         for (start, count), end in zip(self.groups, ends, strict=True):
             n = end - start
+            if n == 0 or count == 0:
+                continue
             passes = [torch.randperm(n, generator=g) for _ in range(-(-count // n))]
             drawn.append(start + torch.cat(passes)[:count])
         pool = torch.cat(drawn)
@@ -172,8 +177,7 @@ class TrainBatches:
         rows = self.rows[np.asarray(idx)]
         x, xn = self.src.gather(rows)
         y, yn = self.tgt.gather(rows)
-        first = None if self.tags is None else self.tags[np.asarray(idx)]
-        src = _ends(x, xn, first, EOS)
+        src = _ends(x, xn, None, EOS) if self.tags is None else _tagged(x, xn, self.tags[np.asarray(idx)])
         return Batch(src, src != PAD, _ends(y, yn, BOS, None), _ends(y, yn, None, EOS))
 
 
@@ -186,4 +190,18 @@ def _ends(ids: np.ndarray, lens: np.ndarray, first, last) -> torch.Tensor:
         out[:, 0] = torch.as_tensor(first)
     if last is not None:
         out[torch.arange(len(ids)), torch.from_numpy(lens) + k] = last
+    return out
+
+
+def _tagged(ids: np.ndarray, lens: np.ndarray, tags: np.ndarray) -> torch.Tensor:
+    """Each row's tags (B, k; PAD-padded), then its `lens` ids, then EOS: (B, k + M + 1) long."""
+    n = torch.from_numpy((tags != PAD).sum(1).astype(np.int64))  # tags of each row
+    B, M, k = len(ids), ids.shape[1], tags.shape[1]
+    out = torch.full((B, k + M + 1), PAD, dtype=torch.long)
+    out[:, :k] = torch.from_numpy(tags.astype(np.int64))
+    cols = n[:, None] + torch.arange(M)  # where each id goes
+    real = torch.arange(M)[None, :] < torch.from_numpy(lens.astype(np.int64))[:, None]
+    rows = torch.arange(B)[:, None].expand(B, M)
+    out[rows[real], cols[real]] = torch.from_numpy(ids.astype(np.int64))[real]
+    out[torch.arange(B), n + torch.from_numpy(lens.astype(np.int64))] = EOS
     return out

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mtx.config import DataConfig, Pair, parse_pairs
+from mtx.config import DataConfig
 from mtx.errors import UsageError
+from mtx.specs import Pair, parse_pairs
 
 Warn = Callable[[str], None]
 

@@ -25,9 +25,10 @@ from mtx.data.batching import TrainBatches
 from mtx.data.encode import IdColumn, encode_split, tokenizer_cache
 from mtx.data.sources import Corpus, PairSplit
 from mtx.data.text import Split
-from mtx.data.tokenizer import Tokenizer
-from mtx.errors import MtxError
+from mtx.data.tokenizer import PAD, Tokenizer
+from mtx.errors import MtxError, UsageError
 from mtx.files import atomic_write
+from mtx.specs import JOIN, CorpusSpec, parse_corpora
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,28 @@ SHOWN = 5  # dropped empty lines named in the log
 
 @dataclass
 class ValidSet:
-    """One pair's validation split, encoded; `prefix` is the tag its sources carry (none for one target)."""
+    """One pair's validation split, encoded; `prefix` is what its sources start with (the target tag of a model
+    of several targets, the corpus' tag); `name` says which it is in the log (the pair, and the corpus when several
+    give one)."""
 
     pair: P.Pair
     split: Split
     src: list[list[int]]
     tgt: list[list[int]]
     prefix: list[int]
+    name: str = ""
+
+
+@dataclass
+class Part:
+    """One pair of one corpus: its train split, its validation split (None: none) and, once encoded, its ids."""
+
+    corpus: int  # index in the training's corpora
+    pair: P.Pair
+    train: PairSplit
+    valid: Split | None
+    enc: object = None  # the encoded Arrow columns
+    cached: bool = False
 
 
 @dataclass
@@ -50,9 +66,17 @@ class Data:
     tokenizer: Tokenizer
     train: TrainBatches
     valid: list[ValidSet]
-    dir: str  # where the corpus was read
-    report: dict = field(default_factory=dict)  # per pair: rows, what cleaning dropped, the cache, held-out
+    dir: str  # where the corpus was read (several: "A + B,tag=bt")
+    report: dict = field(default_factory=dict)  # per pair (and corpus): rows, what cleaning dropped, the cache...
     seconds: dict = field(default_factory=dict)  # reading, tokenizer training, encoding
+
+
+def corpora_of(spec: Corpus | Path | str, d: DataConfig) -> tuple[list[CorpusSpec], list[Corpus]]:
+    """The corpora a training reads: one, or several joined by " + " (mtx/specs.py)."""
+    if isinstance(spec, Corpus):
+        return [CorpusSpec(str(spec))], [spec]
+    specs = parse_corpora(str(spec))
+    return specs, [Corpus(c.path, d) for c in specs]
 
 
 def prepare_data(
@@ -62,30 +86,35 @@ def prepare_data(
     main: bool = True,
     from_main: Callable[[bytes | None], bytes] = lambda proto: proto,
 ) -> Data:
-    """Read every pair's train/valid, train the tokenizer (unless given, as on resume), encode (or find the
-    encoding in the cache), clean, and hold out a validation set where the corpus has none. Under torchrun only
-    the `main` process reads and encodes; `from_main` hands its tokenizer to the others (who wait for it), and
-    they then find the encodings in the cache."""
+    """Read every corpus' train/valid of every pair, train the tokenizer (unless given, as on resume), encode (or
+    find the encoding in the cache), clean, and hold out validation sets where no corpus has one. Under torchrun
+    only the `main` process reads and encodes; `from_main` hands its tokenizer to the others (who wait for it),
+    and they then find the encodings in the cache."""
     d = cfg.data
-    corpus = corpus if isinstance(corpus, Corpus) else Corpus(corpus, d)
+    specs, corpora = corpora_of(corpus, d)
     pairs = P.pairs_of(d)
     proto = tok.proto if tok is not None else None
     seconds: dict = {}
     if main:
-        parts, proto = _read_and_encode(cfg, corpus, pairs, proto, seconds)
+        parts, proto = _read_and_encode(cfg, specs, corpora, pairs, proto, seconds)
     proto = from_main(proto)  # the other ranks wait here for rank 0's caches
     if not main:
-        parts, _ = _read_and_encode(cfg, corpus, pairs, proto, {})
+        parts, _ = _read_and_encode(cfg, specs, corpora, pairs, proto, {})
     tok = Tokenizer(proto)
     cfg.model.vocab_size = len(tok)
+    # a pair that no corpus has a validation split of: each corpus holds some of its pairs out
+    hold = {p.pair for p in parts} - {p.pair for p in parts if p.valid is not None}
     srcs, tgts, rows, tags, sizes, sets, report = [], [], [], [], [], [], {}
     offset = 0
-    for (s, t), (split, enc, valid, cached) in zip(pairs, parts, strict=True):
-        prefix = P.prefix_ids(tok, pairs, t)
-        xs, ys = IdColumn.of(enc, "src_ids"), IdColumn.of(enc, "tgt_ids")
-        keep, rep = clean(xs.lengths, ys.lengths, len(prefix), d, split, P.name((s, t)) if len(pairs) > 1 else "")
-        rep["cache"] = "hit" if cached else "written"
-        if valid is None:
+    for part in parts:
+        spec, (s, t), split = specs[part.corpus], part.pair, part.train
+        prefix = P.prefix_ids(tok, pairs, t) + ([tok.piece_id(corpus_tag(spec.tag))] if spec.tag else [])
+        name = P.name((s, t)) + (f" of {spec.path}" if len(specs) > 1 else "")
+        xs, ys = IdColumn.of(part.enc, "src_ids"), IdColumn.of(part.enc, "tgt_ids")
+        keep, rep = clean(xs.lengths, ys.lengths, len(prefix), d, split, name if len(parts) > 1 else "")
+        rep["cache"] = "hit" if part.cached else "written"
+        valid = part.valid
+        if (s, t) in hold:
             held = _hold_out(keep, d.valid_size, cfg.train.seed, split.origin)
             keep[held] = False
             valid = _texts(split.ds.select(held), f"{split.name} (held out)")
@@ -98,21 +127,15 @@ def prepare_data(
         tgts.append(ys)
         rows.append(kept + offset)
         offset += len(xs)
-        if prefix:
-            tags.append(np.full(len(kept), prefix[0], np.int32))
+        tags.append(np.tile(np.asarray(prefix + [PAD] * (2 - len(prefix)), np.int32), (len(kept), 1)))
         sizes.append(len(kept))
-        sets.append(_valid_set((s, t), valid, tok, prefix, cfg.model.max_len - 1))
-        report[P.name((s, t))] = rep
-    groups = None
-    if len(pairs) > 1:
-        counts = P.epoch_counts(sizes, d.temperature)
-        starts = np.cumsum([0, *sizes[:-1]]).tolist()
-        groups = list(zip(starts, counts, strict=True)) if counts != sizes else None
-        mix = ", ".join(
-            f"{P.name(p)} {n} ({c / sum(counts):.1%})" for p, n, c in zip(pairs, sizes, counts, strict=True)
-        )
-        log.info(f"pairs (training pairs, share of an epoch at temperature {d.temperature:g}): {mix}")
+        if valid is not None:
+            sets.append(_valid_set((s, t), valid, tok, prefix, cfg.model.max_len - 1, name))
+        report[name] = rep
+    groups = _groups(specs, parts, pairs, sizes, d.temperature)
     log.info(f"tokenizer: {len(tok)} pieces; {sum(sizes)} training pairs")
+    tag_cols = np.concatenate(tags)
+    tag_cols = tag_cols[:, : int((tag_cols != PAD).sum(1).max(initial=0))]  # no empty columns
     batches = TrainBatches(
         IdColumn.concat(srcs),
         IdColumn.concat(tgts),
@@ -120,60 +143,98 @@ def prepare_data(
         cfg.train.seed,
         groups,
         rows=np.concatenate(rows),
-        tags=np.concatenate(tags) if tags else None,
+        tags=tag_cols if tag_cols.shape[1] else None,
     )
-    return Data(tok, batches, sets, str(corpus), report, seconds)
+    return Data(tok, batches, sets, JOIN.join(str(c) for c in specs), report, seconds)
 
 
-def _read_and_encode(cfg: Config, corpus: Corpus, pairs: list[P.Pair], proto: bytes | None, seconds: dict):
-    """Per pair (train split, its encoded columns, valid split or None, whether the encoding was cached); and the
-    tokenizer's bytes (trained here when `proto` is None, or found in the cache: the same data and settings
-    train the same tokenizer). `seconds` gets the time of each stage."""
+def corpus_tag(name: str) -> str:
+    """The piece a tagged corpus' sources start with: `<bt>` for tag=bt."""
+    return f"<{name}>"
+
+
+def _groups(specs: list[CorpusSpec], parts: list[Part], pairs: list[P.Pair], sizes: list[int], temperature: float):
+    """TrainBatches' groups, (first example, examples an epoch) of each part, or None for every example once an
+    epoch: pairs mixed by temperature over their sizes (summed over the corpora), and each corpus' examples
+    drawn `weight` times (0.5: half of them, 2: twice) on top."""
+    per_pair = {p: sum(n for q, n in zip(parts, sizes, strict=True) if q.pair == p) for p in pairs}
+    counts = dict(zip(pairs, P.epoch_counts(list(per_pair.values()), temperature), strict=True))
+    if len(pairs) == 1:
+        counts = per_pair
+    wanted = [
+        round(n * specs[q.corpus].weight * counts[q.pair] / per_pair[q.pair]) if n else 0
+        for q, n in zip(parts, sizes, strict=True)
+    ]
+    if len(pairs) > 1:
+        mix = ", ".join(f"{P.name(p)} {per_pair[p]} ({counts[p] / sum(counts.values()):.1%})" for p in pairs)
+        log.info(f"pairs (training pairs, share of an epoch at temperature {temperature:g}): {mix}")
+    if len(specs) > 1:
+        mix = ", ".join(f"{specs[q.corpus]} {P.name(q.pair)} {n} x {w / max(n, 1):.2f}"
+                        for q, n, w in zip(parts, sizes, wanted, strict=True))  # fmt: skip
+        log.info(f"corpora (training pairs x draws an epoch): {mix}")
+    if wanted == sizes:
+        return None
+    starts = np.cumsum([0, *sizes[:-1]]).tolist()
+    return list(zip(starts, wanted, strict=True))
+
+
+def _read_and_encode(
+    cfg: Config, specs: list[CorpusSpec], corpora: list[Corpus], pairs: list[P.Pair], proto: bytes | None,
+    seconds: dict,
+) -> tuple[list[Part], bytes]:  # fmt: skip
+    """Every corpus' every pair, encoded (or found in the cache); and the tokenizer's bytes (trained here when
+    `proto` is None, or found in the cache: the same data and settings train the same tokenizer). `seconds` gets
+    the time of each stage."""
     d = cfg.data
     t0 = time.time()
-    train, valid = [], []
-    with spinner(f"reading {corpus}"):
-        for s, t in pairs:
-            split = corpus.split("train", s, t)
-            if split is None:
-                names = " or ".join(repr(x) for x in dict.fromkeys((d.train_split, "train")))
-                raise MtxError(f"{corpus}: no training split (expected {names})")
-            train.append(split)
-            v = corpus.split("valid", s, t)
-            valid.append(None if v is None else _texts(v.ds, v.name))
-            if v is not None and not valid[-1].src:
-                raise MtxError(f"{v.origin}: the validation split has no pair without an empty side")
+    parts: list[Part] = []
+    for i, corpus in enumerate(corpora):
+        with spinner(f"reading {corpus}"):
+            for s, t in pairs:
+                split = corpus.split("train", s, t)
+                if split is None:
+                    names = " or ".join(repr(x) for x in dict.fromkeys((d.train_split, "train")))
+                    raise MtxError(f"{corpus}: no training split (expected {names})")
+                v = corpus.split("valid", s, t)
+                valid = None if v is None else _texts(v.ds, v.name)
+                if v is not None and not valid.src:
+                    raise MtxError(f"{v.origin}: the validation split has no pair without an empty side")
+                parts.append(Part(i, (s, t), split, valid))
     seconds["read_s"] = time.time() - t0
 
     def loaded() -> float:
-        return sum(s.load_s for s in train)
+        return sum(p.train.load_s for p in parts)
 
-    log.info(f"checked {corpus} ({seconds['read_s']:.1f}s)")
+    where = JOIN.join(str(c) for c in corpora)
+    log.info(f"checked {where} ({seconds['read_s']:.1f}s)")
     t0 = time.time()
     if proto is None:
         symbols = tuple(P.tag(t) for t in P.targets(pairs)) if P.tagged(pairs) else ()
+        symbols += tuple(dict.fromkeys(corpus_tag(c.tag) for c in specs if c.tag))
         vocab, kind, coverage = cfg.model.vocab_size, d.spm_model_type, d.spm_character_coverage
-        settings = (vocab, kind, coverage, symbols, d.spm_sample_sentences, cfg.train.seed, [s.key for s in train])
+        keys = [p.train.key for p in parts]
+        settings = (vocab, kind, coverage, symbols, d.spm_sample_sentences, cfg.train.seed, keys)
         path = tokenizer_cache(repr(settings))
         if path.is_file():
             proto = path.read_bytes()
             log.info(f"tokenizer from the cache ({path})")
         else:
             with spinner("training the tokenizer"):
-                sample = tokenizer_sample(pairs, train, d.spm_sample_sentences, cfg.train.seed)
+                sample = tokenizer_sample(pairs, [p.train for p in parts], d.spm_sample_sentences, cfg.train.seed)
                 proto = Tokenizer.train(sample, vocab, kind, coverage, symbols=symbols).proto
-            for split in train:
-                split.release()
+            for p in parts:
+                p.train.release()
             atomic_write(path, proto)
             log.info(
                 f"trained the tokenizer on a sample of {d.spm_sample_sentences} sentences ({time.time() - t0:.1f}s)"
             )
+    else:
+        check_tags(Tokenizer(proto), pairs, specs)
     seconds["tokenizer_s"] = time.time() - t0 - loaded()  # the builders' reading counts in read_s
-    t0, parts, before = time.time(), [], loaded()
-    for split, v in zip(train, valid, strict=True):
-        enc, cached = encode_split(split, proto, d.max_tokens, d.num_proc)
-        parts.append((split, enc, v, cached))
-    hits = sum(p[3] for p in parts)
+    t0, before = time.time(), loaded()
+    for p in parts:
+        p.enc, p.cached = encode_split(p.train, proto, d.max_tokens, d.num_proc)
+    hits = sum(p.cached for p in parts)
     how = "from the cache" if hits == len(parts) else f"{len(parts) - hits} of {len(parts)} splits encoded"
     seconds["encode_s"] = time.time() - t0 - (loaded() - before)
     seconds["read_s"] += loaded()
@@ -181,16 +242,27 @@ def _read_and_encode(cfg: Config, corpus: Corpus, pairs: list[P.Pair], proto: by
     return parts, proto
 
 
+def check_tags(tok: Tokenizer, pairs: list[P.Pair], specs: list[CorpusSpec]) -> None:
+    """A given tokenizer (a resumed or fine-tuned model's) has a piece for every tag the training needs."""
+    need = [P.tag(t) for t in P.targets(pairs)] if P.tagged(pairs) else []
+    need += [corpus_tag(c.tag) for c in specs if c.tag]
+    missing = [x for x in dict.fromkeys(need) if not tok.has_piece(x)]
+    if missing:
+        raise UsageError(f"the model's tokenizer has no {', '.join(missing)} (tags must be in the tokenizer it was "
+                         "trained with: train a new model, or leave the tag out)")  # fmt: skip
+
+
 def tokenizer_sample(pairs: list[P.Pair], train: list[PairSplit], limit: int, seed: int) -> Iterator[str]:
     """A seeded random sample of at most `limit` training sentences, streamed. One pair: the same rows of both
-    sides. Several: every language (from the first pair that has it), each the same number of sentences, so that
-    each has the same say in the vocabulary."""
+    sides, of each corpus in proportion to its size. Several: every language (from the first pair that has it),
+    each the same number of sentences, so that each has the same say in the vocabulary."""
     rng = np.random.default_rng(seed)
-    if len(pairs) == 1:
-        split = train[0]
-        idx = _sample(rng, len(split), limit // 2)
-        for col in ("src", "tgt"):
-            yield from _column(split, idx, col)
+    if len(pairs) == 1:  # the same share of every corpus
+        total = sum(len(split) for split in train)
+        for split in train:
+            idx = _sample(rng, len(split), round(limit // 2 * len(split) / total))
+            for col in ("src", "tgt"):
+                yield from _column(split, idx, col)
         return
     by_lang: dict[str, tuple[PairSplit, str]] = {}
     for (s, t), split in zip(pairs, train, strict=True):
@@ -278,7 +350,7 @@ def _texts(ds, name: str) -> Split:
     return Split(name, [x for x, _ in both], [y for _, y in both])
 
 
-def _valid_set(pair: P.Pair, split: Split, tok: Tokenizer, prefix: list[int], limit: int) -> ValidSet:
+def _valid_set(pair: P.Pair, split: Split, tok: Tokenizer, prefix: list[int], limit: int, name: str) -> ValidSet:
     vs = [(prefix + x)[:limit] for x in tok.encode(split.src)]
     vt = [x[:limit] for x in tok.encode(split.tgt)]
-    return ValidSet(pair, split, vs, vt, prefix)
+    return ValidSet(pair, split, vs, vt, prefix, name)

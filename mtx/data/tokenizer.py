@@ -68,6 +68,9 @@ class Tokenizer:
     def __len__(self) -> int:
         return self.sp.get_piece_size()
 
+    def has_piece(self, piece: str) -> bool:
+        return self.sp.piece_to_id(piece) != UNK or piece == self.sp.id_to_piece(UNK)
+
     def piece_id(self, piece: str) -> int:
         """The id of a whole piece (a tag); an error when the vocabulary does not have it."""
         i = self.sp.piece_to_id(piece)

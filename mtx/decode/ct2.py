@@ -22,6 +22,7 @@ from mtx.data.tokenizer import Tokenizer
 from mtx.decode.export import MTX_JSON, engine_module, export_ct2, read_exported
 from mtx.decode.search import Done, Result, length_penalty
 from mtx.decode.translator import BatchTranslator
+from mtx.specs import parse_sample
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +59,25 @@ class CT2Translator(BatchTranslator):
             str(path), device=device.type, intra_threads=threads, inter_threads=workers
         )
 
-    def _search(self, ids: list[list[int]], c: DecodeConfig, use_cache: bool, on_done: Done | None) -> list[Result]:
-        """CTranslate2's beam search over the pieces of `ids`; its finished hypotheses ranked by mtx's score."""
+    def _search(self, ids: list[list[int]], c: DecodeConfig, use_cache: bool, on_done: Done | None,
+                forced: list[list[int]] | None = None) -> list[Result]:  # fmt: skip
+        """CTranslate2's beam search (or sampling) over the pieces of `ids`, from the pieces of `forced`; its
+        finished hypotheses ranked by mtx's score."""
         sp = self.tokenizer.sp
         longest = max(len(x) for x in ids) + 1
+        need = max((len(f) for f in forced or []), default=0)  # a forced prefix always fits
+        search = {"beam_size": c.beam, "num_hypotheses": max(c.nbest, c.beam)}  # all finished, ranked below
+        if c.sample:
+            topk, topp = parse_sample(c.sample)
+            engine_module().set_random_seed(c.seed)
+            search = {"beam_size": 1, "num_hypotheses": c.nbest, "sampling_topk": topk, "sampling_topp": topp}
+            search["sampling_temperature"] = c.temperature
         results = self.engine.translate_batch(
             [[sp.id_to_piece(i) for i in x] for x in ids],
-            beam_size=c.beam,
-            num_hypotheses=max(c.nbest, c.beam),  # all the beam's finished hypotheses, ranked again below
+            [[sp.id_to_piece(i) for i in f] or None for f in forced] if forced else None,
+            **search,
             length_penalty=c.alpha,
-            max_decoding_length=max(1, min(self.max_len, math.ceil(c.max_len_a * longest + c.max_len_b)) - 1),
+            max_decoding_length=max(1, need, min(self.max_len, math.ceil(c.max_len_a * longest + c.max_len_b)) - 1),
             min_decoding_length=0,  # an empty translation is allowed, as in mtx
             patience=PATIENCE,
             return_scores=True,

@@ -19,6 +19,7 @@ from mtx.decode.load import load
 from mtx.decode.metrics import paired_tests, score, with_confidence
 from mtx.decode.translator import BatchTranslator
 from mtx.errors import MtxError, UsageError
+from mtx.specs import parse_corpora
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def evaluate(
     corpus = None
     if src_file is None:
         spec = data_spec(data, cfg.data) or ensure_data_dir(tuple(P.languages(directions)))
-        corpus = Corpus(spec, cfg.data)
+        corpus = Corpus(parse_corpora(str(spec))[0].path, cfg.data)  # a model of several corpora: the first
     rows = []
     for src, tgt in directions:
         if corpus is not None:

@@ -16,12 +16,11 @@ from mtx.errors import UsageError
 ENGINES = ("mtx", "ct2")
 
 
-def load(model_dir: Path, engine: str = "mtx", device: str = "auto", *, beam: int | None = None,
-         alpha: float | None = None, batch_tokens: int | None = None, nbest: int = 1, workers: int = 1,
+def load(model_dir: Path, engine: str = "mtx", device: str = "auto", *, workers: int = 1, **decoding,
          ) -> tuple[BatchTranslator, Config]:  # fmt: skip
-    """(the translator, the model's config with the given decoding options); None keeps the model's own. `engine`:
-    mtx, or ct2 (CTranslate2, exported into MODEL/ct2 on first use, or `model_dir` an exported directory);
-    `workers`: batches the engine decodes at once (ct2)."""
+    """(the translator, the model's config with the given `decoding` options: DecodeConfig's keys, e.g. beam=5,
+    sample="topk=10"; None keeps the model's own). `engine`: mtx, or ct2 (CTranslate2, exported into MODEL/ct2
+    on first use, or `model_dir` an exported directory); `workers`: batches the engine decodes at once (ct2)."""
     if engine not in ENGINES:
         raise UsageError(f"--engine {engine!r}: expected mtx or ct2")
     dev = resolve_device(device)
@@ -31,10 +30,12 @@ def load(model_dir: Path, engine: str = "mtx", device: str = "auto", *, beam: in
     else:
         model, tokenizer, cfg, _ = checkpoint.load(model_dir, dev)
     d = cfg.decode
-    for key, value in (("beam", beam), ("alpha", alpha), ("batch_tokens", batch_tokens), ("nbest", nbest)):
+    for key, value in decoding.items():
+        if not hasattr(d, key):
+            raise TypeError(f"load() got an unknown decoding option {key!r}")
         if value is not None:
             setattr(d, key, value)
-    if d.beam > 0:  # a bad --beam is reported as such, not raised to --nbest
+    if d.beam > 0 and not d.sample:  # a bad --beam is reported as such, not raised to --nbest
         d.beam = max(d.beam, d.nbest)
     cfg.validate("")
     if engine == "ct2":

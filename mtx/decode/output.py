@@ -30,10 +30,12 @@ def translate_lines(
     pair: str | None,
     as_json: bool,
     drawing: tuple[Path | None, int, bool],
+    start: tuple[str | None, Path | None] = (None, None),
 ) -> Iterator[str]:
     """The output lines of `mtx translate`: `text`, else the lines of `source` (stdin for None), translated into
     `to` (or by `pair`) with the `decoding` options; `drawing` (png, layer, per head): the attention picture of
-    the one sentence of `text`."""
+    the one sentence of `text`; `start` (a target prefix for every line, a file of one a line): what each
+    translation starts with."""
     attention, layer, per_head = drawing
     if attention is not None and (not text or len(text) != 1):
         raise UsageError("--attention draws one sentence: give exactly one TEXT argument")
@@ -50,10 +52,25 @@ def translate_lines(
         log.info(f"attention: {attention}")
     # A bar for a file whose translations go elsewhere than the terminal.
     total = sum(1 for _ in lines(source)) if source is not None and not text and not sys.stdout.isatty() else 0
+    inputs = iter(text) if text else lines(source)
+    if start[0] is not None and start[1] is not None:
+        raise UsageError("--prefix and --prefix-file: give one of them")
+    heads = start[0] if start[1] is None else _aligned(start[1], text, source)
     with ProgressBar(total, "translating") as bar:
-        for tr in translator.stream(iter(text) if text else lines(source), prefix=prefix, on_progress=bar.advance):
+        for tr in translator.stream(inputs, prefix=prefix, target_prefix=heads, on_progress=bar.advance):
             if as_json:
                 rec = {"translation": tr.text, "nbest": [{"text": t, "score": round(s, 4)} for t, s in tr.nbest]}
                 yield json.dumps(rec | {"pair": f"{src_lang or '?'}-{tgt_lang}"}, ensure_ascii=False)
             else:
                 yield "\t".join(f"{t}\t{s:.4f}" for t, s in tr.nbest) if cfg.decode.nbest > 1 else tr.text
+
+
+def _aligned(path: Path, text: list[str] | None, source: Path | None) -> list[str]:
+    """The lines of a `--prefix-file`, one for each input line (checked when the input is not stdin)."""
+    if text is None and source is None:
+        raise UsageError("--prefix-file needs the input as TEXT arguments or --input FILE, not stdin")
+    heads = list(lines(path))
+    n = len(text) if text else sum(1 for _ in lines(source))
+    if len(heads) != n:
+        raise UsageError(f"{path}: {len(heads)} prefixes for {n} input lines (one a line, empty for none)")
+    return heads

@@ -4,13 +4,19 @@ Beam state is flat `(B * K)` rows, K beams per sentence kept contiguous; candida
 over `K * V` per sentence; finished hypotheses are merged per sentence on the device, and sentences whose
 finished list can no longer be beaten leave the batch.
 
-One score for every beam size (greedy included): the sum of the hypothesis' token log-probabilities, EOS
-included, divided by the GNMT length penalty ((5 + n) / 6) ** alpha, n = its tokens with EOS (alpha 0: raw).
+One score for every beam size (greedy and sampling included): the sum of the hypothesis' token log-probabilities,
+EOS included, divided by the GNMT length penalty ((5 + n) / 6) ** alpha, n = its tokens with EOS (alpha 0: raw);
+`mtx score` gives the same number for a given translation (mtx/decode/scoring.py).
+
+A target prefix (`forced`, per sentence) makes every search start with those tokens: at each of its positions
+every other token is ruled out, and the search goes on from there; the prefix's log-probabilities count in the
+score, so a forced output scores as it would have scored unforced.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,10 +30,56 @@ def length_penalty(length, alpha: float):
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def max_lengths(src_mask: torch.Tensor, a: float, b: int, limit: int) -> torch.Tensor:
-    """Per-sentence output length limit (in tokens, EOS included): a * src_len + b, at most `limit`."""
+def max_lengths(src_mask: torch.Tensor, a: float, b: int, limit: int, forced: torch.Tensor | None = None):
+    """Per-sentence output length limit (in tokens, EOS included): a * src_len + b, at most `limit`; at least one
+    more than the sentence's forced prefix."""
     n = src_mask.sum(1).float()
-    return (n * a + b).ceil().long().clamp(min=1, max=limit)
+    lim = (n * a + b).ceil().long()
+    if forced is not None:
+        lim = torch.maximum(lim, (forced != PAD).sum(1) + 1)
+    return lim.clamp(min=1, max=limit)
+
+
+def force(logp: torch.Tensor, forced: torch.Tensor | None, sents: torch.Tensor, t: int) -> torch.Tensor:
+    """`logp` (rows, V) with every token but the forced one at -inf on the rows whose sentence (`sents`: each
+    row's index in `forced`) has a forced token at position t; the others unchanged."""
+    if forced is None or t >= forced.shape[1]:
+        return logp
+    want = forced[sents, t]
+    on = want != PAD
+    if not bool(on.any()):
+        return logp
+    only = torch.full_like(logp, float("-inf")).scatter_(1, want[:, None], logp.gather(1, want[:, None]))
+    return torch.where(on[:, None], only, logp)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Random sampling instead of search: a token drawn from the `topk` most likely (0: all of them), or from
+    the fewest whose probabilities sum to at least `topp` (1: all), after dividing the logits by `temperature`;
+    `draws` samples a sentence, the random numbers from `seed` (the same input, settings and seed give the same
+    samples)."""
+
+    topk: int = 0
+    topp: float = 1.0
+    temperature: float = 1.0
+    draws: int = 1
+    seed: int = 0
+
+
+def sample_tokens(logp: torch.Tensor, s: Sampling, g: torch.Generator) -> torch.Tensor:
+    """One token a row of `logp` (rows, V), drawn as `s` says (a row with one finite value gives that token)."""
+    logits = logp / s.temperature
+    if s.topk:
+        logits, cols = top_tokens(logits, min(s.topk, logits.shape[1]))
+    elif s.topp < 1:
+        logits, cols = logits.sort(dim=1, descending=True)
+        p = logits.softmax(dim=1)
+        logits = logits.masked_fill(p.cumsum(dim=1) - p >= s.topp, float("-inf"))  # the first always stays
+    else:
+        cols = None
+    pick = torch.multinomial(logits.softmax(dim=1), 1, generator=g)[:, 0]
+    return pick if cols is None else cols.gather(1, pick[:, None])[:, 0]
 
 
 BLOCK = 64  # columns per block in best_tokens and top_tokens
@@ -104,12 +156,14 @@ Done = Callable[[list[int], list[Result]], None]  # (sentences of the batch whos
 @torch.inference_mode()
 def greedy_search(model: Seq2Seq, src: torch.Tensor, src_mask: torch.Tensor, max_len_a: float = 1.5,
                   max_len_b: int = 10, use_cache: bool = True, alpha: float = 1.0, on_done: Done | None = None,
+                  forced: torch.Tensor | None = None, choose: Callable[[torch.Tensor], torch.Tensor] = best_tokens,
                   ) -> list[Result]:  # fmt: skip
-    """Pick the most likely token at every step; scored as beam search scores (see the module's docstring).
-    A sentence leaves the batch (and the cache) at its EOS, as in beam search, and `on_done` hears of it."""
+    """Pick the most likely token at every step (or the one `choose` picks from the log-probabilities); scored as
+    beam search scores (see the module's docstring). A sentence leaves the batch (and the cache) at its EOS, as
+    in beam search, and `on_done` hears of it. `forced`: (B, P) target prefixes, PAD-padded."""
     B, dev = src.shape[0], src.device
     memory = model.encode(src, src_mask)
-    limits = max_lengths(src_mask, max_len_a, max_len_b, model.config.max_len)
+    limits = max_lengths(src_mask, max_len_a, max_len_b, model.config.max_len, forced)
     T = int(limits.max())
     step = (CachedStepper if use_cache else FullStepper)(model, memory, src_mask, 1, T)
     live = torch.arange(B, device=dev)  # original index of each row still decoding
@@ -118,8 +172,8 @@ def greedy_search(model: Seq2Seq, src: torch.Tensor, src_mask: torch.Tensor, max
     scores = torch.zeros(B, device=dev)
     lengths = torch.zeros(B, device=dev)  # tokens with EOS
     for t in range(T):
-        logp = F.log_softmax(step(seqs, t).float(), dim=-1)
-        tok = torch.where(t + 1 >= limits[live], EOS, best_tokens(logp))
+        logp = force(F.log_softmax(step(seqs, t).float(), dim=-1), forced, live, t)
+        tok = torch.where(t + 1 >= limits[live], EOS, choose(logp))
         scores[live] += logp.gather(1, tok[:, None])[:, 0]
         out[live, t] = tok
         seqs = torch.cat([seqs, tok[:, None]], dim=1)
@@ -153,9 +207,10 @@ def beam_search(
     use_cache: bool = True,
     stop: str = "current",
     on_done: Done | None = None,
+    forced: torch.Tensor | None = None,
 ) -> list[Result]:
     """Batched beam search; returns the `nbest` best finished hypotheses per sentence, best first, and tells
-    `on_done` of each sentence as soon as its search ends.
+    `on_done` of each sentence as soon as its search ends. `forced`: (B, P) target prefixes, PAD-padded.
 
     A sentence leaves the batch when its K-th best finished hypothesis scores at least the best live beam's
     score divided by the length penalty of `stop`'s length: "current", the next step's (a live beam is taken
@@ -166,7 +221,7 @@ def beam_search(
     nbest = min(nbest, K)
     B, dev = src.shape[0], src.device
     memory = model.encode(src, src_mask)
-    limits = max_lengths(src_mask, max_len_a, max_len_b, model.config.max_len)  # (B,)
+    limits = max_lengths(src_mask, max_len_a, max_len_b, model.config.max_len, forced)  # (B,)
     T = int(limits.max())
     step = (CachedStepper if use_cache else FullStepper)(model, memory, src_mask, K, T)
 
@@ -186,6 +241,8 @@ def beam_search(
         # The 2K best candidates of a sentence are among the 2K best tokens of each of its beams: only those
         # are added to the beams' scores (no further (B * K, V) tensor).
         logp = F.log_softmax(step(seqs, t).float(), dim=-1)  # (Bl * K, V)
+        if forced is not None:
+            logp = force(logp, forced, sent.repeat_interleave(K), t)
         row_lp, row_tok = top_tokens(logp, C)  # (Bl * K, C)
         # EOS forced at the length limit: on (Bl * K, C) candidates, cheap enough to do without asking the device
         lim = (t + 1 >= limits[sent]).repeat_interleave(K)[:, None]
@@ -263,8 +320,26 @@ def search(
     use_cache: bool = True,
     stop: str = "current",
     on_done: Done | None = None,
+    forced: torch.Tensor | None = None,
+    sampling: Sampling | None = None,
 ) -> list[Result]:
-    """Greedy for beam 1 (n-best 1), beam search otherwise."""
+    """Sampling when `sampling` is given; else greedy for beam 1 (n-best 1), beam search otherwise."""
+    if sampling is not None:
+        return sample_search(model, src, src_mask, sampling, alpha, a, b, use_cache, forced)
     if beam <= 1 and nbest <= 1:
-        return greedy_search(model, src, src_mask, a, b, use_cache, alpha, on_done)
-    return beam_search(model, src, src_mask, beam, alpha, a, b, nbest, use_cache, stop, on_done)
+        return greedy_search(model, src, src_mask, a, b, use_cache, alpha, on_done, forced)
+    return beam_search(model, src, src_mask, beam, alpha, a, b, nbest, use_cache, stop, on_done, forced)
+
+
+def sample_search(model: Seq2Seq, src: torch.Tensor, src_mask: torch.Tensor, s: Sampling, alpha: float = 1.0,
+                  a: float = 1.5, b: int = 10, use_cache: bool = True, forced: torch.Tensor | None = None,
+                  ) -> list[Result]:  # fmt: skip
+    """`s.draws` samples of each sentence, decoded as one batch (each sentence repeated), best score first."""
+    n = s.draws
+    g = torch.Generator(device=src.device).manual_seed(s.seed)
+    rep = None if forced is None else forced.repeat_interleave(n, dim=0)
+    out = greedy_search(
+        model, src.repeat_interleave(n, dim=0), src_mask.repeat_interleave(n, dim=0), a, b, use_cache, alpha,
+        forced=rep, choose=lambda logp: sample_tokens(logp, s, g),
+    )  # fmt: skip
+    return [sorted((r for (r,) in out[i : i + n]), key=lambda x: -x[1]) for i in range(0, len(out), n)]

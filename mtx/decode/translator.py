@@ -10,19 +10,22 @@ millions of lines streams through with bounded memory.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
 
 import torch
 
 from mtx.config import DecodeConfig
-from mtx.data.batching import collate, sorted_batches
+from mtx.data.batching import collate, pad, sorted_batches
 from mtx.data.tokenizer import Tokenizer
-from mtx.decode.search import Done, Result, search
+from mtx.decode.search import Done, Result, Sampling, search
 from mtx.device import autocast
 from mtx.errors import MtxError
 from mtx.models.base import Seq2Seq
+from mtx.specs import parse_sample
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,7 @@ class BatchTranslator:
         lines: Iterable[str],
         *,
         prefix: list[int] | None = None,
+        target_prefix: str | Iterable[str] | None = None,
         decode: DecodeConfig | None = None,
         use_cache: bool = True,
         on_sentence: OnSentence | None = None,
@@ -66,23 +70,30 @@ class BatchTranslator:
     ) -> Iterator[Translation]:
         """Translations of `lines`, in order, `chunk` lines at a time. `prefix`: ids put before every source
         sentence (the target-language tag of a multi-target model); `decode`: settings for this call (default: the
-        translator's); `on_sentence(i, translation)` as each sentence's search ends, before its batch's;
-        `on_progress(n)` as sentences get done."""
+        translator's); `target_prefix`: text every translation starts with (one for all lines, or one a line, ""
+        for none), the search going on from its pieces; `on_sentence(i, translation)` as each sentence's search
+        ends, before its batch's; `on_progress(n)` as sentences get done."""
         opts = (prefix or [], decode or self.cfg, use_cache, on_sentence, on_progress)
+        starts = (
+            repeat(target_prefix or "") if target_prefix is None or isinstance(target_prefix, str) else target_prefix
+        )
         buf: list[str] = []
+        heads: list[str] = []
         done = 0
-        for line in lines:
+        for line, head in zip(lines, starts, strict=False):  # starts: as many, or endless
             buf.append(line)
+            heads.append(head)
             if len(buf) >= chunk:
-                yield from self._chunk(buf, done, *opts)
+                yield from self._chunk(buf, heads, done, *opts)
                 done += len(buf)
-                buf = []
+                buf, heads = [], []
         if buf:
-            yield from self._chunk(buf, done, *opts)
+            yield from self._chunk(buf, heads, done, *opts)
 
     def _chunk(
         self,
         lines: list[str],
+        heads: list[str],
         offset: int,
         prefix: list[int],
         c: DecodeConfig,
@@ -97,6 +108,9 @@ class BatchTranslator:
                 log.warning(f"warning: input line {offset + i + 1} has {len(x)} pieces; truncated to {limit}")
                 ids[i] = x[:limit]
         ids = [prefix + x if x else x for x in ids]
+        forced = self.tokenizer.encode(heads) if any(heads) else None
+        if forced is not None:
+            forced = [f[: self.max_len - 2] for f in forced]  # room for a token of its own and EOS
         empty = Translation("", [("", 0.0)] * c.nbest)  # an empty line: nbest empty candidates
         out: list[Translation | None] = [None if x else empty for x in ids]
         for i, tr in enumerate(out):
@@ -116,15 +130,19 @@ class BatchTranslator:
                 if on_sentence is not None:
                     on_sentence(offset + i, out[i])
 
-        # Beam search holds K rows per sentence: budget the batch in rows * length.
+        # Beam search holds K rows per sentence (sampling, a row per draw): budget the batch in rows * length.
         lengths = [len(ids[i]) + 1 for i in todo]
-        for group in sorted_batches(lengths, max(self.budget(c) // max(c.beam, 1), 1)):
+        rows = c.nbest if c.sample else c.beam
+        for group in sorted_batches(lengths, max(self.budget(c) // max(rows, 1), 1)):
             idx = [todo[j] for j in group]
 
             def done(rows: list[int], results: list[Result], idx=idx) -> None:
                 finish([idx[r] for r in rows], results)
 
-            results = self._search([ids[i] for i in idx], c, use_cache, done if on_sentence else None)
+            # each batch its own random numbers, the same for the same input and seed
+            cb = dataclasses.replace(c, seed=c.seed * 1_000_003 + offset + idx[0]) if c.sample else c
+            heads_ids = None if forced is None else [forced[i] for i in idx]
+            results = self._search([ids[i] for i in idx], cb, use_cache, done if on_sentence else None, heads_ids)
             left = [j for j, i in enumerate(idx) if out[i] is None]  # all of them without on_sentence
             if left:
                 finish([idx[j] for j in left], [results[j] for j in left])
@@ -134,9 +152,11 @@ class BatchTranslator:
             on_progress(len(lines) - len(todo))  # empty lines
         return out  # type: ignore[return-value]: every sentence is translated by now
 
-    def _search(self, ids: list[list[int]], c: DecodeConfig, use_cache: bool, on_done: Done | None) -> list[Result]:
+    def _search(self, ids: list[list[int]], c: DecodeConfig, use_cache: bool, on_done: Done | None,
+                forced: list[list[int]] | None = None) -> list[Result]:  # fmt: skip
         """The engine's hook: the n-best (token ids, score) of each source in `ids` (ids without EOS, prefix
-        included), telling `on_done` of sentences whose search has ended, if it can, before it returns."""
+        included), telling `on_done` of sentences whose search has ended, if it can, before it returns; each
+        translation starting with its `forced` ids (a target prefix, may be empty)."""
         raise NotImplementedError
 
 
@@ -148,10 +168,12 @@ class Translator(BatchTranslator):
         self.model = model.eval()
         self.oom_retries = 0
 
-    def _search(self, ids: list[list[int]], c: DecodeConfig, use_cache: bool, on_done: Done | None) -> list[Result]:
+    def _search(self, ids: list[list[int]], c: DecodeConfig, use_cache: bool, on_done: Done | None,
+                forced: list[list[int]] | None = None) -> list[Result]:  # fmt: skip
         """Search one batch; out of GPU memory, retry it as two halves (and tell the user once)."""
         try:
             batch = collate(ids).to(self.device)
+            heads = None if forced is None or not any(forced) else pad(forced).to(self.device)
             with autocast(self.device, c.precision):
                 return search(
                     self.model,
@@ -165,6 +187,8 @@ class Translator(BatchTranslator):
                     use_cache,
                     c.stop,
                     on_done,
+                    heads,
+                    sampling_of(c),
                 )
         except torch.OutOfMemoryError:
             if self.device.type == "cuda":
@@ -179,5 +203,14 @@ class Translator(BatchTranslator):
             def later(rows: list[int], results: list[Result]) -> None:  # the second half's rows, in the batch's
                 on_done([half + r for r in rows], results)
 
-            first = self._search(ids[:half], c, use_cache, on_done)
-            return first + self._search(ids[half:], c, use_cache, later if on_done else None)
+            f1, f2 = (None, None) if forced is None else (forced[:half], forced[half:])
+            first = self._search(ids[:half], c, use_cache, on_done, f1)
+            return first + self._search(ids[half:], c, use_cache, later if on_done else None, f2)
+
+
+def sampling_of(c: DecodeConfig) -> Sampling | None:
+    """What `decode.sample` asks for (None: search): `decode.nbest` draws a sentence."""
+    if not c.sample:
+        return None
+    topk, topp = parse_sample(c.sample)
+    return Sampling(topk, topp, c.temperature, c.nbest, c.seed)

@@ -8,7 +8,6 @@ import torch
 
 from mtx.config import Config
 from mtx.data.batching import collate, sorted_batches
-from mtx.data.pairs import name as pair_name
 from mtx.data.prepare import Data, ValidSet
 from mtx.data.tokenizer import Tokenizer
 from mtx.decode.metrics import bleu
@@ -28,7 +27,7 @@ def validate(model: Seq2Seq, data: Data, cfg: Config, device: torch.device) -> d
     out = {k: sum(r[k] for r in per_pair) / len(per_pair) for k in per_pair[0]}
     if len(per_pair) > 1:
         for v, r in zip(data.valid, per_pair, strict=True):
-            out |= {f"{k}.{pair_name(v.pair)}": x for k, x in r.items()}
+            out |= {f"{k}.{v.name}": x for k, x in r.items()}
     model.train()
     return out
 
@@ -45,7 +44,7 @@ def _validate_pair(model: Seq2Seq, tok: Tokenizer, v: ValidSet, cfg: Config, dev
     out = {"valid_loss": float(total) / n}
     k = len(v.split.src) if cfg.train.eval_bleu_sents < 0 else min(cfg.train.eval_bleu_sents, len(v.split.src))
     if k:
-        greedy = Translator(model, tok, dataclasses.replace(cfg.decode, beam=1, nbest=1), device)
+        greedy = Translator(model, tok, dataclasses.replace(cfg.decode, beam=1, nbest=1, sample=""), device)
         hyps = [t.text for t in greedy.translate(v.split.src[:k], prefix=v.prefix)]
         out["valid_bleu"] = bleu(hyps, v.split.tgt[:k])
     return out
