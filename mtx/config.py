@@ -148,6 +148,9 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     seed: int = key(1, NONNEG, resume=False)
+    # A model directory to start from (fine-tuning): its weights, tokenizer and model.* settings, a fresh optimizer
+    # and schedule (mtx/train/presets.py); "": new weights
+    init: str = key("", flag="--init", resume=False)
     batch_tokens: int = key(2500, POS, resume=False)  # sentences x max(padded src len, padded tgt len) per batch
     accum: int = key(1, at_least(1), flag="--accum")  # batches per update on each process (gradient accumulation)
     lr: float = key(1.5e-3, POS)

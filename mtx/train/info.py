@@ -46,6 +46,7 @@ def _training(cfg: Config, meta: dict, history: list[dict]) -> dict:
     return {
         "pairs": ", ".join(name(p) for p in pairs_of(cfg.data)),
         "corpus": meta.get("corpus", "not recorded"),
+        "started from": cfg.train.init or "new weights",
         "splits (train / valid)": f"{cfg.data.train_split} / {cfg.data.valid_split}",
         "device": cfg.train.device,
         "steps": last.get("step"),

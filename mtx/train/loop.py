@@ -89,8 +89,12 @@ def _train(cfg: Config, data_dir, out_dir: Path, world: World, resume, should_st
         info, tensors, proto = state.load_state(state_dir)
         tok = Tokenizer(proto)
         log.info(f"resuming from {state_dir} (step {info['step']}, epoch {info['epoch']})")
+    elif tc.init:  # fine-tuning: the model's tokenizer and weights, nothing of its training
+        init, tok, _, _ = checkpoint.load(Path(tc.init), "cpu")
     data = prepare_data(cfg, data_dir, tok, world.main, world.from_main)
     t = Trainer(cfg, out_dir, world, data, clock, info, started)
+    if resume is None and tc.init:
+        t.model.load_state_dict(init.state_dict())
     if resume is not None:
         state.restore(t.model, t.opt, info, tensors, str(state_dir))
         t.avg.restore(info, tensors)

@@ -3,12 +3,16 @@ user's file and overrides) or a resumed one's, and the corpus they name."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from pathlib import Path
 
 import torch
 
+from mtx.checkpoint import read_config
 from mtx.config import Config, ModelConfig, build_config, overrides, resumed_config
+from mtx.data import pairs as P
 from mtx.data.multi30k import ensure_data_dir
 from mtx.data.pairs import languages, pairs_of
 from mtx.data.sources import data_spec
@@ -28,15 +32,43 @@ def training_config(
     dev = resolve_device(device)
     if options.get("data.pairs") is not None and (options.get("data.src") or options.get("data.tgt")) is not None:
         raise UsageError("--pairs names every direction: leave out --src and --tgt")
+    if resume is not None and options.get("train.init") is not None:
+        raise UsageError("--init starts a new training from a model; --resume continues one: give one of them")
     items = overrides(items, {"train.device": dev.type} | options)
     if resume is None:
         cfg = configure(file, items, dev.type)
+        if cfg.train.init:
+            cfg = fine_tuning(Path(cfg.train.init), file, items, out)
     else:
         cfg = resumed_config(load_state(find_state(resume))[0]["config"], file, items, str(resume))
     directions = pairs_of(cfg.data)
     spec = data_spec(None, cfg.data) or ensure_data_dir(tuple(languages(directions)))
     log.info(f"training {', '.join(f'{s}->{t}' for s, t in directions)} on {spec} -> {out}")
     return cfg, str(spec)
+
+
+def fine_tuning(init: Path, file: Path | None, items: list[str], out: Path) -> Config:
+    """A fine-tuning's config (`--init MODEL`): MODEL's saved config (its model, tokenizer and data settings, its
+    directions unless others are given) under the file and the overrides, which may not change `model.*`."""
+    if out.resolve() == init.resolve():
+        raise UsageError(
+            f"--init {init}: write the fine-tuned model elsewhere (--out), not over the model it starts from"
+        )
+    base, meta = read_config(init)
+    before = copy.deepcopy(base.model)
+    cfg = build_config(file, items, base=base)
+    for f in dataclasses.fields(ModelConfig):
+        if getattr(cfg.model, f.name) != getattr(before, f.name):
+            was, now = getattr(before, f.name), getattr(cfg.model, f.name)
+            raise UsageError(
+                f"--init {init}: model.{f.name} is {was!r} there and {now!r} here; fine-tuning keeps the model's "
+                "architecture (train a new model without --init)"
+            )
+    if P.tagged(pairs_of(base.data)) and not P.tagged(pairs_of(cfg.data)):
+        raise UsageError(f"--init {init}: the model reads target-language tags (several targets); fine-tune it on "
+                         "--pairs with at least two targets")  # fmt: skip
+    log.info(f"fine-tuning {init} (its step {meta.get('step', '?')}): its weights and tokenizer, a fresh optimizer")
+    return cfg
 
 
 def configure(file: Path | None, overrides: list[str], device_type: str) -> Config:
