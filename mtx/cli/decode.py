@@ -1,4 +1,4 @@
-"""`mtx translate` and `mtx evaluate`."""
+"""`mtx translate`, `mtx evaluate` and `mtx score`."""
 
 from pathlib import Path
 
@@ -9,6 +9,7 @@ from mtx.cli import common as o
 from mtx.decode.evaluate import evaluate as run_evaluation
 from mtx.decode.evaluate import render
 from mtx.decode.output import translate_lines
+from mtx.decode.scoring import score_files
 
 NBEST = (
     "Print this many candidates, tab-separated with scores. A score, for every beam size: the candidate's summed "
@@ -74,4 +75,22 @@ def evaluate(
     options = {"data": data, "split": split, "src_file": src_file, "ref_file": ref_file, "pair": pair}
     report = run_evaluation(model, engine, device, decoding, **options, output=output, ci=ci, compare=compare)
     for line in render(report, json_):
+        typer.echo(line)
+
+
+def score(
+    model: Path = o.MODEL,
+    src_file: Path = Opt(..., help="Sources, one a line."),
+    ref_file: Path = Opt(..., help="Their translations, line by line."),
+    json_: bool = Opt(False, "--json", help="One JSON object a line: score, logprob, tokens."),
+    to: str | None = Opt(None, help="Target language, for a model of several.", show_default="its only one"),
+    pair: str | None = Opt(None, help="Direction, e.g. de-fr (instead of --to)."),
+    alpha: float | None = o.ALPHA,
+    batch_tokens: int | None = o.BATCH_TOKENS,
+    device: str = o.DEVICE,
+) -> None:
+    """The model's log-probability of each translation: the score `translate --json` gives (summed log-probabilities
+    / ((5 + tokens) / 6) ** alpha), then the sum, a line each."""
+    options = {"to": to, "pair": pair, "alpha": alpha, "batch_tokens": batch_tokens, "as_json": json_}
+    for line in score_files(model, src_file, ref_file, device, **options):
         typer.echo(line)

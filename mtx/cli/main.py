@@ -15,7 +15,16 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for 
     log_to_stderr()
 
 
-for command in (train.train, decode.translate, decode.evaluate, model.export, model.info, model.plot, serve.serve):
+for command in (
+    train.train,
+    decode.translate,
+    decode.evaluate,
+    decode.score,
+    model.export,
+    model.info,
+    model.plot,
+    serve.serve,
+):
     app.command()(common.friendly(command))
 bench_app = typer.Typer(help="Benchmarks that print figures as JSON lines.", no_args_is_help=True)
 for name in ("decode", "serve", "train", "data"):

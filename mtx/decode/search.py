@@ -68,8 +68,9 @@ class Sampling:
 
 
 def sample_tokens(logp: torch.Tensor, s: Sampling, g: torch.Generator) -> torch.Tensor:
-    """One token a row of `logp` (rows, V), drawn as `s` says (a row with one finite value gives that token)."""
-    logits = logp / s.temperature
+    """One token a row of `logp` (rows, V), drawn as `s` says (a row with one finite value gives that token); never
+    PAD or BOS, which no translation holds."""
+    logits = (logp / s.temperature).index_fill(1, torch.tensor([PAD, BOS], device=logp.device), float("-inf"))
     if s.topk:
         logits, cols = top_tokens(logits, min(s.topk, logits.shape[1]))
     elif s.topp < 1:
