@@ -254,3 +254,24 @@ def test_the_ctranslate2_engine_with_two_workers(tiny_model, tiny_corpus):
         health = _call(r.port, "/health")[1]
     assert got == [(200, {"translatedText": w}) for w in want]
     assert health["engine"] == "ct2" and health["workers"] == 2 and health["sentences"] == 20
+
+
+def test_mtx_fields_prefix_sampling_and_score(running, loaded, tiny_corpus):
+    src = (tiny_corpus / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:2]
+    base = {"source": "de", "target": "en"}
+    status, out = _post(running.port, {"q": src, "prefix": ["Small", ""], **base})
+    assert status == 200 and out["translatedText"][0].startswith("Small")
+    assert out["translatedText"][1] == loaded.translate(src[1:])[0].text
+    sampled = {"q": src, "sample": "topk=0", "temperature": 3.0, "seed": 4, **base}
+    first, again = _post(running.port, sampled), _post(running.port, sampled)
+    assert first[0] == 200 and first == again  # decoded alone, a seed gives the same samples
+    hyps = [t.text for t in loaded.translate(src)]
+    status, out = _call(running.port, "/score", json.dumps({"q": src, "translation": hyps, **base}).encode())
+    want = [t.nbest[0][1] for t in loaded.translate(src)]
+    assert status == 200 and [s["score"] for s in out["scores"]] == pytest.approx(want, abs=1e-4)
+    for bad, words in (({"sample": "top5"}, "topk=K"), ({"temperature": 0}, "temperature"), ({"seed": -1}, "seed"),
+                       ({"prefix": ["a"]}, "one for each text")):  # fmt: skip
+        status, out = _post(running.port, {"q": src, **base, **bad})
+        assert status == 400 and words in out["error"], out
+    status, out = _call(running.port, "/score", json.dumps({"q": src, "translation": hyps[:1], **base}).encode())
+    assert status == 400 and "one for each" in out["error"]

@@ -35,18 +35,33 @@ MAX_CONNECTIONS = 1024  # open connections (and requests in flight); more are an
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
-def _texts(data) -> tuple[list[str], bool]:
-    """The texts of a request's q, and whether q was one string."""
+def _texts(data, field: str = "q") -> tuple[list[str], bool]:
+    """The texts of a request's q (or `field`), and whether it was one string."""
     if not isinstance(data, dict):
         raise RequestError(400, "the body must be a JSON object")
     q = data.get("q")
     if q is None:
-        raise RequestError(400, "missing q: the text to translate (a string or a list of strings)")
+        raise RequestError(400, f"missing {field}: the text to translate (a string or a list of strings)")
     if isinstance(q, str):
         return [q], True
     if isinstance(q, list) and all(isinstance(x, str) for x in q):
         return q, False
-    raise RequestError(400, "q must be a string or a list of strings")
+    raise RequestError(400, f"{field} must be a string or a list of strings")
+
+
+def _heads(prefix, layouts: list[list[list[str]]]) -> list[str] | None:
+    """mtx's `prefix` field (one string, or one for each text of q): the target prefix of each text's first
+    sentence, as the sentences are queued; None without one."""
+    if prefix is None:
+        return None
+    heads = [prefix] * len(layouts) if isinstance(prefix, str) else prefix
+    if not (isinstance(heads, list) and len(heads) == len(layouts) and all(isinstance(h, str) for h in heads)):
+        raise RequestError(400, "prefix must be a string, or a list of strings with one for each text of q")
+    out = []
+    for head, lay in zip(heads, layouts, strict=True):
+        n = sum(len(line) for line in lay)
+        out += [head] + [""] * (n - 1) if n else []
+    return out
 
 
 def make_app(service: Service, model_name: str = ""):
@@ -75,20 +90,23 @@ def make_app(service: Service, model_name: str = ""):
                                    "characters")  # fmt: skip
         return bytes(body)
 
-    async def translate(request: Request) -> Response:
+    async def json_of(request: Request):
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise RequestError(415, f"send JSON with Content-Type: application/json (got {ctype or 'none'!r})")
+        body = await body_of(request)
         try:
-            body = await body_of(request)
-        except ClientDisconnect:
-            return Response(status_code=400)  # nobody to answer
-        try:
-            data = json.loads(body)
+            return json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
             raise RequestError(400, f"malformed JSON: {e}") from None
         except RecursionError:
             raise RequestError(400, "malformed JSON: nested too deeply") from None
+
+    async def translate(request: Request) -> Response:
+        try:
+            data = await json_of(request)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody to answer
         texts, one = _texts(data)
         fmt = data.get("format", "text")
         if fmt != "text":
@@ -103,8 +121,9 @@ def make_app(service: Service, model_name: str = ""):
             raise RequestError(
                 413, f"the request has {len(sentences)} sentences: over the limit of {lim.max_sentences}"
             )
+        heads = _heads(data.get("prefix"), layouts)
         service.stats["requests"] += 1
-        work = asyncio.ensure_future(service.translate(tgt, sentences))
+        work = asyncio.ensure_future(service.translate(tgt, sentences, heads, service.decoding(data)))
         gone = asyncio.ensure_future(_hung_up(request))
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
         gone.cancel()
@@ -114,6 +133,24 @@ def make_app(service: Service, model_name: str = ""):
         done = iter(work.result())
         out = ["\n".join(" ".join(next(done) for _ in line) for line in lay) for lay in layouts]
         return JSONResponse({"translatedText": out[0] if one else out})
+
+    async def score(request: Request) -> Response:
+        """mtx's own route: the model's scores of given translations (`mtx score`)."""
+        try:
+            data = await json_of(request)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        texts, one = _texts(data)
+        refs, _ = _texts({"q": data.get("translation")}, "translation")
+        if len(refs) != len(texts):
+            raise RequestError(400, f"{len(texts)} texts in q and {len(refs)} in translation: give one for each")
+        chars = sum(len(t) for t in texts + refs)
+        if chars > lim.max_chars or len(texts) > lim.max_sentences:
+            raise RequestError(413, f"the request has {len(texts)} pairs, {chars} characters: over the limits of "
+                               f"{lim.max_sentences} and {lim.max_chars}")  # fmt: skip
+        _, tgt = service.direction(data.get("source"), data.get("target"))
+        out = [vars(x) for x in await service.score(tgt, texts, refs)]
+        return JSONResponse({"scores": out[0] if one else out})
 
     async def languages(request: Request) -> JSONResponse:
         return JSONResponse(service.languages())
@@ -151,6 +188,7 @@ def make_app(service: Service, model_name: str = ""):
     return Starlette(
         routes=[
             Route("/translate", translate, methods=["POST"]),
+            Route("/score", score, methods=["POST"]),
             Route("/languages", languages, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
         ],

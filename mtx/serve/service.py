@@ -18,15 +18,19 @@ a 4xx status; the server goes on serving. SIGTERM stops accepting connections an
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import re
 from dataclasses import dataclass, field
 
 from mtx import memory
+from mtx.config import DecodeConfig
 from mtx.data import pairs as P
+from mtx.decode.scoring import Score, score_lines
 from mtx.decode.translator import BatchTranslator
 from mtx.errors import UsageError, check_positive
+from mtx.specs import parse_sample
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +91,8 @@ class _Job:
     sentences: list[str]
     tokens: int
     future: asyncio.Future
+    heads: list[str] | None = None  # each sentence's target prefix ("" none)
+    decode: DecodeConfig | None = None  # other decoding settings than the server's (sampling)
     texts: list[str | None] = field(default_factory=list)  # translations as they come
     left: int = 0  # sentences not translated yet
 
@@ -145,8 +151,39 @@ class Service:
                 out.append({"code": lang, "name": NAMES.get(lang, lang), "targets": tgts})
         return out
 
-    async def translate(self, tgt: str, sentences: list[str]) -> list[str]:
-        """Queue sentences for the batcher; their translations, in order."""
+    def decoding(self, data: dict) -> DecodeConfig | None:
+        """A request's own decoding settings (mtx's fields, beside LibreTranslate's): `sample` ("topk=K" or
+        "topp=P"), `temperature`, `seed`; None when it names none."""
+        asked = {k: data[k] for k in ("sample", "temperature", "seed") if data.get(k) is not None}
+        if not asked:
+            return None
+        sample, temp, seed = asked.get("sample", ""), asked.get("temperature", 1.0), asked.get("seed", 0)
+        try:
+            ok = isinstance(sample, str) and (not sample or parse_sample(sample))
+        except ValueError:
+            ok = False
+        if not ok:
+            raise RequestError(400, 'sample must be "topk=K" or "topp=P", e.g. "topk=10"')
+        if isinstance(temp, bool) or not isinstance(temp, int | float) or not (0 < temp < math.inf):
+            raise RequestError(400, "temperature must be a number > 0")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise RequestError(400, "seed must be a whole number >= 0")
+        return dataclasses.replace(self.translator.cfg, sample=sample, temperature=float(temp), seed=seed, nbest=1)
+
+    async def score(self, tgt: str, sources: list[str], translations: list[str]) -> list[Score]:
+        """The model's scores of the translations (mtx's engine only), computed in a worker thread."""
+        model = getattr(self.translator, "model", None)
+        if model is None:
+            raise RequestError(400, f"/score needs mtx's own engine (this server runs {self.engine})")
+        pairs = list(zip(sources, translations, strict=True))
+        options = {"prefix": self.prefixes[tgt], "alpha": self.translator.cfg.alpha}
+        options["batch_tokens"] = self.translator.batch_tokens
+        return await asyncio.to_thread(lambda: list(score_lines(model, self.tokenizer, pairs, **options)))
+
+    async def translate(self, tgt: str, sentences: list[str], heads: list[str] | None = None,
+                        decode: DecodeConfig | None = None) -> list[str]:  # fmt: skip
+        """Queue sentences for the batcher; their translations, in order. `heads`: each one's target prefix;
+        `decode`: settings of this request's own (self.decoding)."""
         if not sentences:
             return []
         tokens = sum(len(x) + 1 for x in self.tokenizer.encode(sentences))
@@ -155,7 +192,7 @@ class Service:
             raise RequestError(
                 503, f"busy: {self.queued} sentences are waiting; retry in a second", {"Retry-After": "1"}
             )
-        job = _Job(tgt, sentences, tokens, asyncio.get_running_loop().create_future())
+        job = _Job(tgt, sentences, tokens, asyncio.get_running_loop().create_future(), heads, decode)
         self._pending.append(job)
         assert self._arrived is not None, "the batcher is not running"
         self._arrived.set()
@@ -207,10 +244,11 @@ class Service:
         (its client can send the next one while the batch goes on), the rest when the batch ends."""
         self.stats["batches"] += 1
         loop = asyncio.get_running_loop()
-        by_tgt: dict[str, list[_Job]] = {}
+        by_tgt: dict[tuple, list[_Job]] = {}  # decoded together: the same target and settings
         for job in jobs:
-            by_tgt.setdefault(job.tgt, []).append(job)
-        for tgt, group in by_tgt.items():
+            d = job.decode
+            by_tgt.setdefault((job.tgt, d and (d.sample, d.temperature, d.seed)), []).append(job)
+        for (tgt, _), group in by_tgt.items():
             owner = [(job, k) for job in group for k in range(len(job.sentences))]
             for job in group:
                 job.texts, job.left = [None] * len(job.sentences), len(job.sentences)
@@ -228,7 +266,9 @@ class Service:
                 loop.call_soon_threadsafe(deliver, i, tr.text)
 
             lines = [s for job in group for s in job.sentences]
-            options = {"prefix": self.prefixes[tgt], "on_sentence": heard}
+            options = {"prefix": self.prefixes[tgt], "on_sentence": heard, "decode": group[0].decode}
+            if any(job.heads for job in group):
+                options["target_prefix"] = [h for job in group for h in job.heads or [""] * len(job.sentences)]
             try:
                 out = await asyncio.to_thread(self.translator.translate, lines, **options)
             except Exception as e:  # answered as a 500 to each request of the batch not answered yet
