@@ -116,7 +116,13 @@ class DataConfig:
     # The corpus (what --data names): a directory of {split}.{lang} files, a TSV/CSV/JSONL/Parquet file or a
     # directory of {split}.{ext} such files, a save_to_disk directory, or hf:NAME[:CONFIG] (mtx/data/sources.py).
     # Several: `A + B,weight=0.5,tag=bt` (mtx/specs.py; each --data one). Empty: $MTX_DATA, else Multi30k.
-    path: str = key("", ("expected PATH[,weight=W][,tag=NAME] [+ PATH...], e.g. real + bt,tag=bt", _corpora_ok))
+    path: str = key(
+        "",
+        (
+            "expected PATH[,weight=W][,tag=NAME] [+ PATH...]: W > 0, NAME of letters, digits or _, each path once",
+            _corpora_ok,
+        ),
+    )
     # a table's source and target columns, e.g. de,en (1,2: a TSV/CSV without a header)
     columns: str = key("", ("expected two columns, SRC_COL,TGT_COL", lambda v, c: not v or len(v.split(",")) == 2))
     src: str = key("de", LANG, flag="--src")

@@ -58,6 +58,11 @@ row "a new training into an earlier model's directory" mtx train --out "$T/res"
 row "--overwrite of a directory that holds no model" mtx train --out "$T/notes" --overwrite
 row "an infinite learning rate" mtx train --set train.lr=inf
 row "a split name that is a path (from --set)" mtx train --set data.test_split=../../x
+row "fine-tuning with another architecture" mtx train --init "$MODEL" --set model.d_model=128 --out "$T/ft"
+row "fine-tuning into the model's own directory" mtx train --init "$MODEL" --out "$MODEL"
+row "fine-tuning with a tag the tokenizer lacks" mtx train --init "$MODEL" --data "$T/e,tag=bt" --out "$T/ft"
+row "a corpus weight of 0" mtx train --data "$T/e,weight=0" --out "$T/m"
+row "the same corpus twice" mtx train --data "$T/e" --data "$T/e" --out "$T/m"
 row "missing model directory" mtx translate --model "$T/none" Hallo
 row "truncated weights" mtx translate --model "$T/trunc" Hallo
 row "a pickle where the weights belong" mtx translate --model "$T/pickle" Hallo
@@ -68,6 +73,9 @@ row "negative length penalty" mtx translate --model "$MODEL" --alpha -1 Hallo
 row "unknown device" mtx translate --model "$MODEL" --device tpu Hallo
 row "very long line (400 pieces; the model takes 255)" mtx translate --model "$MODEL" "$LONG"
 row "control characters" mtx translate --model "$MODEL" "$(printf 'Ein\x07 Hund\x1b rennt.')"
+row "a malformed sampling rule" mtx translate --model "$MODEL" --sample top5 Hallo
+row "fewer prefixes than input lines" mtx translate --model "$MODEL" --input "$T/empty.de" --prefix-file "$T/a.de"
+row "misaligned files to score" mtx score --model "$MODEL" --src-file "$T/a.de" --ref-file "$T/a.en"
 row "misaligned test files" mtx evaluate --model "$MODEL" --src-file "$T/a.de" --ref-file "$T/a.en"
 row "empty line in a test set" mtx evaluate --model "$MODEL" --src-file "$T/empty.de" --ref-file "$T/empty.en"
 row "empty test files" mtx evaluate --model "$MODEL" --src-file "$T/nothing.de" --ref-file "$T/nothing.en"
