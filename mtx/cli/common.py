@@ -12,6 +12,7 @@ DEFAULT_MODEL = Path("checkpoints/multi30k-de-en")
 state = {"debug": False}
 
 MODEL = Opt(DEFAULT_MODEL, help="Model directory.")
+MODELS = Opt([DEFAULT_MODEL], "--model", help="Model directory; again for an ensemble of several (one tokenizer).")
 DEVICE = Opt("auto", help="auto, cpu or cuda.")
 MODEL_BEAM = Opt(None, help="Beam size (1 = greedy).", show_default="the model's, 5")
 ALPHA = Opt(None, help="Length penalty exponent (GNMT; 0 = none).", show_default="the model's")

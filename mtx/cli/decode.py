@@ -22,7 +22,7 @@ SAMPLE = "Sample instead of searching: topk=K (of the K likeliest tokens; 0: all
 
 def translate(
     text: list[str] | None = typer.Argument(None, help="Sentences to translate (else --input or stdin)."),
-    model: Path = o.MODEL,
+    model: list[Path] = o.MODELS,
     beam: int | None = o.MODEL_BEAM,
     input: Path | None = Opt(None, "--input", "-i", help="File with one sentence a line."),
     nbest: int = Opt(1, help=NBEST),
@@ -52,7 +52,7 @@ def translate(
 
 
 def evaluate(
-    model: Path = o.MODEL,
+    model: list[Path] = o.MODELS,
     data: str | None = Opt(None, help="Corpus (any --data form of mtx train).", show_default="the model's corpus"),
     split: str | None = Opt(None, help="Split to decode.", show_default="the model's data.test_split, or test"),
     src_file: Path | None = Opt(None, help="Source file (instead of --data/--split)."),
@@ -79,7 +79,7 @@ def evaluate(
 
 
 def score(
-    model: Path = o.MODEL,
+    model: list[Path] = o.MODELS,
     src_file: Path = Opt(..., help="Sources, one a line."),
     ref_file: Path = Opt(..., help="Their translations, line by line."),
     json_: bool = Opt(False, "--json", help="One JSON object a line: score, logprob, tokens."),

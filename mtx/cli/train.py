@@ -34,6 +34,7 @@ def train(
     device: str = o.DEVICE,
     resume: Path | None = Opt(None, help=RESUME),
     init: Path | None = Opt(None, help="Fine-tune: start from this model's weights and tokenizer (fresh optimizer)."),
+    tokenizer: Path | None = Opt(None, help="Use this model's tokenizer (for an ensemble with it)."),
     accum: int | None = Opt(None, help="Batches per update on each process (gradient accumulation)."),
     compile_: bool = Opt(False, "--compile", help=COMPILE),
     gpus: int = Opt(1, help="Train on this many GPUs of this machine (runs itself under torchrun)."),
@@ -44,7 +45,7 @@ def train(
     options = {"data.src": src, "data.tgt": tgt, "train.accum": accum, "data.pairs": pairs}
     options["data.path"] = JOIN.join(data) if data else None
     options |= {"train.compile": True if compile_ else None, "train.time_budget_min": time_budget}
-    options["train.init"] = None if init is None else str(init)
+    options["train.init"], options["data.tokenizer"] = (None if x is None else str(x) for x in (init, tokenizer))
     out = model_dir_of(resume) if resume is not None and out == o.DEFAULT_MODEL else out
     cfg, spec = training_config(device, config, set_, options, resume, out)
     summary = run_training(cfg, spec, out, resume=resume, overwrite=overwrite)

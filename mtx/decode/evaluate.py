@@ -38,7 +38,7 @@ class Report:
 
 
 def evaluate(
-    model: Path,
+    model: Path | list[Path],
     engine: str = "mtx",
     device: str = "auto",
     decoding: dict | None = None,
@@ -57,6 +57,8 @@ def evaluate(
     t0 = time.time()
     decoding = decoding or {}
     translator, cfg = load(model, engine, device, **decoding)
+    models = model if isinstance(model, list) else [model]
+    model, ensemble = models[0], len(models) > 1  # an ensemble's hypotheses go beside its first model's
     trained = P.pairs_of(cfg.data)
     if (src_file is None) != (ref_file is None):
         raise UsageError("--src-file and --ref-file go together")
@@ -81,7 +83,9 @@ def evaluate(
             check_parallel(src_file, ref_file)
             sources, refs, split = read_lines(src_file), read_lines(ref_file), split or src_file.stem
         name = f"{src}-{tgt}" if src else f"?-{tgt}"
-        hyp_file = output or model / hypothesis_name(split, (src, tgt), len(trained))
+        hyp_file = output or model / (
+            ("ensemble." if ensemble else "") + hypothesis_name(split, (src, tgt), len(trained))
+        )
         prefix = P.prefix_ids(translator.tokenizer, trained, tgt)
         rows.append(score_pair(translator, sources, refs, split, hyp_file, prefix) | {"pair": name, "split": split})
     d = cfg.decode

@@ -5,30 +5,60 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from mtx import checkpoint
 from mtx.config import Config
+from mtx.data.pairs import pairs_of
+from mtx.data.tokenizer import Tokenizer
 from mtx.decode.ct2 import CT2Translator, exported_dir
 from mtx.decode.export import read_exported
 from mtx.decode.translator import BatchTranslator, Translator
 from mtx.device import resolve_device
 from mtx.errors import UsageError
+from mtx.models.base import Seq2Seq
+from mtx.models.ensemble import Ensemble
 
 ENGINES = ("mtx", "ct2")
 
 
-def load(model_dir: Path, engine: str = "mtx", device: str = "auto", *, workers: int = 1, **decoding,
+def load_models(model_dirs: Path | list[Path], dev: torch.device) -> tuple[Seq2Seq, Tokenizer, Config]:
+    """(the model, its tokenizer, its config): one model directory, or several as an ensemble (the first one's
+    config); an ensemble's models must share the tokenizer and the directions."""
+    dirs = model_dirs if isinstance(model_dirs, list) else [model_dirs]
+    model, tokenizer, cfg, _ = checkpoint.load(dirs[0], dev)
+    if len(dirs) == 1:
+        return model, tokenizer, cfg
+    models = [model]
+    for d in dirs[1:]:
+        other, tok, c, _ = checkpoint.load(d, dev)
+        if tok.proto != tokenizer.proto:
+            raise UsageError(f"--model {d}: its tokenizer is not {dirs[0]}'s; an ensemble's models share one "
+                             f"(train them with --tokenizer {dirs[0]})")  # fmt: skip
+        if pairs_of(c.data) != pairs_of(cfg.data):
+            raise UsageError(f"--model {d}: its directions differ from {dirs[0]}'s")
+        models.append(other)
+    return Ensemble(models).eval(), tokenizer, cfg
+
+
+def load(model_dir: Path | list[Path], engine: str = "mtx", device: str = "auto", *, workers: int = 1, **decoding,
          ) -> tuple[BatchTranslator, Config]:  # fmt: skip
     """(the translator, the model's config with the given `decoding` options: DecodeConfig's keys, e.g. beam=5,
-    sample="topk=10"; None keeps the model's own). `engine`: mtx, or ct2 (CTranslate2, exported into MODEL/ct2
-    on first use, or `model_dir` an exported directory); `workers`: batches the engine decodes at once (ct2)."""
+    sample="topk=10"; None keeps the model's own). `model_dir`: one, or several (an ensemble; mtx's engine).
+    `engine`: mtx, or ct2 (CTranslate2, exported into MODEL/ct2 on first use, or `model_dir` an exported
+    directory); `workers`: batches the engine decodes at once (ct2)."""
     if engine not in ENGINES:
         raise UsageError(f"--engine {engine!r}: expected mtx or ct2")
     dev = resolve_device(device)
+    if isinstance(model_dir, list) and len(model_dir) == 1:
+        model_dir = model_dir[0]
     if engine == "ct2":
+        if isinstance(model_dir, list):
+            raise UsageError("an ensemble (--model given twice) decodes with mtx's engine: leave out --engine ct2")
         path = exported_dir(model_dir)
         _, cfg = read_exported(path)
     else:
-        model, tokenizer, cfg, _ = checkpoint.load(model_dir, dev)
+        model, tokenizer, cfg = load_models(model_dir, dev)
     d = cfg.decode
     for key, value in decoding.items():
         if not hasattr(d, key):

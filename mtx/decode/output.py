@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def translate_lines(
-    model: Path,
+    model: Path | list[Path],
     engine: str,
     device: str,
     decoding: dict,
@@ -39,6 +39,8 @@ def translate_lines(
     attention, layer, per_head = drawing
     if attention is not None and (not text or len(text) != 1):
         raise UsageError("--attention draws one sentence: give exactly one TEXT argument")
+    if attention is not None and isinstance(model, list) and len(model) > 1:
+        raise UsageError("--attention draws one model's attention: give one --model")
     if attention is not None and engine != "mtx":
         raise UsageError("--attention draws mtx's own attention: leave out --engine ct2")
     translator, cfg = load(model, engine, device, **decoding)

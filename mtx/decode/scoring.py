@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mtx import checkpoint
 from mtx.data import pairs as P
 from mtx.data.batching import collate, sorted_batches
 from mtx.data.text import check_aligned, lines
 from mtx.data.tokenizer import PAD, Tokenizer
+from mtx.decode.load import load_models
 from mtx.decode.search import length_penalty
 from mtx.device import autocast, resolve_device
 from mtx.models.base import Seq2Seq
@@ -81,14 +81,15 @@ def score_lines(
         yield from out  # type: ignore[misc]: every line is scored by now
 
 
-def score_files(model_dir: Path, src_file: Path, ref_file: Path, device: str = "auto", *, to: str | None = None,
-                pair: str | None = None, alpha: float | None = None, batch_tokens: int | None = None,
-                as_json: bool = False) -> Iterator[str]:  # fmt: skip
+def score_files(model_dir: Path | list[Path], src_file: Path, ref_file: Path, device: str = "auto", *,
+                to: str | None = None, pair: str | None = None, alpha: float | None = None,
+                batch_tokens: int | None = None, as_json: bool = False) -> Iterator[str]:  # fmt: skip
     """The output lines of `mtx score`: per line pair of the two files, the normalised score and the summed
-    log-probability (tab-separated), or a JSON object with the token count too."""
+    log-probability (tab-separated), or a JSON object with the token count too. Several model directories: their
+    ensemble's scores."""
     check_aligned((src_file, ref_file), (sum(1 for _ in lines(src_file)), sum(1 for _ in lines(ref_file))))
     dev = resolve_device(device)
-    model, tok, cfg, _ = checkpoint.load(model_dir, dev)
+    model, tok, cfg = load_models(model_dir, dev)
     model.eval()
     trained = P.pairs_of(cfg.data)
     src, tgt = P.choose(trained, to, pair, log.warning)

@@ -91,6 +91,8 @@ def _train(cfg: Config, data_dir, out_dir: Path, world: World, resume, should_st
         log.info(f"resuming from {state_dir} (step {info['step']}, epoch {info['epoch']})")
     elif tc.init:  # fine-tuning: the model's tokenizer and weights, nothing of its training
         init, tok, _, _ = checkpoint.load(Path(tc.init), "cpu")
+    elif cfg.data.tokenizer:  # another model's tokenizer
+        tok = Tokenizer.load(Path(cfg.data.tokenizer) / checkpoint.TOKENIZER)
     data = prepare_data(cfg, data_dir, tok, world.main, world.from_main)
     t = Trainer(cfg, out_dir, world, data, clock, info, started)
     if resume is None and tc.init:

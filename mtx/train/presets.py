@@ -55,6 +55,8 @@ def fine_tuning(init: Path, file: Path | None, items: list[str], out: Path) -> C
             f"--init {init}: write the fine-tuned model elsewhere (--out), not over the model it starts from"
         )
     base, meta = read_config(init)
+    if any(item.startswith("data.tokenizer=") and item != "data.tokenizer=" for item in items):
+        raise UsageError(f"--init {init}: fine-tuning keeps the model's own tokenizer: leave out --tokenizer")
     before = copy.deepcopy(base.model)
     cfg = build_config(file, items, base=base)
     for f in dataclasses.fields(ModelConfig):
