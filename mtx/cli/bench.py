@@ -18,7 +18,7 @@ PAIRS = "Make a corpus of this many pairs (the default corpus' train, repeated).
 
 
 def decode(
-    model: Path = o.MODEL,
+    model: list[Path] = o.MODELS,
     data: Path | None = o.BENCH_DATA,
     split: str = Opt(TEST, help="Split to decode."),
     beam: int = Opt(5, help="Beam size for the beam settings."),

@@ -12,7 +12,7 @@ WORKERS = "Batches decoded at once, sharing the CPU threads."
 
 
 def serve(
-    model: Path = o.MODEL,
+    model: list[Path] = o.MODELS,
     engine: str = Opt("mtx", help="mtx or ct2 (CTranslate2; exports on first use)."),
     host: str = Opt("127.0.0.1", help="Address to listen on."),
     port: int = Opt(5000, help="Port (0: any free one; the first line printed names it)."),

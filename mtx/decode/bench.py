@@ -37,7 +37,7 @@ def settings_of(text: str | None, engine: str, precision: str) -> list[str]:
 
 
 def decode(
-    model_dir: Path,
+    model_dir: Path | list[Path],
     data_dir: Path | None,
     split: str,
     device: str,

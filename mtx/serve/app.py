@@ -328,10 +328,12 @@ def default_workers(device: str) -> int:
 
 
 def serve(
-    model: Path, engine: str, host: str, port: int, beam: int | None, device: str, limits: Limits, hosts: list[str]
-) -> None:
-    """Serve `model` until SIGTERM or Ctrl-C; the log's first line names the port (useful with port 0). `hosts`:
-    the names clients may give in their Host header besides loopback's and `host`."""
+    model: Path | list[Path], engine: str, host: str, port: int, beam: int | None, device: str, limits: Limits,
+    hosts: list[str],
+) -> None:  # fmt: skip
+    """Serve `model` (several: their ensemble) until SIGTERM or Ctrl-C; the log's first line names the port
+    (useful with port 0). `hosts`: the names clients may give in their Host header besides loopback's and
+    `host`."""
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port}: expected 0 to 65535")
     memory.bound_kernel_cache()
@@ -346,8 +348,11 @@ def serve(
     except OSError as e:
         raise MtxError(f"cannot listen on {host}:{port} ({e.strerror})") from None
     bound = sock.getsockname()
-    what = f"{engine}, beam {service.beam}, {workers} worker{'s' if workers > 1 else ''}, {model}"
+    models = model if isinstance(model, list) else [model]
+    what = (
+        f"{engine}, beam {service.beam}, {workers} worker{'s' if workers > 1 else ''}, {' + '.join(map(str, models))}"
+    )
     log.info(f"mtx serve: listening on http://{host}:{bound[1]} ({what})")
     allowed = [*LOOPBACK_NAMES, host, *hosts]
-    server(HostCheck(make_app(service, model.name), allowed)).run(sockets=[sock])
+    server(HostCheck(make_app(service, " + ".join(m.name for m in models)), allowed)).run(sockets=[sock])
     log.info("mtx serve: stopped")
