@@ -174,6 +174,9 @@ class TrainConfig:
     # Token dropout: the probability that a training source / decoder-input piece is replaced by UNK (0: off)
     src_token_dropout: float = key(0.0, PROB)
     tgt_token_dropout: float = key(0.0, PROB)
+    # R-Drop (Wu et al., 2021): each batch through the model twice (two dropout masks), the loss their mean
+    # cross-entropy plus this weight times their symmetric KL divergence per token; 0: off (one pass)
+    rdrop: float = key(0.0, NONNEG)
     clip_norm: float = key(1.0, NONNEG)
     max_steps: int = key(0, NONNEG)  # 0: no step limit (the time budget or max_epochs stops training)
     max_epochs: int = key(100, at_least(1))

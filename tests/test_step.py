@@ -47,3 +47,37 @@ def test_training_with_the_cpu_bf16_setting_end_to_end(tiny_corpus, tmp_path):
     assert result["steps"] == 30 and losses[-1] < losses[0]
     model, *_ = checkpoint.load(tmp_path / "m")
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
+
+
+def _batch():
+    src = [[5 + (i * 7 + j) % 40 for j in range(2 + i % 6)] for i in range(8)]
+    tgt = [[5 + (i * 3 + j) % 40 for j in range(1 + i % 5)] for i in range(8)]
+    return collate(src, tgt)
+
+
+def test_rdrop_weight_0_is_the_plain_step_and_without_dropout_adds_nothing():
+    batch, dev = _batch(), torch.device("cpu")
+    runs = {}
+    for name, rdrop, dropout in (("plain", 0.0, 0.0), ("rdrop0", 0.0, 0.0), ("rdrop_nodrop", 0.5, 0.0)):
+        model = random_model(seed=0, dropout=dropout).train()
+        tc = TrainConfig(amp="fp32", lr=1e-3, rdrop=rdrop)
+        opt = make_optimizer(model, tc)
+        loss, _ = train_step(model, opt, [batch], 1.0 / batch.n_tgt_tokens, tc, dev)
+        runs[name] = (loss.item(), [p.detach().clone() for p in model.parameters()])
+    assert runs["rdrop0"][0] == runs["plain"][0]
+    # no dropout: both passes agree, the KL term is 0 and the update is the plain one
+    assert abs(runs["rdrop_nodrop"][0] - runs["plain"][0]) < 1e-4
+    for a, b in zip(runs["rdrop_nodrop"][1], runs["plain"][1], strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_rdrop_kl_term_is_positive_with_dropout():
+    from mtx.train.step import rdrop_loss
+
+    batch = _batch()
+    model = random_model(seed=1, dropout=0.3).train()
+    two = model(torch.cat([batch.src] * 2), torch.cat([batch.src_mask] * 2), torch.cat([batch.tgt_in] * 2))
+    ce, objective = rdrop_loss(two, batch.tgt_out, 0.0, 1.0)
+    assert objective > ce > 0
+    same, obj_same = rdrop_loss(torch.cat([two[:8]] * 2), batch.tgt_out, 0.0, 1.0)
+    assert torch.allclose(same, obj_same)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from mtx.config import TrainConfig
@@ -28,6 +29,16 @@ def attention_kernel(device: torch.device):
 def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
     """Summed label-smoothed cross-entropy over real target tokens."""
     return smoothed_cross_entropy(logits.flatten(0, 1), target.flatten(), smoothing, PAD)
+
+
+def rdrop_loss(logits: torch.Tensor, target: torch.Tensor, smoothing: float, weight: float):
+    """R-Drop on the logits of a batch stacked twice (2B, T, V): (the two passes' mean summed cross-entropy, what
+    is minimised: that plus `weight` times their symmetric KL divergence, summed over real target tokens)."""
+    a, b = logits.chunk(2)
+    ce = (loss_fn(a, target, smoothing) + loss_fn(b, target, smoothing)) / 2
+    la, lb = F.log_softmax(a.float(), -1), F.log_softmax(b.float(), -1)
+    kl = 0.5 * ((la.exp() * (la - lb)).sum(-1) + (lb.exp() * (lb - la)).sum(-1))  # (B, T)
+    return ce, ce + weight * kl.masked_fill(target == PAD, 0.0).sum()
 
 
 def compiled(model: torch.nn.Module, backend: str = "inductor") -> torch.nn.Module:
@@ -65,7 +76,8 @@ def train_step(
     """One update from micro-batches already on `device` (gradients accumulated; under DDP synchronised once, at
     the last). The summed loss is multiplied by `scale` (1 / the update's target tokens, times the world size
     under DDP, which averages gradients). Returns (summed loss, non-finite flag), both on the device; a
-    non-finite loss or gradient norm leaves parameters and optimizer moments untouched."""
+    non-finite loss or gradient norm leaves parameters and optimizer moments untouched. With `tc.rdrop`, the loss
+    returned is the cross-entropy (the KL term is minimised, not reported)."""
     opt.zero_grad(set_to_none=True)
     total = torch.zeros((), device=device)
     for i, batch in enumerate(batches):
@@ -74,9 +86,16 @@ def train_step(
         with sync:
             with autocast(device, tc.amp), attention_kernel(device):
                 src = drop_tokens(batch.src, tc.src_token_dropout)
-                logits = model(src, batch.src_mask, drop_tokens(batch.tgt_in, tc.tgt_token_dropout))
-            loss = loss_fn(logits, batch.tgt_out, tc.label_smoothing)
-            (loss * scale).backward()
+                tgt_in = drop_tokens(batch.tgt_in, tc.tgt_token_dropout)
+                if tc.rdrop > 0:  # one forward of the batch twice over: two dropout masks
+                    logits = model(torch.cat([src, src]), torch.cat([batch.src_mask] * 2), torch.cat([tgt_in] * 2))
+                else:
+                    logits = model(src, batch.src_mask, tgt_in)
+            if tc.rdrop > 0:
+                loss, objective = rdrop_loss(logits, batch.tgt_out, tc.label_smoothing, tc.rdrop)
+            else:
+                loss = objective = loss_fn(logits, batch.tgt_out, tc.label_smoothing)
+            (objective * scale).backward()
         total = total + loss.detach()
     norm = clip_grad_norm(model.parameters(), tc.clip_norm)
     bad = ~(torch.isfinite(total) & torch.isfinite(norm))  # no host sync
