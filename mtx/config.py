@@ -147,6 +147,10 @@ class DataConfig:
     # ~16 s and 1.4 GB (docs/data.md)
     spm_sample_sentences: int = key(500_000, at_least(1000))
     num_proc: int = key(2, POS, resume=True)  # processes that encode a large split (Dataset.map num_proc)
+    # Subword regularisation (mtx/data/resegment.py): training sentences segmented anew at each batch, sampled
+    # with sentencepiece's smoothing alpha (unigram; BPE: dropout probability); 0: off. Which sides: src, tgt, both
+    subword_alpha: float = key(0.0, ("must be in [0, 1]", _between(0, 1)))
+    subword_sides: str = key("src", _in("src", "tgt", "both"))
     # A model directory whose tokenizer to use instead of training one (models of one tokenizer can be ensembled)
     tokenizer: str = key("", flag="--tokenizer")
     spm_model_type: str = key("unigram", _in("unigram", "bpe", "char", "word"))

@@ -129,6 +129,8 @@ class TrainBatches:
         self.tags = None if tags is None else tags.reshape(len(tags), -1)  # one tag a row: a column
         tags = self.tags
         self.batch_tokens, self.seed, self.groups = batch_tokens, seed, groups
+        # subword regularisation (resegment.py): resample(rows, side) -> sampled (ids, lengths) of those sides
+        self.resample, self.resampled = None, ()
         # decoder positions: BOS y (in) and y EOS (out); a batch costs n * max(src_len, tgt_len) tokens
         n_tags = 0 if tags is None else (tags != PAD).sum(1)
         self.src_len = torch.from_numpy(self.src.lengths[self.rows] + 1 + n_tags)
@@ -175,8 +177,8 @@ class TrainBatches:
     def collate(self, idx) -> Batch:
         """The same batch as `collate(src[idx], tgt[idx])` (with each source's tag), gathered from the columns."""
         rows = self.rows[np.asarray(idx)]
-        x, xn = self.src.gather(rows)
-        y, yn = self.tgt.gather(rows)
+        x, xn = self.src.gather(rows) if "src" not in self.resampled else self.resample(rows, "src")
+        y, yn = self.tgt.gather(rows) if "tgt" not in self.resampled else self.resample(rows, "tgt")
         src = _ends(x, xn, None, EOS) if self.tags is None else _tagged(x, xn, self.tags[np.asarray(idx)])
         return Batch(src, src != PAD, _ends(y, yn, BOS, None), _ends(y, yn, None, EOS))
 

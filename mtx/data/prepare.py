@@ -23,6 +23,7 @@ from mtx.console import spinner
 from mtx.data import pairs as P
 from mtx.data.batching import TrainBatches
 from mtx.data.encode import IdColumn, encode_split, tokenizer_cache
+from mtx.data.resegment import Resegmenter
 from mtx.data.sources import Corpus, PairSplit
 from mtx.data.text import Split
 from mtx.data.tokenizer import PAD, Tokenizer
@@ -145,6 +146,12 @@ def prepare_data(
         rows=np.concatenate(rows),
         tags=tag_cols if tag_cols.shape[1] else None,
     )
+    if d.subword_alpha > 0:
+        limit = cfg.model.max_len - 1 - (0 if tag_cols is None or not tag_cols.shape[1] else tag_cols.shape[1])
+        splits = [p.train for p in parts]
+        batches.resample = Resegmenter(tok, splits, d.subword_alpha, d.subword_sides, cfg.train.seed, limit)
+        batches.resampled = batches.resample.sides
+        log.info(f"subword regularisation: {d.subword_sides} sides resampled (alpha {d.subword_alpha:g})")
     return Data(tok, batches, sets, JOIN.join(str(c) for c in specs), report, seconds)
 
 

@@ -1,0 +1,48 @@
+"""Subword regularisation: sampled segmentations decode back to the text, differ from batch to batch (and from
+the one best), repeat for a seed and a batch; training runs with it."""
+
+import numpy as np
+from conftest import TINY_SETTINGS, write_corpus
+from test_cli import run
+
+from mtx.config import build_config
+from mtx.data.prepare import prepare_data
+from mtx.data.tokenizer import EOS, PAD
+
+
+def _data(root, alpha, sides="both", seed=1):
+    settings = [*TINY_SETTINGS, "model.vocab_size=150", f"data.subword_alpha={alpha}", f"data.subword_sides={sides}"]
+    return prepare_data(build_config(None, [*settings, f"train.seed={seed}"]), root)
+
+
+def _rows(t):
+    return [[i for i in row if i not in (PAD, EOS)] for row in t.tolist()]
+
+
+def test_sampled_segmentations_are_the_same_text_and_differ_each_time(tmp_path):
+    root = write_corpus(tmp_path / "c", {"train": 80, "val": 10})
+    plain, sampled = _data(root, 0.0), _data(root, 0.5)
+    idx = np.arange(len(plain.train))
+    fixed = plain.train.collate(idx)
+    a, b = sampled.train.collate(idx), sampled.train.collate(idx[::-1].copy())  # the same rows, another batch
+    tok = sampled.tokenizer
+    for side in ("src", "tgt_out"):
+        want = tok.decode(_rows(getattr(fixed, side)))
+        assert tok.decode(_rows(getattr(a, side))) == want == tok.decode(_rows(getattr(b, side)))[::-1]
+        assert _rows(getattr(a, side)) != _rows(getattr(b, side))[::-1]  # another batch, another sample
+        assert _rows(getattr(a, side)) != _rows(getattr(fixed, side))
+    assert (a.tgt_in != PAD).eq(a.tgt_out != PAD).all()  # decoder input BOS y, output y EOS: the same sample
+    assert [r[1:] for r in _rows(a.tgt_in)] == _rows(a.tgt_out)
+    again = _data(root, 0.5).train.collate(idx)
+    assert _rows(again.src) == _rows(a.src)  # the same seed and batch: the same samples
+    other = _data(root, 0.5, seed=2).train.collate(idx)
+    assert _rows(other.src) != _rows(a.src)
+    src_only = _data(root, 0.5, "src").train.collate(idx)
+    assert _rows(src_only.tgt_out) == _rows(fixed.tgt_out)
+
+
+def test_training_with_subword_regularisation(tiny_corpus, tmp_path):
+    sets = [x for s in [*TINY_SETTINGS, "train.max_steps=10", "train.eval_every=10", "data.subword_alpha=0.3"]
+            for x in ("--set", s)]  # fmt: skip
+    r = run("train", "--data", tiny_corpus, "--out", tmp_path / "m", "--device", "cpu", *sets)
+    assert r.exit_code == 0, r.output
