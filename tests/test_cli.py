@@ -251,6 +251,7 @@ def test_each_key_declares_its_option_and_resume_rule():
     assert frozen == model_and_data - {"data.test_split", "data.num_proc"} | {
         "train.seed",
         "train.batch_tokens",
+        "train.init",
     }
     flags = {name: f.metadata["flag"] for name, _, f in keys if f.metadata["flag"]}
     assert flags["decode.beam"] == "--beam" and flags["train.time_budget_min"] == "--time-budget"

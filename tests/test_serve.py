@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -90,7 +92,8 @@ def test_translate_as_librettranslate_clients_do(running, loaded, tiny_corpus):
     status, out = _post(running.port, {"q": src[0], "source": "de", "target": "en", "format": "text"})
     assert (status, out) == (200, {"translatedText": want[0]})
     status, out = _post(running.port, {"q": src, "source": "auto", "target": "en"})  # a list; auto: the one source
-    assert (status, out) == (200, {"translatedText": want})
+    detected = [{"language": "de", "confidence": 100.0}] * 3
+    assert (status, out) == (200, {"translatedText": want, "detectedLanguage": detected})
     # lines and sentences are translated one by one and put back in place
     status, out = _post(running.port, {"q": f"{src[0]} {src[1]}\n\n{src[2]}", "source": "de", "target": "en"})
     assert (status, out) == (200, {"translatedText": f"{want[0]} {want[1]}\n\n{want[2]}"})
@@ -124,8 +127,8 @@ def test_concurrent_requests_are_batched_and_answered_each(running, loaded, tiny
         (b'{"q": "Ein Hund.", "source": "de", "target": "en", "format": "html"}', "application/json", 400, "text"),
         (json.dumps({"q": "Hund " * 50, "source": "de", "target": "en"}).encode(), "application/json", 413, "200"),
         (b'{"q": "Ein. Zwei. Drei. Vier. Fuenf.", "source": "de", "target": "en"}', "application/json", 413, "5 sen"),
-        (b"q=Ein+Hund.&source=de&target=en", "application/x-www-form-urlencoded", 415, "application/json"),
-        (b'{"q": "Ein Hund.", "source": "de", "target": "en"}', "text/plain", 415, "application/json"),
+        (b"q=Ein+Hund.&source=de&target=en&alternatives=x", "application/x-www-form-urlencoded", 400, "number"),
+        (b'{"q": "Ein Hund.", "source": "de", "target": "en"}', "text/plain", 415, "multipart/form-data"),
     ],
     ids=[
         "malformed",
@@ -177,7 +180,9 @@ def test_multi_target_model_serves_each_target_with_its_tag():
     with Running(service) as r, ThreadPoolExecutor(2) as pool:
         en, de = pool.map(lambda t: _post(r.port, {"q": "a b", "source": "auto", "target": t}), ["en", "de"])
         health = _call(r.port, "/health")[1]
-    assert en == (200, {"translatedText": "[5] a b"}) and de == (200, {"translatedText": "[4] a b"})
+    auto = {"language": "de", "confidence": 100.0}, {"language": "en", "confidence": 100.0}  # the one source each
+    assert en == (200, {"translatedText": "[5] a b", "detectedLanguage": auto[0]})
+    assert de == (200, {"translatedText": "[4] a b", "detectedLanguage": auto[1]})
     assert health["batches"] == 1 and health["sentences"] == 2
     assert service.languages() == [
         {"code": "de", "name": "German", "targets": ["en"]},
@@ -275,3 +280,49 @@ def test_mtx_fields_prefix_sampling_and_score(running, loaded, tiny_corpus):
         assert status == 400 and words in out["error"], out
     status, out = _call(running.port, "/score", json.dumps({"q": src, "translation": hyps[:1], **base}).encode())
     assert status == 400 and "one for each" in out["error"]
+
+
+def _multipart(fields: dict) -> tuple[bytes, str]:
+    cut = "mtx-test-boundary"
+    parts = [f'--{cut}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields.items()]
+    return ("".join(parts) + f"--{cut}--\r\n").encode(), f"multipart/form-data; boundary={cut}"
+
+
+def test_every_body_librettranslate_accepts_gives_the_same_answer(running, loaded, tiny_corpus):
+    src = (tiny_corpus / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[0]
+    fields = {"q": src, "source": "de", "target": "en", "format": "text", "alternatives": 2, "api_key": ""}
+    as_json = _call(running.port, "/translate", json.dumps(fields).encode())
+    form = _call(
+        running.port, "/translate", urllib.parse.urlencode(fields).encode(), "application/x-www-form-urlencoded"
+    )
+    multi = _call(running.port, "/translate", *_multipart(fields))
+    assert as_json == form == multi and as_json[0] == 200
+    best = loaded.translate([src], decode=dataclasses.replace(loaded.cfg, beam=3, nbest=3))[0]
+    assert as_json[1] == {"translatedText": best.text, "alternatives": [t for t, _ in best.nbest[1:]]}
+
+
+def test_detect_and_source_auto(running, loaded, tiny_corpus):
+    src = (tiny_corpus / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:2]
+    status, out = _call(running.port, "/detect", json.dumps({"q": src[0]}).encode())
+    assert status == 200 and out == [{"language": "de", "confidence": 100.0}]  # the model's one source
+    status, out = _post(running.port, {"q": src, "source": "auto", "target": "en"})
+    assert status == 200 and out["detectedLanguage"] == [{"language": "de", "confidence": 100.0}] * 2
+    assert out["translatedText"] == [t.text for t in loaded.translate(src)]
+    status, out = _call(running.port, "/frontend/settings")
+    assert status == 200 and out["charLimit"] == 200 and out["keyRequired"] is False
+
+
+def test_detection_among_several_sources():
+    from mtx.serve.detect import Detector
+
+    d = Detector(["de", "en", "fr", "cs", "xx"])
+    assert d.languages == ["de", "en", "fr", "cs"]
+    texts = {
+        "de": "Zwei junge Männer spielen im Park Fußball.",
+        "en": "Two young men are playing soccer in a park.",
+        "fr": "Deux jeunes hommes jouent au football dans un parc.",
+        "cs": "Dva mladí muži hrají v parku fotbal.",
+    }
+    for lang, text in texts.items():
+        ranked = d.detect(text)
+        assert ranked[0]["language"] == lang and sum(r["confidence"] for r in ranked) == pytest.approx(100, abs=0.5)

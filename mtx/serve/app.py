@@ -33,6 +33,7 @@ REQUEST_TIMEOUT = 5.0  # seconds for a request's headers and body to arrive
 LINGER = 1.0  # seconds a refused body's rest is read away before its connection closes
 MAX_CONNECTIONS = 1024  # open connections (and requests in flight); more are answered 503
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+BODY_TYPES = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def _texts(data, field: str = "q") -> tuple[list[str], bool]:
@@ -68,6 +69,7 @@ def make_app(service: Service, model_name: str = ""):
     """The Starlette app: POST /translate, GET /languages, GET /health."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
+    from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
@@ -90,21 +92,45 @@ def make_app(service: Service, model_name: str = ""):
                                    "characters")  # fmt: skip
         return bytes(body)
 
-    async def json_of(request: Request):
+    async def fields_of(request: Request) -> dict:
+        """A request's fields, from every body LibreTranslate accepts: JSON, an HTML form (urlencoded) or
+        multipart/form-data (a field given twice, e.g. q, is a list; numbers of a form are read as numbers)."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            raise RequestError(415, f"send JSON with Content-Type: application/json (got {ctype or 'none'!r})")
+        if ctype not in BODY_TYPES:
+            raise RequestError(415, f"send JSON, a form or multipart/form-data (got {ctype or 'none'!r})")
         body = await body_of(request)
+        if ctype == "application/json":
+            try:
+                return json.loads(body)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise RequestError(400, f"malformed JSON: {e}") from None
+            except RecursionError:
+                raise RequestError(400, "malformed JSON: nested too deeply") from None
+
+        async def whole():
+            yield body
+            yield b""
+
+        parser = FormParser if ctype == "application/x-www-form-urlencoded" else MultiPartParser
         try:
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise RequestError(400, f"malformed JSON: {e}") from None
-        except RecursionError:
-            raise RequestError(400, "malformed JSON: nested too deeply") from None
+            form = await parser(request.headers, whole()).parse()
+        except (MultiPartException, UnicodeDecodeError, ValueError) as e:
+            raise RequestError(400, f"malformed form: {e}") from None
+        data = {}
+        for key in form:
+            values = [v for v in form.getlist(key) if isinstance(v, str)]
+            data[key] = values[0] if len(values) == 1 else values
+        for key, kind in (("alternatives", int), ("seed", int), ("temperature", float)):
+            if isinstance(data.get(key), str) and data[key].strip():
+                try:
+                    data[key] = kind(data[key])
+                except ValueError:
+                    raise RequestError(400, f"{key} must be a number, got {data[key]!r}") from None
+        return data
 
     async def translate(request: Request) -> Response:
         try:
-            data = await json_of(request)
+            data = await fields_of(request)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody to answer
         texts, one = _texts(data)
@@ -114,7 +140,8 @@ def make_app(service: Service, model_name: str = ""):
         chars = sum(len(t) for t in texts)
         if chars > lim.max_chars:
             raise RequestError(413, f"the request has {chars} characters: over the limit of {lim.max_chars}")
-        _, tgt = service.direction(data.get("source"), data.get("target"))
+        src, tgt = service.direction(data.get("source"), data.get("target"))
+        decode = service.decoding(data)
         layouts = [[split_sentences(line) for line in text.split("\n")] for text in texts]
         sentences = [s for lay in layouts for line in lay for s in line]
         if len(sentences) > lim.max_sentences:
@@ -123,7 +150,7 @@ def make_app(service: Service, model_name: str = ""):
             )
         heads = _heads(data.get("prefix"), layouts)
         service.stats["requests"] += 1
-        work = asyncio.ensure_future(service.translate(tgt, sentences, heads, service.decoding(data)))
+        work = asyncio.ensure_future(service.translate(tgt, sentences, heads, decode))
         gone = asyncio.ensure_future(_hung_up(request))
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
         gone.cancel()
@@ -131,13 +158,22 @@ def make_app(service: Service, model_name: str = ""):
             work.cancel()
             return Response(status_code=499)
         done = iter(work.result())
-        out = ["\n".join(" ".join(next(done) for _ in line) for line in lay) for lay in layouts]
-        return JSONResponse({"translatedText": out[0] if one else out})
+        trs = [[[next(done) for _ in line] for line in lay] for lay in layouts]
+
+        def text(tr_lay, k: int) -> str:  # candidate k of every sentence, in place (0: the translation)
+            return "\n".join(" ".join(tr.nbest[min(k, len(tr.nbest) - 1)][0] for tr in line) for line in tr_lay)
+
+        answer = {"translatedText": [text(t, 0) for t in trs]}
+        if more := (decode.nbest - 1 if decode is not None else 0):
+            answer["alternatives"] = [[text(t, k) for k in range(1, more + 1)] for t in trs]
+        if src is None:  # source "auto": each text's language, as detected
+            answer["detectedLanguage"] = [service.detect(t, tgt)[0] for t in texts]
+        return JSONResponse({k: v[0] if one else v for k, v in answer.items()})
 
     async def score(request: Request) -> Response:
         """mtx's own route: the model's scores of given translations (`mtx score`)."""
         try:
-            data = await json_of(request)
+            data = await fields_of(request)
         except ClientDisconnect:
             return Response(status_code=400)
         texts, one = _texts(data)
@@ -151,6 +187,23 @@ def make_app(service: Service, model_name: str = ""):
         _, tgt = service.direction(data.get("source"), data.get("target"))
         out = [vars(x) for x in await service.score(tgt, texts, refs)]
         return JSONResponse({"scores": out[0] if one else out})
+
+    async def detect(request: Request) -> Response:
+        try:
+            data = await fields_of(request)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        texts, one = _texts(data)
+        if sum(len(t) for t in texts) > lim.max_chars:
+            raise RequestError(413, f"over the limit of {lim.max_chars} characters")
+        out = [service.detect(t) for t in texts]
+        return JSONResponse(out[0] if one else out)
+
+    async def settings(request: Request) -> JSONResponse:
+        """What LibreTranslate's web page asks first (mtx: no keys, no files, the limits)."""
+        return JSONResponse({"apiKeys": False, "keyRequired": False, "charLimit": lim.max_chars,
+                             "frontendTimeout": 500, "filesTranslation": False, "supportedFilesFormat": [],
+                             "language": {"source": {"code": "auto", "name": "Auto Detect"}}})  # fmt: skip
 
     async def languages(request: Request) -> JSONResponse:
         return JSONResponse(service.languages())
@@ -189,6 +242,8 @@ def make_app(service: Service, model_name: str = ""):
         routes=[
             Route("/translate", translate, methods=["POST"]),
             Route("/score", score, methods=["POST"]),
+            Route("/detect", detect, methods=["POST"]),
+            Route("/frontend/settings", settings, methods=["GET"]),
             Route("/languages", languages, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
         ],

@@ -28,13 +28,15 @@ from mtx import memory
 from mtx.config import DecodeConfig
 from mtx.data import pairs as P
 from mtx.decode.scoring import Score, score_lines
-from mtx.decode.translator import BatchTranslator
+from mtx.decode.translator import BatchTranslator, Translation
 from mtx.errors import UsageError, check_positive
+from mtx.serve.detect import Detector
 from mtx.specs import parse_sample
 
 log = logging.getLogger(__name__)
 
 TRIM_EVERY_S = 1.0  # seconds between two returns of freed memory to the system
+MAX_ALTERNATIVES = 8  # LibreTranslate's `alternatives` at most (the beam grows to alternatives + 1)
 
 NAMES = {
     "ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
@@ -93,7 +95,7 @@ class _Job:
     future: asyncio.Future
     heads: list[str] | None = None  # each sentence's target prefix ("" none)
     decode: DecodeConfig | None = None  # other decoding settings than the server's (sampling)
-    texts: list[str | None] = field(default_factory=list)  # translations as they come
+    texts: list[Translation | None] = field(default_factory=list)  # translations as they come
     left: int = 0  # sentences not translated yet
 
 
@@ -113,6 +115,7 @@ class Service:
         self._arrived: asyncio.Event | None = None
         self._collecting: asyncio.Lock | None = None
         self._zero_shot_warned: set[str] = set()
+        self._detector: Detector | None = None  # loaded on first use
 
     @property
     def queued(self) -> int:
@@ -130,9 +133,19 @@ class Service:
             src, tgt = P.direction(self.pairs, None if auto else source, target, asked, self._warn)
         except UsageError as e:
             raise RequestError(400, str(e)) from None
-        if src is None:
-            raise RequestError(400, f"source 'auto' is not supported (no language detection): name one of {have}")
-        return src, tgt
+        return (None if auto else src), tgt
+
+    def detect(self, text: str, target: str | None = None) -> list[dict]:
+        """`text`'s language among the model's sources (those that translate into `target`), best first, the
+        confidences (percent) renormalised over them (LibreTranslate's /detect)."""
+        if self._detector is None:
+            self._detector = Detector([x["code"] for x in self.languages()])
+        ranked = self._detector.detect(text)
+        if target is not None:
+            ok = {x["code"] for x in self.languages() if target in x["targets"]}
+            ranked = [r for r in ranked if r["language"] in ok] or ranked
+        total = sum(r["confidence"] for r in ranked) or 1.0
+        return [{"language": r["language"], "confidence": round(100 * r["confidence"] / total, 1)} for r in ranked]
 
     def _warn(self, text: str) -> None:
         """Each zero-shot direction's warning, once."""
@@ -152,11 +165,17 @@ class Service:
         return out
 
     def decoding(self, data: dict) -> DecodeConfig | None:
-        """A request's own decoding settings (mtx's fields, beside LibreTranslate's): `sample` ("topk=K" or
-        "topp=P"), `temperature`, `seed`; None when it names none."""
+        """A request's own decoding settings: LibreTranslate's `alternatives` (N more candidates), mtx's `sample`
+        ("topk=K" or "topp=P"), `temperature`, `seed`; None when it names none."""
         asked = {k: data[k] for k in ("sample", "temperature", "seed") if data.get(k) is not None}
+        more = data.get("alternatives") or 0
+        if isinstance(more, bool) or not isinstance(more, int) or not 0 <= more <= MAX_ALTERNATIVES:
+            raise RequestError(400, f"alternatives must be a whole number from 0 to {MAX_ALTERNATIVES}")
         if not asked:
-            return None
+            if not more:
+                return None
+            c = self.translator.cfg
+            return dataclasses.replace(c, nbest=more + 1, beam=max(c.beam, more + 1))
         sample, temp, seed = asked.get("sample", ""), asked.get("temperature", 1.0), asked.get("seed", 0)
         try:
             ok = isinstance(sample, str) and (not sample or parse_sample(sample))
@@ -168,7 +187,8 @@ class Service:
             raise RequestError(400, "temperature must be a number > 0")
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise RequestError(400, "seed must be a whole number >= 0")
-        return dataclasses.replace(self.translator.cfg, sample=sample, temperature=float(temp), seed=seed, nbest=1)
+        return dataclasses.replace(self.translator.cfg, sample=sample, temperature=float(temp), seed=seed,
+                                   nbest=more + 1)  # fmt: skip
 
     async def score(self, tgt: str, sources: list[str], translations: list[str]) -> list[Score]:
         """The model's scores of the translations (mtx's engine only), computed in a worker thread."""
@@ -181,7 +201,7 @@ class Service:
         return await asyncio.to_thread(lambda: list(score_lines(model, self.tokenizer, pairs, **options)))
 
     async def translate(self, tgt: str, sentences: list[str], heads: list[str] | None = None,
-                        decode: DecodeConfig | None = None) -> list[str]:  # fmt: skip
+                        decode: DecodeConfig | None = None) -> list[Translation]:  # fmt: skip
         """Queue sentences for the batcher; their translations, in order. `heads`: each one's target prefix;
         `decode`: settings of this request's own (self.decoding)."""
         if not sentences:
@@ -247,23 +267,24 @@ class Service:
         by_tgt: dict[tuple, list[_Job]] = {}  # decoded together: the same target and settings
         for job in jobs:
             d = job.decode
-            by_tgt.setdefault((job.tgt, d and (d.sample, d.temperature, d.seed)), []).append(job)
+            by_tgt.setdefault((job.tgt, d and (d.sample, d.temperature, d.seed, d.nbest, d.beam)), []).append(job)
         for (tgt, _), group in by_tgt.items():
             owner = [(job, k) for job in group for k in range(len(job.sentences))]
             for job in group:
                 job.texts, job.left = [None] * len(job.sentences), len(job.sentences)
 
-            def deliver(i: int, text: str, owner=owner) -> None:  # on the event loop
+            def deliver(i: int, tr: Translation, owner=owner) -> None:  # on the event loop
                 job, k = owner[i]
                 if job.texts[k] is not None:
                     return
-                job.texts[k] = text
+                job.texts[k] = tr
+                self.stats["sentences"] += 1  # counted as answered: /health agrees with the answers given
                 job.left -= 1
                 if job.left == 0 and not job.future.done():
                     job.future.set_result(job.texts)
 
             def heard(i: int, tr, deliver=deliver) -> None:  # in the decoding thread
-                loop.call_soon_threadsafe(deliver, i, tr.text)
+                loop.call_soon_threadsafe(deliver, i, tr)
 
             lines = [s for job in group for s in job.sentences]
             options = {"prefix": self.prefixes[tgt], "on_sentence": heard, "decode": group[0].decode}
@@ -277,5 +298,4 @@ class Service:
                         job.future.set_exception(e)
                 continue
             for i, tr in enumerate(out):  # those an engine did not report one by one
-                deliver(i, tr.text)
-            self.stats["sentences"] += len(lines)
+                deliver(i, tr)
