@@ -326,3 +326,29 @@ def test_detection_among_several_sources():
     for lang, text in texts.items():
         ranked = d.detect(text)
         assert ranked[0]["language"] == lang and sum(r["confidence"] for r in ranked) == pytest.approx(100, abs=0.5)
+
+
+def test_api_keys_and_rate_limits(loaded, tmp_path):
+    from mtx.serve.access import RateLimit, read_keys
+
+    (tmp_path / "keys").write_text("# the keys\nk1\n\nk2\n", encoding="utf-8")
+    keys = read_keys(tmp_path / "keys")
+    assert keys == {"k1", "k2"}
+    limits = Limits(max_chars=200, max_sentences=4, wait_ms=5, req_limit=2, keys=frozenset(keys))
+    with Running(Service(loaded, [("de", "en")], limits)) as r:
+        ask = {"q": "Ein Hund.", "source": "de", "target": "en"}
+        assert _post(r.port, ask)[0] == 403 and "API key" in _post(r.port, ask)[1]["error"]
+        assert _post(r.port, {**ask, "api_key": "nope"}) == (403, {"error": "Invalid API key"})
+        assert _post(r.port, {**ask, "api_key": "k1"})[0] == 200
+        assert _post(r.port, {**ask, "api_key": "k1"})[0] == 200
+        status, out = _post(r.port, {**ask, "api_key": "k1"})
+        assert status == 429 and "2 a minute" in out["error"]  # counted per key:
+        assert _post(r.port, {**ask, "api_key": "k2"})[0] == 200  # another key has its own count
+        assert _call(r.port, "/frontend/settings")[1]["keyRequired"] is True
+        form = urllib.parse.urlencode({**ask, "api_key": "k2"}).encode()
+        assert _call(r.port, "/translate", form, "application/x-www-form-urlencoded")[0] == 200
+    t = [0.0]
+    limit = RateLimit(2, clock=lambda: t[0])
+    assert [limit.allow("a") for _ in range(3)] == [True, True, False]
+    t[0] = 60.0
+    assert limit.allow("a") and limit.allow("b")  # a minute on: counted anew

@@ -5,6 +5,7 @@ from pathlib import Path
 from typer import Option as Opt
 
 from mtx.cli import common as o
+from mtx.serve.access import read_keys
 from mtx.serve.app import serve as run_server
 from mtx.serve.service import Limits
 
@@ -18,14 +19,17 @@ def serve(
     port: int = Opt(5000, help="Port (0: any free one; the first line printed names it)."),
     beam: int | None = o.MODEL_BEAM,
     device: str = o.DEVICE,
-    max_chars: int = Opt(5000, help="Characters per request at most."),
+    max_chars: int = Opt(5000, "--max-chars", "--char-limit", help="Characters per request at most."),
     max_sentences: int = Opt(128, help="Sentences per request at most."),
     batch_wait_ms: float = Opt(5.0, help="How long a batch collects requests."),
     batch_tokens: int | None = Opt(None, help="Source pieces a batch collects at most.", show_default="12,000 / beam"),
     max_queue: int = Opt(1024, help="Sentences waiting for a batch at most; beyond, a request is answered 503."),
     allowed_hosts: list[str] | None = Opt(None, help="Host header names to accept besides loopback's and --host."),
     workers: int | None = Opt(None, help=WORKERS, show_default="2 on a CPU, 1 on a GPU"),
+    api_keys: Path | None = Opt(None, help="A file of API keys, one a line: requests must carry one (api_key)."),
+    req_limit: int = Opt(0, help="Requests a minute per API key, else per client address (0: no limit)."),
 ) -> None:
     """Serve the model over HTTP with LibreTranslate's API (POST /translate, GET /languages) and GET /health."""
-    limits = Limits(max_chars, max_sentences, batch_wait_ms, batch_tokens, workers, max_queue)
+    keys = frozenset(read_keys(api_keys)) if api_keys else frozenset()
+    limits = Limits(max_chars, max_sentences, batch_wait_ms, batch_tokens, workers, max_queue, req_limit, keys)
     run_server(model, engine, host, port, beam, device, limits, allowed_hosts or [])

@@ -25,6 +25,7 @@ from mtx.data import pairs as P
 from mtx.decode.load import load
 from mtx.device import resolve_device
 from mtx.errors import MtxError, UsageError
+from mtx.serve.access import RateLimit
 from mtx.serve.service import Limits, RequestError, Service, split_sentences
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,19 @@ def make_app(service: Service, model_name: str = ""):
     from starlette.routing import Route
 
     lim = service.limits
+    limiter = RateLimit(lim.req_limit)
+
+    def admit(request: Request, data) -> None:
+        """LibreTranslate's access rules: a valid `api_key` where keys are required (403), at most
+        `--req-limit` requests a minute per key, else per client address (429)."""
+        key = data.get("api_key") if isinstance(data, dict) else None
+        key = key if isinstance(key, str) else ""
+        if lim.keys and key not in lim.keys:
+            raise RequestError(403, "Invalid API key" if key else "Please provide an API key (api_key)")
+        client = f"key {key}" if key else f"address {request.client.host if request.client else '?'}"
+        if not limiter.allow(client):
+            raise RequestError(429, f"Too many requests: at most {lim.req_limit} a minute", {"Retry-After": "60"})
+
     most = 4 * lim.max_chars + 65536  # bytes of a body at most
 
     async def body_of(request: Request) -> bytes:
@@ -133,6 +147,7 @@ def make_app(service: Service, model_name: str = ""):
             data = await fields_of(request)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody to answer
+        admit(request, data)
         texts, one = _texts(data)
         fmt = data.get("format", "text")
         if fmt != "text":
@@ -176,6 +191,7 @@ def make_app(service: Service, model_name: str = ""):
             data = await fields_of(request)
         except ClientDisconnect:
             return Response(status_code=400)
+        admit(request, data)
         texts, one = _texts(data)
         refs, _ = _texts({"q": data.get("translation")}, "translation")
         if len(refs) != len(texts):
@@ -193,6 +209,7 @@ def make_app(service: Service, model_name: str = ""):
             data = await fields_of(request)
         except ClientDisconnect:
             return Response(status_code=400)
+        admit(request, data)
         texts, one = _texts(data)
         if sum(len(t) for t in texts) > lim.max_chars:
             raise RequestError(413, f"over the limit of {lim.max_chars} characters")
@@ -201,7 +218,7 @@ def make_app(service: Service, model_name: str = ""):
 
     async def settings(request: Request) -> JSONResponse:
         """What LibreTranslate's web page asks first (mtx: no keys, no files, the limits)."""
-        return JSONResponse({"apiKeys": False, "keyRequired": False, "charLimit": lim.max_chars,
+        return JSONResponse({"apiKeys": bool(lim.keys), "keyRequired": bool(lim.keys), "charLimit": lim.max_chars,
                              "frontendTimeout": 500, "filesTranslation": False, "supportedFilesFormat": [],
                              "language": {"source": {"code": "auto", "name": "Auto Detect"}}})  # fmt: skip
 

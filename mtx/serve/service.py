@@ -53,6 +53,8 @@ class Limits:
     batch_tokens: int | None = None  # source pieces a batch collects at most (None: the translator's budget / beam)
     workers: int | None = 1  # batches decoded at once, each in its own thread (None: mtx serve's default)
     max_queue: int = 1024  # sentences waiting for a batch at most; a request beyond is answered 503 at once
+    req_limit: int = 0  # requests a minute per API key (else per client address); 0: no limit
+    keys: frozenset[str] = frozenset()  # the API keys a request must carry (api_key); empty: none needed
 
     def __post_init__(self) -> None:
         """Each limit checked, named by the `mtx serve` option that sets it."""
@@ -61,6 +63,7 @@ class Limits:
             raise UsageError(f"--batch-wait-ms must be a finite number, got {self.wait_ms}")
         check_positive(zero_ok=True, batch_wait_ms=self.wait_ms)
         check_positive(batch_tokens=self.batch_tokens, workers=self.workers, max_queue=self.max_queue)
+        check_positive(zero_ok=True, req_limit=self.req_limit)
 
 
 class RequestError(Exception):
