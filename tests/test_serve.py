@@ -352,3 +352,16 @@ def test_api_keys_and_rate_limits(loaded, tmp_path):
     assert [limit.allow("a") for _ in range(3)] == [True, True, False]
     t[0] = 60.0
     assert limit.allow("a") and limit.allow("b")  # a minute on: counted anew
+
+
+def test_metrics_in_prometheus_text_format(running):
+    assert _post(running.port, {"q": "Ein Hund.", "source": "de", "target": "en"})[0] == 200
+    _call(running.port, "/nowhere")
+    req = urllib.request.Request(f"http://127.0.0.1:{running.port}/metrics")
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert r.headers["Content-Type"].startswith("text/plain")
+        text = r.read().decode()
+    for line in ('mtx_requests_total{code="200",route="/translate"}', 'mtx_requests_total{code="404",route="other"}',
+                 "mtx_request_seconds_bucket", "mtx_batch_sentences_count", "mtx_queue_sentences 0.0",
+                 "mtx_sentences_decoded_total"):  # fmt: skip
+        assert line in text, line

@@ -216,6 +216,10 @@ def make_app(service: Service, model_name: str = ""):
         out = [service.detect(t) for t in texts]
         return JSONResponse(out[0] if one else out)
 
+    async def metrics_page(request: Request) -> Response:
+        body, ctype = service.metrics.page()
+        return Response(body, media_type=ctype)
+
     async def settings(request: Request) -> JSONResponse:
         """What LibreTranslate's web page asks first (mtx: no keys, no files, the limits)."""
         return JSONResponse({"apiKeys": bool(lim.keys), "keyRequired": bool(lim.keys), "charLimit": lim.max_chars,
@@ -255,18 +259,20 @@ def make_app(service: Service, model_name: str = ""):
         yield
         task.cancel()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/translate", translate, methods=["POST"]),
             Route("/score", score, methods=["POST"]),
             Route("/detect", detect, methods=["POST"]),
             Route("/frontend/settings", settings, methods=["GET"]),
+            Route("/metrics", metrics_page, methods=["GET"]),
             Route("/languages", languages, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
         ],
         exception_handlers={RequestError: request_error, HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )
+    return service.metrics.middleware(app)
 
 
 async def _hung_up(request) -> None:

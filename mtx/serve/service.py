@@ -31,6 +31,7 @@ from mtx.decode.scoring import Score, score_lines
 from mtx.decode.translator import BatchTranslator, Translation
 from mtx.errors import UsageError, check_positive
 from mtx.serve.detect import Detector
+from mtx.serve.metrics import Metrics
 from mtx.specs import parse_sample
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class Service:
         self._collecting: asyncio.Lock | None = None
         self._zero_shot_warned: set[str] = set()
         self._detector: Detector | None = None  # loaded on first use
+        self.metrics = Metrics(lambda: self.queued)
 
     @property
     def queued(self) -> int:
@@ -266,6 +268,7 @@ class Service:
         """Decode a batch in a worker thread; each request is answered as soon as its last sentence is translated
         (its client can send the next one while the batch goes on), the rest when the batch ends."""
         self.stats["batches"] += 1
+        self.metrics.batch.observe(sum(len(j.sentences) for j in jobs))
         loop = asyncio.get_running_loop()
         by_tgt: dict[tuple, list[_Job]] = {}  # decoded together: the same target and settings
         for job in jobs:
@@ -282,6 +285,7 @@ class Service:
                     return
                 job.texts[k] = tr
                 self.stats["sentences"] += 1  # counted as answered: /health agrees with the answers given
+                self.metrics.sentences.inc()
                 job.left -= 1
                 if job.left == 0 and not job.future.done():
                     job.future.set_result(job.texts)
