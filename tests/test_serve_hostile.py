@@ -17,6 +17,7 @@ from mtx.config import DecodeConfig
 from mtx.decode.translator import BatchTranslator, Translation
 from mtx.errors import UsageError
 from mtx.serve import app as app_mod
+from mtx.serve import transport
 from mtx.serve.app import make_app, server
 from mtx.serve.service import Limits, Service
 
@@ -87,7 +88,7 @@ def test_deeply_nested_json_is_a_400(echo):
 
 
 def test_requests_that_never_arrive_whole_are_closed(monkeypatch):
-    monkeypatch.setattr(app_mod, "REQUEST_TIMEOUT", 0.3)
+    monkeypatch.setattr(transport, "REQUEST_TIMEOUT", 0.3)
     gate = Gate()
     gate.release.set()
     with Running(Service(gate, [("de", "en")], Limits())) as r:
