@@ -136,13 +136,14 @@ def make_app(service: Service, model_name: str = ""):
                     raise RequestError(400, f"{key} must be a number, got {data[key]!r}") from None
         return data
 
-    async def translate(request: Request) -> Response:
-        try:
-            data = await fields_of(request)
-        except ClientDisconnect:
-            return Response(status_code=400)  # nobody to answer
+    async def admitted(request: Request) -> tuple[dict, list[str], bool]:
+        """A request's fields once it is admitted (key, rate limit), its texts (q) and whether q was one string."""
+        data = await fields_of(request)
         admit(request, data)
-        texts, one = _texts(data)
+        return (data, *_texts(data))
+
+    async def translate(request: Request) -> Response:
+        data, texts, one = await admitted(request)
         fmt = data.get("format", "text")
         if fmt != "text":
             raise RequestError(400, f"format {fmt!r} is not supported: only text")
@@ -181,12 +182,7 @@ def make_app(service: Service, model_name: str = ""):
 
     async def score(request: Request) -> Response:
         """mtx's own route: the model's scores of given translations (`mtx score`)."""
-        try:
-            data = await fields_of(request)
-        except ClientDisconnect:
-            return Response(status_code=400)
-        admit(request, data)
-        texts, one = _texts(data)
+        data, texts, one = await admitted(request)
         refs, _ = _texts({"q": data.get("translation")}, "translation")
         if len(refs) != len(texts):
             raise RequestError(400, f"{len(texts)} texts in q and {len(refs)} in translation: give one for each")
@@ -199,12 +195,7 @@ def make_app(service: Service, model_name: str = ""):
         return JSONResponse({"scores": out[0] if one else out})
 
     async def detect(request: Request) -> Response:
-        try:
-            data = await fields_of(request)
-        except ClientDisconnect:
-            return Response(status_code=400)
-        admit(request, data)
-        texts, one = _texts(data)
+        _, texts, one = await admitted(request)
         if sum(len(t) for t in texts) > lim.max_chars:
             raise RequestError(413, f"over the limit of {lim.max_chars} characters")
         out = [service.detect(t) for t in texts]
@@ -243,6 +234,9 @@ def make_app(service: Service, model_name: str = ""):
     async def http_error(request: Request, e: HTTPException) -> JSONResponse:
         return JSONResponse({"error": e.detail}, status_code=e.status_code)
 
+    async def gone(request: Request, e: ClientDisconnect) -> Response:
+        return Response(status_code=400)  # nobody to answer
+
     async def server_error(request: Request, e: Exception) -> JSONResponse:
         log.error(f"error: {type(e).__name__}: {e}")
         return JSONResponse({"error": f"internal error: {type(e).__name__}"}, status_code=500)
@@ -263,7 +257,12 @@ def make_app(service: Service, model_name: str = ""):
             Route("/languages", languages, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
         ],
-        exception_handlers={RequestError: request_error, HTTPException: http_error, Exception: server_error},
+        exception_handlers={
+            RequestError: request_error,
+            HTTPException: http_error,
+            ClientDisconnect: gone,
+            Exception: server_error,
+        },
         lifespan=lifespan,
     )
     return service.metrics.middleware(app)
