@@ -130,7 +130,7 @@ class TrainBatches:
         tags = self.tags
         self.batch_tokens, self.seed, self.groups = batch_tokens, seed, groups
         # subword regularisation (resegment.py): resample(rows, side) -> sampled (ids, lengths) of those sides
-        self.resample, self.resampled = None, ()
+        self.resample = None
         # decoder positions: BOS y (in) and y EOS (out); a batch costs n * max(src_len, tgt_len) tokens
         n_tags = 0 if tags is None else (tags != PAD).sum(1)
         self.src_len = torch.from_numpy(self.src.lengths[self.rows] + 1 + n_tags)
@@ -177,8 +177,9 @@ class TrainBatches:
     def collate(self, idx) -> Batch:
         """The same batch as `collate(src[idx], tgt[idx])` (with each source's tag), gathered from the columns."""
         rows = self.rows[np.asarray(idx)]
-        x, xn = self.src.gather(rows) if "src" not in self.resampled else self.resample(rows, "src")
-        y, yn = self.tgt.gather(rows) if "tgt" not in self.resampled else self.resample(rows, "tgt")
+        sampled = self.resample.sides if self.resample is not None else ()
+        x, xn = self.resample(rows, "src") if "src" in sampled else self.src.gather(rows)
+        y, yn = self.resample(rows, "tgt") if "tgt" in sampled else self.tgt.gather(rows)
         src = _ends(x, xn, None, EOS) if self.tags is None else _tagged(x, xn, self.tags[np.asarray(idx)])
         return Batch(src, src != PAD, _ends(y, yn, BOS, None), _ends(y, yn, None, EOS))
 

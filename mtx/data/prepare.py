@@ -150,7 +150,6 @@ def prepare_data(
         limit = cfg.model.max_len - 1 - (0 if tag_cols is None or not tag_cols.shape[1] else tag_cols.shape[1])
         splits = [p.train for p in parts]
         batches.resample = Resegmenter(tok, splits, d.subword_alpha, d.subword_sides, cfg.train.seed, limit)
-        batches.resampled = batches.resample.sides
         log.info(f"subword regularisation: {d.subword_sides} sides resampled (alpha {d.subword_alpha:g})")
     return Data(tok, batches, sets, JOIN.join(str(c) for c in specs), report, seconds)
 

@@ -25,6 +25,7 @@ from mtx.data.text import check_aligned, lines
 from mtx.data.tokenizer import PAD, Tokenizer
 from mtx.decode.load import load_models
 from mtx.decode.search import length_penalty
+from mtx.decode.translator import batch_budget
 from mtx.device import autocast, resolve_device
 from mtx.models.base import Seq2Seq
 
@@ -94,7 +95,7 @@ def score_files(model_dir: Path | list[Path], src_file: Path, ref_file: Path, de
     trained = P.pairs_of(cfg.data)
     src, tgt = P.choose(trained, to, pair, log.warning)
     alpha = cfg.decode.alpha if alpha is None else alpha
-    budget = batch_tokens or cfg.decode.batch_tokens or (100_000 if dev.type == "cuda" else 12_000)
+    budget = batch_tokens or batch_budget(cfg.decode, dev)
     pairs = zip(lines(src_file), lines(ref_file), strict=True)
     scores = score_lines(model, tok, pairs, prefix=P.prefix_ids(tok, trained, tgt), alpha=alpha,
                          batch_tokens=budget, precision=cfg.decode.precision)  # fmt: skip

@@ -46,9 +46,7 @@ def force(logp: torch.Tensor, forced: torch.Tensor | None, sents: torch.Tensor, 
     if forced is None or t >= forced.shape[1]:
         return logp
     want = forced[sents, t]
-    on = want != PAD
-    if not bool(on.any()):
-        return logp
+    on = want != PAD  # no host sync to skip rows without one: the prefix's few steps pay the where
     only = torch.full_like(logp, float("-inf")).scatter_(1, want[:, None], logp.gather(1, want[:, None]))
     return torch.where(on[:, None], only, logp)
 
@@ -70,7 +68,8 @@ class Sampling:
 def sample_tokens(logp: torch.Tensor, s: Sampling, g: torch.Generator) -> torch.Tensor:
     """One token a row of `logp` (rows, V), drawn as `s` says (a row with one finite value gives that token); never
     PAD or BOS, which no translation holds."""
-    logits = (logp / s.temperature).index_fill(1, torch.tensor([PAD, BOS], device=logp.device), float("-inf"))
+    logits = logp / s.temperature
+    logits[:, PAD] = logits[:, BOS] = float("-inf")
     if s.topk:
         logits, cols = top_tokens(logits, min(s.topk, logits.shape[1]))
     elif s.topp < 1:

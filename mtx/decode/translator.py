@@ -40,6 +40,12 @@ OnSentence = Callable[[int, Translation], None]  # (input index, its translation
 OnProgress = Callable[[int], None]  # sentences done since the last call
 
 
+def batch_budget(decode: DecodeConfig, device: torch.device) -> int:
+    """Rows x source length a decoding batch holds: on a GPU a decoding step costs about the same for 50 or 1000
+    sentences, so batch widely."""
+    return decode.batch_tokens or (100_000 if device.type == "cuda" else 12_000)
+
+
 class BatchTranslator:
     """Lines in, translations out, in order; subclasses decode a batch (`_search`)."""
 
@@ -48,9 +54,7 @@ class BatchTranslator:
         self.batch_tokens = self.budget(decode)
 
     def budget(self, decode: DecodeConfig) -> int:
-        """Rows x source length a batch holds: on a GPU a decoding step costs about the same for 50 or 1000
-        sentences, so batch widely."""
-        return decode.batch_tokens or (100_000 if self.device.type == "cuda" else 12_000)
+        return batch_budget(decode, self.device)
 
     def translate(self, lines: Iterable[str], **options) -> list[Translation]:
         """The translations of `lines`, in order (the options of `stream`)."""
