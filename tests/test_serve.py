@@ -124,7 +124,7 @@ def test_concurrent_requests_are_batched_and_answered_each(running, loaded, tiny
         (b'["Ein Hund."]', "application/json", 400, "JSON object"),
         (b'{"q": "Ein Hund.", "source": "de", "target": "xx"}', "application/json", 400, "de-en"),
         (b'{"q": "Ein Hund.", "source": "fr", "target": "en"}', "application/json", 400, "de-en"),
-        (b'{"q": "Ein Hund.", "source": "de", "target": "en", "format": "html"}', "application/json", 400, "text"),
+        (b'{"q": "Ein Hund.", "source": "de", "target": "en", "format": "pdf"}', "application/json", 400, "text"),
         (json.dumps({"q": "Hund " * 50, "source": "de", "target": "en"}).encode(), "application/json", 413, "200"),
         (b'{"q": "Ein. Zwei. Drei. Vier. Fuenf.", "source": "de", "target": "en"}', "application/json", 413, "5 sen"),
         (b"q=Ein+Hund.&source=de&target=en&alternatives=x", "application/x-www-form-urlencoded", 400, "number"),
@@ -137,7 +137,7 @@ def test_concurrent_requests_are_batched_and_answered_each(running, loaded, tiny
         "not-object",
         "unknown-target",
         "unknown-source",
-        "html",
+        "format",
         "too-long",
         "too-many-sentences",
         "form",
@@ -365,3 +365,14 @@ def test_metrics_in_prometheus_text_format(running):
                  "mtx_request_seconds_bucket", "mtx_batch_sentences_count", "mtx_queue_sentences 0.0",
                  "mtx_sentences_decoded_total"):  # fmt: skip
         assert line in text, line
+
+
+def test_html_of_the_real_model_is_its_runs_translations(running, loaded):
+    """On the tiny model: the page's runs are translated as `mtx translate` translates their sentences."""
+    src = '<p>Ein <b>Hund</b> rennt.</p><p title="x">Zwei Katzen.</p>'
+    status, out = _post(running.port, {"q": src, "source": "de", "target": "en", "format": "html"})
+    from mtx.serve.markup import HtmlPage
+
+    page = HtmlPage(src)
+    want = page.render([" ".join(t.text for t in loaded.translate(split_sentences(x))) for x in page.texts])
+    assert status == 200 and out["translatedText"] == want and '<p title="x">' in want

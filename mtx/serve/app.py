@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 from pathlib import Path
+from urllib.parse import quote
 
 import torch
 
@@ -23,11 +24,14 @@ from mtx.decode.load import load
 from mtx.device import resolve_device
 from mtx.errors import MtxError, UsageError
 from mtx.serve.access import RateLimit
+from mtx.serve.downloads import FileStore
+from mtx.serve.markup import HtmlPage
 from mtx.serve.service import Limits, RequestError, Service, split_sentences
 from mtx.serve.transport import LOOPBACK_NAMES, HostCheck, listen, server
 
 log = logging.getLogger(__name__)
 
+FILE_TYPES = [".txt", ".html", ".htm"]  # what /translate_file takes
 BODY_TYPES = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -63,6 +67,7 @@ def _heads(prefix, layouts: list[list[list[str]]]) -> list[str] | None:
 def make_app(service: Service, model_name: str = ""):
     """The Starlette app: POST /translate, GET /languages, GET /health."""
     from starlette.applications import Starlette
+    from starlette.datastructures import UploadFile
     from starlette.exceptions import HTTPException
     from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
     from starlette.requests import ClientDisconnect, Request
@@ -71,6 +76,7 @@ def make_app(service: Service, model_name: str = ""):
 
     lim = service.limits
     limiter = RateLimit(lim.req_limit)
+    files = FileStore()
 
     def admit(request: Request, data) -> None:
         """LibreTranslate's access rules: a valid `api_key` where keys are required (403), at most
@@ -128,6 +134,8 @@ def make_app(service: Service, model_name: str = ""):
         for key in form:
             values = [v for v in form.getlist(key) if isinstance(v, str)]
             data[key] = values[0] if len(values) == 1 else values
+            if not values and isinstance(form[key], UploadFile):  # a file (/translate_file)
+                data[key] = form[key]
         for key, kind in (("alternatives", int), ("seed", int), ("temperature", float)):
             if isinstance(data.get(key), str) and data[key].strip():
                 try:
@@ -142,22 +150,26 @@ def make_app(service: Service, model_name: str = ""):
         admit(request, data)
         return (data, *_texts(data))
 
-    async def translate(request: Request) -> Response:
-        data, texts, one = await admitted(request)
-        fmt = data.get("format", "text")
-        if fmt != "text":
-            raise RequestError(400, f"format {fmt!r} is not supported: only text")
+    async def translated(request: Request, data: dict, texts: list[str], fmt) -> tuple[dict, str | None] | None:
+        """`texts` translated as a request asks ({"translatedText": [...], "alternatives": [...]}) and their
+        source language (None: "auto"); None when the client went away."""
+        if fmt not in ("text", "html"):
+            raise RequestError(400, f"format {fmt!r} is not supported: text or html")
         chars = sum(len(t) for t in texts)
         if chars > lim.max_chars:
             raise RequestError(413, f"the request has {chars} characters: over the limit of {lim.max_chars}")
         src, tgt = service.direction(data.get("source"), data.get("target"))
         decode = service.decoding(data)
-        layouts = [[split_sentences(line) for line in text.split("\n")] for text in texts]
+        pages = [HtmlPage(t) for t in texts] if fmt == "html" else None
+        plain = [x for page in pages for x in page.texts] if pages is not None else texts
+        layouts = [[split_sentences(line) for line in text.split("\n")] for text in plain]
         sentences = [s for lay in layouts for line in lay for s in line]
         if len(sentences) > lim.max_sentences:
             raise RequestError(
                 413, f"the request has {len(sentences)} sentences: over the limit of {lim.max_sentences}"
             )
+        if pages is not None and data.get("prefix") is not None:
+            raise RequestError(400, "prefix is for format text")
         heads = _heads(data.get("prefix"), layouts)
         service.stats["requests"] += 1
         work = asyncio.ensure_future(service.translate(tgt, sentences, heads, decode))
@@ -166,19 +178,64 @@ def make_app(service: Service, model_name: str = ""):
         gone.cancel()
         if not work.done():  # the client went away: its sentences that have not started are dropped
             work.cancel()
-            return Response(status_code=499)
+            return None
         done = iter(work.result())
         trs = [[[next(done) for _ in line] for line in lay] for lay in layouts]
 
         def text(tr_lay, k: int) -> str:  # candidate k of every sentence, in place (0: the translation)
             return "\n".join(" ".join(tr.nbest[min(k, len(tr.nbest) - 1)][0] for tr in line) for line in tr_lay)
 
+        more = decode.nbest - 1 if decode is not None else 0
         answer = {"translatedText": [text(t, 0) for t in trs]}
-        if more := (decode.nbest - 1 if decode is not None else 0):
+        if pages is not None:  # the pages, their runs translated (no alternatives)
+            out = iter(answer["translatedText"])
+            answer["translatedText"] = [page.render([next(out) for _ in page.texts]) for page in pages]
+            if more:
+                answer["alternatives"] = [[] for _ in pages]
+        elif more:
             answer["alternatives"] = [[text(t, k) for k in range(1, more + 1)] for t in trs]
+        return answer, src
+
+    async def translate(request: Request) -> Response:
+        data, texts, one = await admitted(request)
+        got = await translated(request, data, texts, data.get("format") or "text")
+        if got is None:
+            return Response(status_code=499)
+        answer, src = got
         if src is None:  # source "auto": each text's language, as detected
-            answer["detectedLanguage"] = [service.detect(t, tgt)[0] for t in texts]
+            answer["detectedLanguage"] = [service.detect(t, data.get("target"))[0] for t in texts]
         return JSONResponse({k: v[0] if one else v for k, v in answer.items()})
+
+    async def translate_file(request: Request) -> Response:
+        """LibreTranslate's file flow: a .txt or .html file (multipart field `file`) is translated within the same
+        limits; the answer's translatedFileUrl downloads it (kept for 10 minutes, the newest 64: downloads.py)."""
+        data = await fields_of(request)
+        admit(request, data)
+        upload = data.get("file")
+        if not isinstance(upload, UploadFile):
+            raise RequestError(400, "missing file: post a .txt or .html file as the multipart field file")
+        name = Path(upload.filename or "file.txt").name
+        fmt = {".txt": "text", ".html": "html", ".htm": "html"}.get(Path(name).suffix.lower())
+        if fmt is None:
+            raise RequestError(400, f"{name}: only .txt and .html files are translated")
+        try:
+            content = (await upload.read()).decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestError(400, f"{name} is not UTF-8 text") from None
+        got = await translated(request, data, [content], fmt)
+        if got is None:
+            return Response(status_code=499)
+        key = files.put(name, got[0]["translatedText"][0])
+        return JSONResponse({"translatedFileUrl": f"{request.base_url}download_file/{key}/{quote(name)}"})
+
+    async def download_file(request: Request) -> Response:
+        got = files.get(request.path_params["key"])
+        if got is None:
+            raise RequestError(404, "no such file (translated files are kept for 10 minutes)")
+        name, body = got
+        media = "text/html" if name.lower().endswith((".html", ".htm")) else "text/plain"
+        return Response(body, media_type=f"{media}; charset=utf-8",
+                        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"})  # fmt: skip
 
     async def score(request: Request) -> Response:
         """mtx's own route: the model's scores of given translations (`mtx score`)."""
@@ -206,9 +263,9 @@ def make_app(service: Service, model_name: str = ""):
         return Response(body, media_type=ctype)
 
     async def settings(request: Request) -> JSONResponse:
-        """What LibreTranslate's web page asks first (mtx: no keys, no files, the limits)."""
+        """What LibreTranslate's web page asks first: whether keys are needed, the limits, the file formats."""
         return JSONResponse({"apiKeys": bool(lim.keys), "keyRequired": bool(lim.keys), "charLimit": lim.max_chars,
-                             "frontendTimeout": 500, "filesTranslation": False, "supportedFilesFormat": [],
+                             "frontendTimeout": 500, "filesTranslation": True, "supportedFilesFormat": FILE_TYPES,
                              "language": {"source": {"code": "auto", "name": "Auto Detect"}}})  # fmt: skip
 
     async def languages(request: Request) -> JSONResponse:
@@ -250,6 +307,8 @@ def make_app(service: Service, model_name: str = ""):
     app = Starlette(
         routes=[
             Route("/translate", translate, methods=["POST"]),
+            Route("/translate_file", translate_file, methods=["POST"]),
+            Route("/download_file/{key}/{name}", download_file, methods=["GET"]),
             Route("/score", score, methods=["POST"]),
             Route("/detect", detect, methods=["POST"]),
             Route("/frontend/settings", settings, methods=["GET"]),

@@ -1,0 +1,151 @@
+"""`format: "html"` (mtx/serve/markup.py) and `POST /translate_file`: runs translated as sentences across inline
+tags, every tag, attribute, entity and kept element written back, through the server too. A dictionary stands in
+for the model, so the expected pages are known."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+
+import pytest
+from test_serve import Running, _call, _post
+
+from mtx.config import DecodeConfig
+from mtx.decode.translator import BatchTranslator, Translation
+from mtx.serve.markup import HtmlPage
+from mtx.serve.service import Limits, Service, split_sentences
+
+WORDS = {"ein": "a", "großer": "big", "hund": "dog", "rennt": "runs", "über": "across", "die": "the",
+         "wiese": "meadow", "schwarzer": "black", "katze": "cat", "und": "and", "schläft": "sleeps"}  # fmt: skip
+
+
+def translate(text: str) -> str:
+    """Word by word through WORDS (unknown words upper-cased), punctuation kept."""
+    out = []
+    for w in text.split():
+        core, tail = re.match(r"(.*?)([.,!?]*)$", w).groups()
+        out.append(WORDS.get(core.lower(), core.upper()) + tail)
+    return " ".join(out)
+
+
+# fmt: off
+PAGE = """<!DOCTYPE html>
+<html lang="de"><head><title>Ein Hund</title>
+<style>p > b { color: red; }</style>
+<script>if (a && b) { x = "&amp; <b>Hund</b>"; }</script></head>
+<body>
+  <p class="x" data-k="1&amp;2">Ein <b>großer <i>schwarzer</i> Hund</b> rennt &uuml;ber
+    <a href="/w?a=1&amp;b=2" title="Wiese">die Wiese</a>.</p>
+  <p>Die Katze&nbsp;schläft<br>Katze &amp; Hund &nbsp;</p>
+  <div>Ein <code>Hund &lt; Katze</code> rennt <!-- Hund --> über die Wiese.
+    <ul><li>Katze</li><li translate="no">Hund</li><li class="notranslate">Katze</li></ul></div>
+  <pre>Ein   Hund</pre>
+  <p><img src="a.png" alt="Hund"> Hund</p>
+</body></html>"""
+
+EXPECTED = """<!DOCTYPE html>
+<html lang="de"><head><title>a dog</title>
+<style>p > b { color: red; }</style>
+<script>if (a && b) { x = "&amp; <b>Hund</b>"; }</script></head>
+<body>
+  <p class="x" data-k="1&amp;2">a <b>big <i>black</i> dog</b> runs across
+    <a href="/w?a=1&amp;b=2" title="Wiese">the meadow</a>.</p>
+  <p>the cat sleeps<br>cat &amp; dog &nbsp;</p>
+  <div>a <code>Hund &lt; Katze</code> runs <!-- Hund --> across the meadow.
+    <ul><li>cat</li><li translate="no">Hund</li><li class="notranslate">Katze</li></ul></div>
+  <pre>Ein   Hund</pre>
+  <p><img src="a.png" alt="Hund"> dog</p>
+</body></html>""".replace("across\n    <a", "across <a")  # a run's whitespace: one space
+# fmt: on
+
+
+def _replaced(text: str, changes: dict[str, str]) -> str:
+    for a, b in changes.items():
+        text = text.replace(a, b)
+    return text
+
+
+def test_a_page_round_trips_with_its_text_translated():
+    page = HtmlPage(PAGE)
+    # a sentence across inline tags is one text (and each inline element's text is one more, to place it by)
+    assert "Ein großer schwarzer Hund rennt über die Wiese." in page.texts
+    assert not any("if (a" in t or "Hund < Katze" in t or t == "Ein   Hund" for t in page.texts)
+    assert page.render([translate(t) for t in page.texts]) == EXPECTED
+    # each text into itself: the page as it was, but for entities and whitespace inside translated text
+    same = HtmlPage(PAGE)
+    untranslated = {"Katze&nbsp;schläft": "Katze schläft", "&uuml;ber\n    <a": "über <a"}
+    assert same.render(list(same.texts)) == _replaced(PAGE, untranslated)
+
+
+def test_tags_are_kept_when_their_words_are_not_found():
+    """A tag whose own translation matches nothing in the sentence's wraps the words at its relative place."""
+    page = HtmlPage('<p>Ein <b id="k">Hund</b> rennt.</p>')
+    assert page.texts == ["Ein Hund rennt.", "Hund"]
+    out = page.render(["One two three four.", "zzz"])
+    assert out.startswith("<p>") and out.count('<b id="k">') == 1 and out.count("</b>") == 1
+    assert re.sub(r"<[^>]+>", "", out) == "One two three four."
+    assert HtmlPage("<p> </p><script>x</script>").texts == []  # nothing to translate: nothing asked
+
+
+class Words(BatchTranslator):
+    """The dictionary as a translator for the server."""
+
+    def __init__(self):
+        self.tokenizer = type("Tok", (), {"encode": lambda self, lines: [[7] * len(s.split()) for s in lines]})()
+        self.cfg, self.batch_tokens = DecodeConfig(beam=1), 1000
+
+    def translate(self, lines, **options):
+        return [Translation(translate(x), [(translate(x), 0.0)]) for x in lines]
+
+
+@pytest.fixture(scope="module")
+def words():
+    with Running(Service(Words(), [("de", "en")], Limits(max_chars=2000, max_sentences=64, wait_ms=1))) as r:
+        yield r
+
+
+def test_format_html_through_the_server(words):
+    status, out = _post(words.port, {"q": PAGE, "source": "de", "target": "en", "format": "html"})
+    assert status == 200 and out == {"translatedText": EXPECTED}
+    status, out = _post(words.port, {"q": [PAGE, "<b>Hund</b>"], "source": "de", "target": "en", "format": "html"})
+    assert status == 200 and out["translatedText"] == [EXPECTED, "<b>dog</b>"]
+    status, out = _post(words.port, {"q": "x", "source": "de", "target": "en", "format": "pdf"})
+    assert status == 400 and "text or html" in out["error"]
+
+
+def _file(name: str, content: bytes, **fields) -> tuple[bytes, str]:
+    cut = "mtx-file-boundary"
+    parts = [
+        f'--{cut}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    ]
+    head = f'--{cut}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+    parts.append(head.encode() + b"Content-Type: application/octet-stream\r\n\r\n" + content + b"\r\n")
+    return b"".join(parts) + f"--{cut}--\r\n".encode(), f"multipart/form-data; boundary={cut}"
+
+
+def _download(url: str) -> tuple[str, str, str]:
+    with urllib.request.urlopen(url, timeout=60) as r:
+        return r.read().decode("utf-8"), r.headers["Content-Type"], r.headers["Content-Disposition"]
+
+
+def test_translate_file_txt_and_html(words):
+    text = "Ein Hund rennt. Die Katze schläft.\nEin großer Hund.\n"
+    status, out = _call(words.port, "/translate_file", *_file("notes.txt", text.encode(), source="de", target="en"))
+    assert status == 200 and out["translatedFileUrl"].endswith("/notes.txt")
+    body, ctype, disposition = _download(out["translatedFileUrl"])
+    lines = [[translate(s) for s in split_sentences(line)] for line in text.split("\n")]
+    assert body == "\n".join(" ".join(x) for x in lines) and ctype.startswith("text/plain")
+    assert "notes.txt" in disposition
+    status, out = _call(words.port, "/translate_file", *_file("Seite.html", PAGE.encode(), source="de", target="en"))
+    assert status == 200 and _download(out["translatedFileUrl"])[:2] == (EXPECTED, "text/html; charset=utf-8")
+    for name, content, status, word in [
+        ("a.pdf", b"x", 400, "only .txt and .html"),
+        ("a.txt", b"\xff\xfe", 400, "not UTF-8"),
+        ("a.txt", b"Hund. " * 400, 413, "characters"),
+    ]:
+        got = _call(words.port, "/translate_file", *_file(name, content, source="de", target="en"))
+        assert got[0] == status and word in got[1]["error"], got
+    assert _call(words.port, "/translate_file", b'{"q": "x"}')[0] == 400  # no file
+    assert _call(words.port, "/download_file/nope/a.txt")[0] == 404
+    status, out = _call(words.port, "/frontend/settings")
+    assert out["filesTranslation"] is True and ".html" in out["supportedFilesFormat"]
