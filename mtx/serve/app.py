@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
@@ -65,7 +66,8 @@ def _heads(prefix, layouts: list[list[list[str]]]) -> list[str] | None:
 
 
 def make_app(service: Service, model_name: str = ""):
-    """The Starlette app: POST /translate, GET /languages, GET /health."""
+    """The Starlette app: LibreTranslate's routes (/, /translate, /translate_file, /detect, /languages,
+    /frontend/settings) and mtx's (/score, /health, /metrics)."""
     from starlette.applications import Starlette
     from starlette.datastructures import UploadFile
     from starlette.exceptions import HTTPException
@@ -268,6 +270,13 @@ def make_app(service: Service, model_name: str = ""):
                              "frontendTimeout": 500, "filesTranslation": True, "supportedFilesFormat": FILE_TYPES,
                              "language": {"source": {"code": "auto", "name": "Auto Detect"}}})  # fmt: skip
 
+    page = (resources.files("mtx.serve") / "static" / "index.html").read_bytes()
+    csp = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'"
+
+    async def index(request: Request) -> Response:
+        """The web page (static/index.html: one file, no build step, nothing fetched from elsewhere)."""
+        return Response(page, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": csp})
+
     async def languages(request: Request) -> JSONResponse:
         return JSONResponse(service.languages())
 
@@ -306,6 +315,7 @@ def make_app(service: Service, model_name: str = ""):
 
     app = Starlette(
         routes=[
+            Route("/", index, methods=["GET"]),
             Route("/translate", translate, methods=["POST"]),
             Route("/translate_file", translate_file, methods=["POST"]),
             Route("/download_file/{key}/{name}", download_file, methods=["GET"]),

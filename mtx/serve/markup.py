@@ -40,6 +40,7 @@ _SHIELD = "\ue000"  # stands for the & of an entity while the page is parsed, so
 _ENTITY = re.compile(r"&(#[0-9]+;|#[xX][0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]*;)")
 _EDGE = re.compile(r"(?:\s|\ue000(?:nbsp|#160|#[xX]a0);)*")  # whitespace at the edge of a run, as written
 _TRAIL = re.compile(r"(?:\s|\ue000(?:nbsp|#160|#[xX]a0);)$")
+_PUNCT_ONLY = re.compile(r"^[.,;:!?…)\]»“”\"']+$")
 _PUNCT = re.compile(r"^([(\[«„“\"']*)(.*?)([.,;:!?…)\]»“”\"']*)$")
 
 
@@ -118,6 +119,7 @@ class _Node:
     opaque: bool = False  # left alone: placed, not translated
     children: list[_Node] = field(default_factory=list)
     text: int = -1  # index of its own translation in HtmlPage.texts (-1: none)
+    stop: bool = False  # its text ends with punctuation
     span: tuple[int, int] = (0, 0)  # the words of the run's translation it wraps
 
 
@@ -201,7 +203,7 @@ class HtmlPage:
         for child in node.children:
             own = text[child.start : child.end].strip()
             if not child.opaque and own:
-                child.text = len(self.texts)
+                child.text, child.stop = len(self.texts), not own[-1].isalnum()
                 self.texts.append(own)
             self._own_texts(child, text)
 
@@ -251,7 +253,10 @@ def _place(node: _Node, words: list[str], translations: list[str], length: int) 
             if span is None:
                 end = round(child.end / length * len(words))
                 span = (at, min(max(end, at + 1), hi))
-            child.span = span
+            i, j = span
+            if child.stop and j < hi and _PUNCT_ONLY.match(words[j]):  # its text ends a sentence: the full stop too
+                j += 1
+            child.span = (i, j)
         lo = child.span[1]
         _place(child, words, translations, length)
 

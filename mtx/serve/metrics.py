@@ -8,7 +8,8 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-ROUTES = ("/translate", "/detect", "/score", "/languages", "/health", "/frontend/settings", "/metrics", "/")
+ROUTES = ("/translate", "/translate_file", "/detect", "/score", "/languages", "/health", "/frontend/settings",
+          "/metrics", "/")  # fmt: skip
 
 
 class Metrics:
