@@ -146,3 +146,43 @@ def test_ctranslate2_greedy_equals_mtx_greedy_on_a_trained_model_in_real_batches
     theirs = [t.text for t in CT2Translator(exported_dir(tiny_model), decode, torch.device("cpu")).translate(texts)]
     refs = (tiny_corpus / "test_2016_flickr.en").read_text(encoding="utf-8").splitlines()
     assert theirs == ours and sum(a == b for a, b in zip(ours, refs, strict=True)) >= 15  # a model, not noise
+
+
+def argos_translate(packages: list, src: str, tgt: str, lines: list[str], tmp_path, beam: int = 1) -> list[str]:
+    """`lines` translated by Argos Translate's own code from the packages, installed with its install_from_path
+    (scripts/argos_translate.py: only its sentence splitter, which needs a download, is stubbed)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("argostranslate")
+    script = Path(__file__).parent.parent / "scripts" / "argos_translate.py"
+    env = {**os.environ, "ARGOS_PACKAGES_DIR": str(tmp_path / "argos-packages"), "HOME": str(tmp_path / "home"),
+           "ARGOS_BEAM_SIZE": str(beam), "ARGOS_COMPUTE_TYPE": "default", "ARGOS_DEVICE_TYPE": "cpu"}  # fmt: skip
+    (tmp_path / "argos-packages").mkdir(parents=True, exist_ok=True)
+    r = subprocess.run([sys.executable, str(script), *map(str, packages), "--from", src, "--to", tgt],
+                       input="\n".join(lines) + "\n", capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout.splitlines()
+
+
+def test_argos_package_translates_as_engine_ct2(tiny_model, tiny_corpus, tmp_path):
+    """`mtx export --format argos`: the package Argos Translate installs and runs gives mtx's CTranslate2 outputs
+    (greedy: Argos's beam search ranks its hypotheses by CTranslate2's own length penalty and patience)."""
+    import zipfile
+
+    out = tmp_path / "de_en.argosmodel"
+    r = CliRunner().invoke(app, ["export", "--format", "argos", str(tiny_model), str(out)])
+    assert r.exit_code == 0, r.output
+    names = zipfile.ZipFile(out).namelist()
+    root = "translate-de_en-1_0/"
+    assert {root + "metadata.json", root + "sentencepiece.model", root + "model/model.bin"} <= set(names)
+    meta = json.loads(zipfile.ZipFile(out).read(root + "metadata.json"))
+    assert (meta["from_code"], meta["to_code"], meta["type"]) == ("de", "en", "translate")
+    lines = _lines(tiny_corpus)[:20]
+    got = argos_translate([out], "de", "en", lines, tmp_path)
+    r = CliRunner().invoke(app, ["translate", "--model", str(tiny_model), "--engine", "ct2", "--beam", "1", *lines])
+    assert r.exit_code == 0 and got == r.stdout.splitlines()
+    again = CliRunner().invoke(app, ["export", "--format", "argos", str(tiny_model), str(out)])
+    assert again.exit_code != 0 and "exists" in again.output  # not replaced without --force

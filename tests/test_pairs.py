@@ -213,3 +213,24 @@ def test_one_translator_serves_every_target_at_once(multi_model, corpus3):
     assert together == alone and alone["de"] != alone["en"]
     assert sum(x == y for x, y in zip(alone["de"], de, strict=True)) >= 15  # the tags reached the model
     assert vars(translator) == before
+
+
+def test_argos_packages_of_a_multilingual_model(multi_model, corpus3, tmp_path):
+    """One package per direction; each makes CTranslate2 start the source with the target's tag, so Argos
+    Translate's own code translates each direction as `mtx translate --engine ct2` does."""
+    from test_export import argos_translate
+
+    out = tmp_path / "packages"
+    r = CliRunner().invoke(app, ["export", "--format", "argos", str(multi_model), str(out)])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"translate-{p}-1_0.argosmodel" for p in ("de_en", "en_de", "fr_en")
+    ]
+    for src, tgt in (("de", "en"), ("en", "de"), ("fr", "en")):
+        lines = (corpus3 / f"test_2016_flickr.{src}").read_text(encoding="utf-8").splitlines()[:8]
+        got = argos_translate(sorted(out.iterdir()), src, tgt, lines, tmp_path / f"{src}{tgt}")
+        args = ["translate", "--model", str(multi_model), "--engine", "ct2", "--beam", "1", "--to", tgt, *lines]
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 0 and got == r.stdout.splitlines(), (src, tgt)
+    single = CliRunner().invoke(app, ["export", "--format", "argos", str(multi_model), str(tmp_path / "x.argosmodel")])
+    assert single.exit_code != 0 and "3 directions" in single.output

@@ -9,6 +9,7 @@ from typer import Option as Opt
 
 from mtx.cli import common as o
 from mtx.data.multi30k import fetch_multi30k
+from mtx.decode.argos import export_argos
 from mtx.decode.export import export_ct2
 from mtx.errors import UsageError
 from mtx.train.info import describe, render
@@ -17,16 +18,21 @@ from mtx.train.plots import plot_runs
 
 def export(
     model: Path = Argument(..., help="Model directory."),
-    out: Path = Argument(..., help="Directory to write."),
-    format_: str = Opt("ct2", "--format", help="ct2: a CTranslate2 model."),
+    out: Path = Argument(..., help="ct2: a directory; argos: a .argosmodel file, or a directory (one per direction)."),
+    format_: str = Opt("ct2", "--format", help="ct2 (a CTranslate2 model) or argos (Argos Translate packages)."),
     quantize: str | None = Opt(
         None, help="int8, int8_float32, int16, float16 or bfloat16 weights.", show_default="fp32"
     ),
     force: bool = Opt(False, help="Replace OUT if it exists."),
 ) -> None:
-    """Export a model for another engine: a CTranslate2 directory, with the tokenizer and mtx.json beside it."""
+    """Export a model for another engine: a CTranslate2 directory (the tokenizer and mtx.json beside it), or Argos
+    Translate packages, which LibreTranslate loads."""
+    if format_ == "argos":
+        for path in export_argos(model, out, quantize, force):
+            typer.echo(str(path))
+        return
     if format_ != "ct2":
-        raise UsageError(f"--format {format_!r}: expected ct2")
+        raise UsageError(f"--format {format_!r}: expected ct2 or argos")
     typer.echo(str(export_ct2(model, out, quantize, force)))
 
 

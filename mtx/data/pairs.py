@@ -35,6 +35,13 @@ def languages(pairs: list[Pair]) -> list[str]:
     return list(dict.fromkeys(lang for p in pairs for lang in p))
 
 
+NAMES = {  # languages' names in English (the server's /languages, Argos packages)
+    "ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
+    "it": "Italian", "ja": "Japanese", "nl": "Dutch", "pl": "Polish", "pt": "Portuguese", "ru": "Russian",
+    "tr": "Turkish", "uk": "Ukrainian", "zh": "Chinese",
+}  # fmt: skip
+
+
 def tag(lang: str) -> str:
     return f"<2{lang}>"
 

@@ -39,12 +39,6 @@ log = logging.getLogger(__name__)
 TRIM_EVERY_S = 1.0  # seconds between two returns of freed memory to the system
 MAX_ALTERNATIVES = 8  # LibreTranslate's `alternatives` at most (the beam grows to alternatives + 1)
 
-NAMES = {
-    "ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
-    "it": "Italian", "ja": "Japanese", "nl": "Dutch", "pl": "Polish", "pt": "Portuguese", "ru": "Russian",
-    "tr": "Turkish", "uk": "Ukrainian", "zh": "Chinese",
-}  # fmt: skip
-
 
 @dataclass
 class Limits:
@@ -166,7 +160,7 @@ class Service:
             else:  # one target, reached from the trained sources
                 tgts = [t for s, t in self.pairs if s == lang]
             if tgts:  # a language only translated into is no source
-                out.append({"code": lang, "name": NAMES.get(lang, lang), "targets": tgts})
+                out.append({"code": lang, "name": P.NAMES.get(lang, lang), "targets": tgts})
         return out
 
     def decoding(self, data: dict) -> DecodeConfig | None:
