@@ -354,7 +354,7 @@ def test_api_keys_and_rate_limits(loaded, tmp_path):
     assert limit.allow("a") and limit.allow("b")  # a minute on: counted anew
 
 
-def test_metrics_in_prometheus_text_format(running):
+def test_metrics_in_prometheus_text_format(running, loaded):
     assert _post(running.port, {"q": "Ein Hund.", "source": "de", "target": "en"})[0] == 200
     _call(running.port, "/nowhere")
     req = urllib.request.Request(f"http://127.0.0.1:{running.port}/metrics")
@@ -365,6 +365,8 @@ def test_metrics_in_prometheus_text_format(running):
                  "mtx_request_seconds_bucket", "mtx_batch_sentences_count", "mtx_queue_sentences 0.0",
                  "mtx_sentences_decoded_total"):  # fmt: skip
         assert line in text, line
+    with Running(Service(loaded, [("de", "en")], Limits(metrics=False))) as r:  # mtx serve --no-metrics
+        assert _call(r.port, "/metrics")[0] == 404 and _call(r.port, "/health")[0] == 200
 
 
 def test_html_of_the_real_model_is_its_runs_translations(running, loaded):

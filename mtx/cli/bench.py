@@ -46,11 +46,12 @@ def serve(
     batch_wait_ms: float | None = Opt(None, help="The server's --batch-wait-ms."),
     workers: int | None = Opt(None, help="The server's --workers.", show_default="its default"),
     hostile: bool = Opt(False, help="Hostile clients too (oversized, nested, slow, hanging up): soak figures."),
+    metrics: bool = Opt(True, help="The server's /metrics (--no-metrics: the server's --no-metrics)."),
 ) -> None:
     """Start `mtx serve` on loopback, run concurrent clients for a while; one JSON line: requests/s, latency
     percentiles, errors."""
     rec = (soak if hostile else loadtest).bench(model, data, split, engine, beam, clients, seconds, device,
-                                                batch_wait_ms, workers)  # fmt: skip
+                                                batch_wait_ms, workers, metrics)  # fmt: skip
     typer.echo(json.dumps(rec))
 
 

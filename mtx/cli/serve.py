@@ -28,8 +28,9 @@ def serve(
     workers: int | None = Opt(None, help=WORKERS, show_default="2 on a CPU, 1 on a GPU"),
     api_keys: Path | None = Opt(None, help="A file of API keys, one a line: requests must carry one (api_key)."),
     req_limit: int = Opt(0, help="Requests a minute per API key, else per client address (0: no limit)."),
+    metrics: bool = Opt(True, help="GET /metrics (Prometheus' text format)."),
 ) -> None:
-    """Serve the model over HTTP with LibreTranslate's API (POST /translate, GET /languages) and GET /health."""
+    """Serve the model over HTTP: LibreTranslate's API and web page (docs/deploy.md), /health and /metrics."""
     keys = frozenset(read_keys(api_keys)) if api_keys else frozenset()
-    limits = Limits(max_chars, max_sentences, batch_wait_ms, batch_tokens, workers, max_queue, req_limit, keys)
+    limits = Limits(max_chars, max_sentences, batch_wait_ms, batch_tokens, workers, max_queue, req_limit, keys, metrics)
     run_server(model, engine, host, port, beam, device, limits, allowed_hosts or [])

@@ -322,7 +322,7 @@ def make_app(service: Service, model_name: str = ""):
             Route("/score", score, methods=["POST"]),
             Route("/detect", detect, methods=["POST"]),
             Route("/frontend/settings", settings, methods=["GET"]),
-            Route("/metrics", metrics_page, methods=["GET"]),
+            *([Route("/metrics", metrics_page, methods=["GET"])] if lim.metrics else []),
             Route("/languages", languages, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
         ],
@@ -334,7 +334,7 @@ def make_app(service: Service, model_name: str = ""):
         },
         lifespan=lifespan,
     )
-    return service.metrics.middleware(app)
+    return service.metrics.middleware(app) if lim.metrics else app
 
 
 async def _hung_up(request) -> None:

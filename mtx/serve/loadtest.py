@@ -165,7 +165,8 @@ def run(
 
 
 def setup(model: Path, data_dir: Path | None, split: str, engine: str, beam: int, clients: int, seconds: float,
-          batch_wait_ms: float | None, workers: int | None) -> tuple[list[str], str, str, list[str]]:  # fmt: skip
+          batch_wait_ms: float | None, workers: int | None,
+          metrics: bool = True) -> tuple[list[str], str, str, list[str]]:  # fmt: skip
     """(the source sentences of the model's (first) pair in `data_dir`'s `split` (default: the default corpus),
     its source and target, the server's extra options) for `mtx bench serve`, the options checked."""
     check_positive(beam=beam, clients=clients, seconds=seconds)
@@ -173,14 +174,16 @@ def setup(model: Path, data_dir: Path | None, split: str, engine: str, beam: int
         raise UsageError(f"--engine {engine!r}: expected mtx or ct2")
     extra = ["--batch-wait-ms", str(batch_wait_ms)] if batch_wait_ms is not None else []
     extra += ["--workers", str(workers)] if workers is not None else []
+    extra += [] if metrics else ["--no-metrics"]
     src, tgt = pairs_of(read_config(model)[0].data)[0]
     sentences = [s for s in read_lines(split_paths(data_dir or default_data_dir(), split, src, tgt)[0]) if s.strip()]
     return sentences, src, tgt, extra
 
 
 def bench(model: Path, data_dir: Path | None, split: str, engine: str, beam: int, clients: int, seconds: float,
-          device: str, batch_wait_ms: float | None, workers: int | None) -> dict:  # fmt: skip
+          device: str, batch_wait_ms: float | None, workers: int | None, metrics: bool = True) -> dict:  # fmt: skip
     """`mtx bench serve`: `run` on the sentences and with the server options of `setup`."""
-    sentences, src, tgt, extra = setup(model, data_dir, split, engine, beam, clients, seconds, batch_wait_ms, workers)
+    sentences, src, tgt, extra = setup(model, data_dir, split, engine, beam, clients, seconds, batch_wait_ms, workers,
+                                       metrics)  # fmt: skip
     rec = run(model, sentences, src, tgt, engine, beam, clients, seconds, device, extra)
-    return {"pair": f"{src}-{tgt}", "split": split, **rec}
+    return {"pair": f"{src}-{tgt}", "split": split, "metrics": metrics, **rec}

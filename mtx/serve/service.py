@@ -50,6 +50,7 @@ class Limits:
     max_queue: int = 1024  # sentences waiting for a batch at most; a request beyond is answered 503 at once
     req_limit: int = 0  # requests a minute per API key (else per client address); 0: no limit
     keys: frozenset[str] = frozenset()  # the API keys a request must carry (api_key); empty: none needed
+    metrics: bool = True  # GET /metrics, and every request counted and timed for it
 
     def __post_init__(self) -> None:
         """Each limit checked, named by the `mtx serve` option that sets it."""

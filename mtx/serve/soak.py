@@ -96,8 +96,9 @@ def soak(model: Path, sentences: list[str], src: str, tgt: str, engine: str, bea
 
 
 def bench(model: Path, data_dir: Path | None, split: str, engine: str, beam: int, clients: int, seconds: float,
-          device: str, batch_wait_ms: float | None, workers: int | None) -> dict:  # fmt: skip
+          device: str, batch_wait_ms: float | None, workers: int | None, metrics: bool = True) -> dict:  # fmt: skip
     """`mtx bench serve --hostile`: `soak` on the sentences and with the server options of loadtest's `setup`."""
-    sentences, src, tgt, extra = setup(model, data_dir, split, engine, beam, clients, seconds, batch_wait_ms, workers)
+    sentences, src, tgt, extra = setup(model, data_dir, split, engine, beam, clients, seconds, batch_wait_ms, workers,
+                                       metrics)  # fmt: skip
     rec = soak(model, sentences, src, tgt, engine, beam, clients, seconds, device, extra)
     return {"pair": f"{src}-{tgt}", "split": split, **rec}
