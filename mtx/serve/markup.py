@@ -7,10 +7,12 @@ Block elements (<p>, <div>, <li>, <br>, ...) end runs. <script>, <style>, <code>
 elements with translate="no" (or class "notranslate") are left alone; inside a run they stay where they were,
 moved with the words around them.
 
-Placing the inline tags back: each inline element's own text is translated too, and the element is wrapped
-around the stretch of the run's translation that best matches it (difflib's ratio over lowercased words, within
-the stretch of the element around it and after its preceding sibling); where nothing matches (ratio < 0.3), it
-wraps the words at the same relative position as its text had in the source. Every tag and attribute is kept;
+Placing the inline tags back: each inline element's own text is translated too, and the element wraps the
+stretch of the run's translation most like that translation (`_likeness`: characters alike, and the stretch's
+words found among its words, so that a fragment translated into a wordier sentence still finds its words), less
+0.15 for each word the stretch has more or fewer than the element's source words (scaled by the run's
+target/source words); inside its parent's stretch, after its preceding sibling. Where nothing is alike (< 0.3),
+it wraps the words at the relative place its text had. Every tag and attribute is kept;
 entities outside the translated text are written back as they were (they are shielded from the parser);
 translated text is escaped where it must be (&, <, >). Whitespace around a run is kept; inside a run it becomes
 single spaces, as the browser shows it."""
@@ -34,7 +36,8 @@ INLINE = frozenset({
 KEEP = frozenset({"script", "style", "code", "pre", "textarea", "kbd", "samp", "var", "noscript", "template", "svg",
                   "math"})  # fmt: skip
 OPAQUE_INLINE = frozenset({"code", "kbd", "samp", "var", "img", "wbr", "input", "svg", "math"})  # kept, inside a run
-MATCH_MIN = 0.3  # difflib ratio below which an inline element is placed by position
+MATCH_MIN = 0.3  # likeness below which an inline element is placed by position
+LENGTH_COST = 0.15  # taken off the ratio for each word a span is longer or shorter than the element's text
 
 _SHIELD = "\ue000"  # stands for the & of an entity while the page is parsed, so that it is written back as it was
 _ENTITY = re.compile(r"&(#[0-9]+;|#[xX][0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]*;)")
@@ -120,6 +123,7 @@ class _Node:
     children: list[_Node] = field(default_factory=list)
     text: int = -1  # index of its own translation in HtmlPage.texts (-1: none)
     stop: bool = False  # its text ends with punctuation
+    words: int = 0  # the words of its text
     span: tuple[int, int] = (0, 0)  # the words of the run's translation it wraps
 
 
@@ -203,7 +207,7 @@ class HtmlPage:
         for child in node.children:
             own = text[child.start : child.end].strip()
             if not child.opaque and own:
-                child.text, child.stop = len(self.texts), not own[-1].isalnum()
+                child.text, child.stop, child.words = len(self.texts), not own[-1].isalnum(), len(own.split())
                 self.texts.append(own)
             self._own_texts(child, text)
 
@@ -215,7 +219,9 @@ class HtmlPage:
             words = _tokens(translations[run.text])
             length = len(self.texts[run.text]) or 1
             run.root.span = (0, len(words[0]))
-            _place(run.root, words[0], translations, length)
+            real = sum(not _PUNCT_ONLY.match(w) for w in words[0])
+            scale = real / max(1, len(self.texts[run.text].split()))  # target words a source word
+            _place(run.root, words[0], translations, length, scale)
             marker = NavigableString("")
             run.items[0].insert_before(marker)
             nodes = _build(run.root, words)  # the run's elements, taken out of the page and refilled
@@ -233,7 +239,19 @@ def _norm(words: list[str]) -> list[str]:
     return [w.strip(".,;:!?\"'()«»„“”").lower() for w in words]
 
 
-def _place(node: _Node, words: list[str], translations: list[str], length: int) -> None:
+def _likeness(span: list[str], want: list[str]) -> float:
+    """How well a stretch of the translation matches an element's own translation (words normalised): the mean
+    of difflib's ratio over their characters (both alike) and the share of the stretch's words found among its
+    words (the stretch inside a longer, wordier translation of a fragment); a word is found where a word of
+    `want` is like it (ratio >= 0.75: "dogs" and "dog")."""
+    if not any(span):
+        return 0.0
+    whole = difflib.SequenceMatcher(None, " ".join(span), " ".join(want), autojunk=False).ratio()
+    found = sum(any(difflib.SequenceMatcher(None, w, x).ratio() >= 0.75 for x in want) for w in span if w)
+    return 0.5 * whole + 0.5 * found / sum(1 for w in span if w)
+
+
+def _place(node: _Node, words: list[str], translations: list[str], length: int, scale: float) -> None:
     """Each child's span of words inside `node`'s span: its translation's best match, else its position."""
     lo, hi = node.span
     for child in node.children:
@@ -243,11 +261,17 @@ def _place(node: _Node, words: list[str], translations: list[str], length: int) 
             child.span = (at, at)
         else:
             want = _norm(translations[child.text].split())
+            expect = max(1, round(child.words * scale))  # as many words as its source text has, scaled
             best, span = MATCH_MIN, None
             for i in range(lo, hi):
-                for j in range(i + 1, min(hi, i + len(want) + 2) + 1):
-                    r = difflib.SequenceMatcher(None, _norm(words[i:j]), want).ratio()
-                    r -= 1e-3 * abs(i - by_pos)  # ties: the nearer to where the text was
+                if _PUNCT_ONLY.match(words[i]):
+                    continue
+                for j in range(i + 1, min(hi, i + 2 * expect + 2) + 1):
+                    if _PUNCT_ONLY.match(words[j - 1]):  # a full stop goes in only after its sentence (below)
+                        continue
+                    n = sum(not _PUNCT_ONLY.match(w) for w in words[i:j])
+                    r = _likeness(_norm(words[i:j]), want)
+                    r -= LENGTH_COST * abs(n - expect) + 1e-3 * abs(i - by_pos)  # ties: nearer where it was
                     if r > best:
                         best, span = r, (i, j)
             if span is None:
@@ -258,7 +282,7 @@ def _place(node: _Node, words: list[str], translations: list[str], length: int) 
                 j += 1
             child.span = (i, j)
         lo = child.span[1]
-        _place(child, words, translations, length)
+        _place(child, words, translations, length, scale)
 
 
 def _build(node: _Node, words: tuple[list[str], list[bool]]) -> list:
