@@ -17,4 +17,6 @@ for lang in langs:
     hits = sum(detector.detect(x)[0]["language"] == lang for x in lines)
     print(f"{lang}: {hits}/{len(lines)} = {100 * hits / len(lines):.2f}%")
     total, right = total + len(lines), right + hits
-print(f"all: {right}/{total} = {100 * right / total:.2f}% ({(time.perf_counter() - t0) / total * 1000:.2f} ms a sentence)")
+print(
+    f"all: {right}/{total} = {100 * right / total:.2f}% ({(time.perf_counter() - t0) / total * 1000:.2f} ms a sentence)"
+)

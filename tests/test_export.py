@@ -148,9 +148,10 @@ def test_ctranslate2_greedy_equals_mtx_greedy_on_a_trained_model_in_real_batches
     assert theirs == ours and sum(a == b for a, b in zip(ours, refs, strict=True)) >= 15  # a model, not noise
 
 
-def argos_translate(packages: list, src: str, tgt: str, lines: list[str], tmp_path, beam: int = 1) -> list[str]:
-    """`lines` translated by Argos Translate's own code from the packages, installed with its install_from_path
-    (scripts/argos_translate.py: only its sentence splitter, which needs a download, is stubbed)."""
+def argos_translate(packages: list, jobs: list[tuple[str, str, str]], tmp_path, beam: int = 1) -> list[str]:
+    """Each (source, target, text) of `jobs` translated by Argos Translate's own code from the packages, installed
+    with its install_from_path (scripts/argos_translate.py: only its sentence splitter, which needs a download,
+    is stubbed)."""
     import os
     import subprocess
     import sys
@@ -161,8 +162,9 @@ def argos_translate(packages: list, src: str, tgt: str, lines: list[str], tmp_pa
     env = {**os.environ, "ARGOS_PACKAGES_DIR": str(tmp_path / "argos-packages"), "HOME": str(tmp_path / "home"),
            "ARGOS_BEAM_SIZE": str(beam), "ARGOS_COMPUTE_TYPE": "default", "ARGOS_DEVICE_TYPE": "cpu"}  # fmt: skip
     (tmp_path / "argos-packages").mkdir(parents=True, exist_ok=True)
-    r = subprocess.run([sys.executable, str(script), *map(str, packages), "--from", src, "--to", tgt],
-                       input="\n".join(lines) + "\n", capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    tsv = "".join(f"{s}\t{t}\t{x}\n" for s, t, x in jobs)
+    r = subprocess.run([sys.executable, str(script), *map(str, packages), "--tsv"], input=tsv, capture_output=True,
+                       text=True, env=env, timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout.splitlines()
 
@@ -181,7 +183,7 @@ def test_argos_package_translates_as_engine_ct2(tiny_model, tiny_corpus, tmp_pat
     meta = json.loads(zipfile.ZipFile(out).read(root + "metadata.json"))
     assert (meta["from_code"], meta["to_code"], meta["type"]) == ("de", "en", "translate")
     lines = _lines(tiny_corpus)[:20]
-    got = argos_translate([out], "de", "en", lines, tmp_path)
+    got = argos_translate([out], [("de", "en", x) for x in lines], tmp_path)
     r = CliRunner().invoke(app, ["translate", "--model", str(tiny_model), "--engine", "ct2", "--beam", "1", *lines])
     assert r.exit_code == 0 and got == r.stdout.splitlines()
     again = CliRunner().invoke(app, ["export", "--format", "argos", str(tiny_model), str(out)])

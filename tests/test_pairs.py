@@ -226,11 +226,12 @@ def test_argos_packages_of_a_multilingual_model(multi_model, corpus3, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         f"translate-{p}-1_0.argosmodel" for p in ("de_en", "en_de", "fr_en")
     ]
-    for src, tgt in (("de", "en"), ("en", "de"), ("fr", "en")):
-        lines = (corpus3 / f"test_2016_flickr.{src}").read_text(encoding="utf-8").splitlines()[:8]
-        got = argos_translate(sorted(out.iterdir()), src, tgt, lines, tmp_path / f"{src}{tgt}")
-        args = ["translate", "--model", str(multi_model), "--engine", "ct2", "--beam", "1", "--to", tgt, *lines]
+    directions = (("de", "en"), ("en", "de"), ("fr", "en"))
+    lines = {s: (corpus3 / f"test_2016_flickr.{s}").read_text(encoding="utf-8").splitlines()[:8] for s, _ in directions}
+    got = argos_translate(sorted(out.iterdir()), [(s, t, x) for s, t in directions for x in lines[s]], tmp_path)
+    for k, (src, tgt) in enumerate(directions):
+        args = ["translate", "--model", str(multi_model), "--engine", "ct2", "--beam", "1", "--to", tgt, *lines[src]]
         r = CliRunner().invoke(app, args)
-        assert r.exit_code == 0 and got == r.stdout.splitlines(), (src, tgt)
+        assert r.exit_code == 0 and got[8 * k : 8 * k + 8] == r.stdout.splitlines(), (src, tgt)
     single = CliRunner().invoke(app, ["export", "--format", "argos", str(multi_model), str(tmp_path / "x.argosmodel")])
     assert single.exit_code != 0 and "3 directions" in single.output
