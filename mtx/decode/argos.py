@@ -29,11 +29,9 @@ def package_name(src: str, tgt: str) -> str:
     return f"translate-{src}_{tgt}-1_0"
 
 
-def outputs(model_dir: Path, out: Path) -> list[tuple[tuple[str, str], Path]]:
-    """Each direction of the model and the package file it goes to: OUT itself when it ends in .argosmodel (a
+def outputs(pairs: list[tuple[str, str]], out: Path) -> list[tuple[tuple[str, str], Path]]:
+    """Each direction of a model and the package file it goes to: OUT itself when it ends in .argosmodel (a
     model of one direction), else OUT/translate-SRC_TGT-1_0.argosmodel."""
-    cfg, _ = checkpoint.read_config(model_dir)
-    pairs = pairs_of(cfg.data)
     if out.suffix == SUFFIX:
         if len(pairs) > 1:
             raise UsageError(f"{out}: the model has {len(pairs)} directions: give a directory, one package each")
@@ -43,14 +41,14 @@ def outputs(model_dir: Path, out: Path) -> list[tuple[tuple[str, str], Path]]:
 
 def export_argos(model_dir: Path, out: Path, quantize: str | None = None, force: bool = False) -> list[Path]:
     """Write one Argos package per direction of `model_dir` (see `outputs`); the files written."""
-    todo = outputs(model_dir, out)
+    cfg, _ = checkpoint.read_config(model_dir)
+    pairs = pairs_of(cfg.data)
+    todo = outputs(pairs, out)
     for _, path in todo:
         if path.exists() and not force:
             raise UsageError(f"{path}: exists (use --force to replace it)")
         if path.exists() and not path.is_file():
             raise UsageError(f"{path}: not a file; export elsewhere")
-    cfg, _ = checkpoint.read_config(model_dir)
-    pairs = pairs_of(cfg.data)
     (out if out.suffix != SUFFIX else out.parent).mkdir(parents=True, exist_ok=True)
     written = []
     with tempfile.TemporaryDirectory(prefix="mtx-argos-") as tmp:

@@ -32,7 +32,7 @@ from mtx.serve.transport import LOOPBACK_NAMES, HostCheck, listen, server
 
 log = logging.getLogger(__name__)
 
-FILE_TYPES = [".txt", ".html", ".htm"]  # what /translate_file takes
+FILE_TYPES = {".txt": "text", ".html": "html", ".htm": "html"}  # what /translate_file takes, as which format
 BODY_TYPES = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -162,7 +162,8 @@ def make_app(service: Service, model_name: str = ""):
             raise RequestError(413, f"the request has {chars} characters: over the limit of {lim.max_chars}")
         src, tgt = service.direction(data.get("source"), data.get("target"))
         decode = service.decoding(data)
-        pages = [HtmlPage(t) for t in texts] if fmt == "html" else None
+        # pages parsed (and rendered, below) off the event loop: a page of many inline tags takes a while to place
+        pages = await asyncio.to_thread(lambda: [HtmlPage(t) for t in texts]) if fmt == "html" else None
         plain = [x for page in pages for x in page.texts] if pages is not None else texts
         layouts = [[split_sentences(line) for line in text.split("\n")] for text in plain]
         sentences = [s for lay in layouts for line in lay for s in line]
@@ -191,7 +192,10 @@ def make_app(service: Service, model_name: str = ""):
         answer = {"translatedText": [text(t, 0) for t in trs]}
         if pages is not None:  # the pages, their runs translated (no alternatives)
             out = iter(answer["translatedText"])
-            answer["translatedText"] = [page.render([next(out) for _ in page.texts]) for page in pages]
+            done = [[next(out) for _ in page.texts] for page in pages]
+            answer["translatedText"] = await asyncio.to_thread(
+                lambda: [page.render(x) for page, x in zip(pages, done, strict=True)]
+            )
             if more:
                 answer["alternatives"] = [[] for _ in pages]
         elif more:
@@ -217,7 +221,7 @@ def make_app(service: Service, model_name: str = ""):
         if not isinstance(upload, UploadFile):
             raise RequestError(400, "missing file: post a .txt or .html file as the multipart field file")
         name = Path(upload.filename or "file.txt").name
-        fmt = {".txt": "text", ".html": "html", ".htm": "html"}.get(Path(name).suffix.lower())
+        fmt = FILE_TYPES.get(Path(name).suffix.lower())
         if fmt is None:
             raise RequestError(400, f"{name}: only .txt and .html files are translated")
         try:
@@ -235,7 +239,7 @@ def make_app(service: Service, model_name: str = ""):
         if got is None:
             raise RequestError(404, "no such file (translated files are kept for 10 minutes)")
         name, body = got
-        media = "text/html" if name.lower().endswith((".html", ".htm")) else "text/plain"
+        media = "text/html" if FILE_TYPES[Path(name).suffix.lower()] == "html" else "text/plain"
         return Response(body, media_type=f"{media}; charset=utf-8",
                         headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"})  # fmt: skip
 
@@ -267,7 +271,7 @@ def make_app(service: Service, model_name: str = ""):
     async def settings(request: Request) -> JSONResponse:
         """What LibreTranslate's web page asks first: whether keys are needed, the limits, the file formats."""
         return JSONResponse({"apiKeys": bool(lim.keys), "keyRequired": bool(lim.keys), "charLimit": lim.max_chars,
-                             "frontendTimeout": 500, "filesTranslation": True, "supportedFilesFormat": FILE_TYPES,
+                             "frontendTimeout": 500, "filesTranslation": True, "supportedFilesFormat": list(FILE_TYPES),
                              "language": {"source": {"code": "auto", "name": "Auto Detect"}}})  # fmt: skip
 
     page = (resources.files("mtx.serve") / "static" / "index.html").read_bytes()

@@ -219,9 +219,9 @@ class HtmlPage:
             words = _tokens(translations[run.text])
             length = len(self.texts[run.text]) or 1
             run.root.span = (0, len(words[0]))
-            real = sum(not _PUNCT_ONLY.match(w) for w in words[0])
-            scale = real / max(1, len(self.texts[run.text].split()))  # target words a source word
-            _place(run.root, words[0], translations, length, scale)
+            run_words = _Words(words[0])
+            scale = sum(run_words.real) / max(1, len(self.texts[run.text].split()))  # target words a source word
+            _place(run.root, run_words, translations, length, scale)
             marker = NavigableString("")
             run.items[0].insert_before(marker)
             nodes = _build(run.root, words)  # the run's elements, taken out of the page and refilled
@@ -239,19 +239,35 @@ def _norm(words: list[str]) -> list[str]:
     return [w.strip(".,;:!?\"'()«»„“”").lower() for w in words]
 
 
-def _likeness(span: list[str], want: list[str]) -> float:
+class _Words:
+    """A run's translated tokens, normalised once: each one's lowercase form without edge punctuation, and whether
+    it is a word (not punctuation alone)."""
+
+    def __init__(self, toks: list[str]):
+        self.toks, self.norm = toks, _norm(toks)
+        self.real = [not _PUNCT_ONLY.match(w) for w in toks]
+
+    def __len__(self) -> int:
+        return len(self.toks)
+
+
+def _found(norm: list[str], want: list[str]) -> list[bool]:
+    """For each word, whether a word of `want` is like it (difflib ratio >= 0.75: "dogs" and "dog")."""
+    return [bool(w) and any(difflib.SequenceMatcher(None, w, x).ratio() >= 0.75 for x in want) for w in norm]
+
+
+def _likeness(span: list[str], want: list[str], found: list[bool]) -> float:
     """How well a stretch of the translation matches an element's own translation (words normalised): the mean
     of difflib's ratio over their characters (both alike) and the share of the stretch's words found among its
-    words (the stretch inside a longer, wordier translation of a fragment); a word is found where a word of
-    `want` is like it (ratio >= 0.75: "dogs" and "dog")."""
+    words (`found`, the stretch's flags from `_found`: the stretch inside a longer, wordier translation of a
+    fragment)."""
     if not any(span):
         return 0.0
     whole = difflib.SequenceMatcher(None, " ".join(span), " ".join(want), autojunk=False).ratio()
-    found = sum(any(difflib.SequenceMatcher(None, w, x).ratio() >= 0.75 for x in want) for w in span if w)
-    return 0.5 * whole + 0.5 * found / sum(1 for w in span if w)
+    return 0.5 * whole + 0.5 * sum(found) / sum(1 for w in span if w)
 
 
-def _place(node: _Node, words: list[str], translations: list[str], length: int, scale: float) -> None:
+def _place(node: _Node, words: _Words, translations: list[str], length: int, scale: float) -> None:
     """Each child's span of words inside `node`'s span: its translation's best match, else its position."""
     lo, hi = node.span
     for child in node.children:
@@ -261,24 +277,24 @@ def _place(node: _Node, words: list[str], translations: list[str], length: int, 
             child.span = (at, at)
         else:
             want = _norm(translations[child.text].split())
+            found = _found(words.norm, want)
             expect = max(1, round(child.words * scale))  # as many words as its source text has, scaled
             best, span = MATCH_MIN, None
             for i in range(lo, hi):
-                if _PUNCT_ONLY.match(words[i]):
+                if not words.real[i]:
                     continue
                 for j in range(i + 1, min(hi, i + 2 * expect + 2) + 1):
-                    if _PUNCT_ONLY.match(words[j - 1]):  # a full stop goes in only after its sentence (below)
+                    if not words.real[j - 1]:  # a full stop goes in only after its sentence (below)
                         continue
-                    n = sum(not _PUNCT_ONLY.match(w) for w in words[i:j])
-                    r = _likeness(_norm(words[i:j]), want)
-                    r -= LENGTH_COST * abs(n - expect) + 1e-3 * abs(i - by_pos)  # ties: nearer where it was
+                    r = _likeness(words.norm[i:j], want, found[i:j])
+                    r -= LENGTH_COST * abs(sum(words.real[i:j]) - expect) + 1e-3 * abs(i - by_pos)  # ties: nearer
                     if r > best:
                         best, span = r, (i, j)
             if span is None:
                 end = round(child.end / length * len(words))
                 span = (at, min(max(end, at + 1), hi))
             i, j = span
-            if child.stop and j < hi and _PUNCT_ONLY.match(words[j]):  # its text ends a sentence: the full stop too
+            if child.stop and j < hi and not words.real[j]:  # its text ends a sentence: the full stop too
                 j += 1
             child.span = (i, j)
         lo = child.span[1]
@@ -309,17 +325,15 @@ def _build(node: _Node, words: tuple[list[str], list[bool]]) -> list:
     if hi > pos:
         units.append((pos, say(pos, hi)))
     out: list = []
+
+    def put(unit) -> None:  # a string after a string is joined to it
+        if type(unit) is str and out and type(out[-1]) is str:
+            out[-1] += unit
+        else:
+            out.append(unit)
+
     for k, (first, unit) in enumerate(units):
         if k and (first < 0 or spaces[first]):
-            out = _glue(out, " ")
-        out = _glue(out, unit)
+            put(" ")
+        put(unit)
     return out
-
-
-def _glue(out: list, unit) -> list:
-    """`out` with `unit` after it, a string joined to a string before it."""
-    if type(unit) is str:
-        if out and type(out[-1]) is str:
-            return [*out[:-1], out[-1] + unit]
-        return [*out, unit]
-    return [*out, unit]
