@@ -44,7 +44,10 @@ def fsync_dir(path: Path) -> None:
 
 
 def check_clearable(path: Path, what: str) -> None:
-    """A UsageError unless `path` may be emptied or replaced: never the working directory or a folder above it."""
+    """A UsageError unless `path` may be emptied or replaced: never a symbolic link (what it points to would be
+    emptied), the working directory or a folder above it."""
+    if path.is_symlink():
+        raise UsageError(f"{what} {path}: is a symbolic link; name the directory itself")
     here, target = Path.cwd().resolve(), path.resolve()
     if target == here or target in here.parents:
         raise UsageError(f"{what} {path}: is the working directory or holds it; name a directory of its own")

@@ -100,6 +100,36 @@ def test_overwrite_leaves_alone_what_is_not_a_model(tiny_corpus, tmp_path):
     assert (other / "mine.txt").read_text() == "keep me"
 
 
+def test_overwrite_never_empties_a_link_a_look_alike_or_before_the_data_is_checked(model_copy, tiny_corpus, tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "mine.txt").write_text("keep me")
+    link = tmp_path / "out"
+    link.symlink_to(victim)
+    one_line(run(*_train_args(tiny_corpus, link, "--overwrite")), 2, "symbolic link")
+    like = tmp_path / "project"
+    (like / "src").mkdir(parents=True)
+    (like / "config.json").write_text("{}")
+    (like / "src" / "main.py").write_text("print(1)")
+    one_line(run(*_train_args(tiny_corpus, like, "--overwrite")), 2, "holds no mtx model")
+    before = files_of(model_copy)
+    one_line(run(*_train_args(tmp_path / "nonexistent", model_copy, "--overwrite")), 1, "data not found")
+    assert files_of(model_copy) == before
+    assert (victim / "mine.txt").read_text() == "keep me" and (like / "src" / "main.py").is_file()
+
+
+def test_export_onto_a_link_or_a_file_is_one_line(model_copy, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere")
+    afile = tmp_path / "a.txt"
+    afile.write_text("keep me")
+    for fmt in ("ct2", "argos"):
+        one_line(run("export", "--format", fmt, model_copy, link, "--force"), 2, "symbolic link")
+    one_line(run("export", model_copy, afile, "--force"), 2, "not a directory")
+    assert afile.read_text() == "keep me" and not any((tmp_path / "elsewhere").iterdir())
+
+
 def test_two_trainings_never_share_a_directory(tiny_corpus, tmp_path):
     out = tmp_path / "m"
     out.mkdir()

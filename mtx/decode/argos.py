@@ -45,6 +45,8 @@ def export_argos(model_dir: Path, out: Path, quantize: str | None = None, force:
     pairs = pairs_of(cfg.data)
     todo = outputs(pairs, out)
     for _, path in todo:
+        if path.is_symlink() or out.is_symlink():
+            raise UsageError(f"{path}: is a symbolic link; export to the file or directory itself")
         if path.exists() and not force:
             raise UsageError(f"{path}: exists (use --force to replace it)")
         if path.exists() and not path.is_file():

@@ -134,6 +134,8 @@ def check_replaceable(model_dir: Path, out: Path) -> None:
     if o == m or o in m.parents or (m in o.parents and o != m / "ct2"):
         raise UsageError(f"{out}: is the model directory {model_dir}, holds it or is inside it; export elsewhere")
     check_clearable(out, "export to")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a directory; export elsewhere")
     if out.is_dir() and any(out.iterdir()) and not (out / MTX_JSON).is_file():
         raise UsageError(f"{out}: not empty and not an earlier export (no {MTX_JSON}); export elsewhere")
 

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from mtx import checkpoint, memory
 from mtx.config import Config
 from mtx.console import StatusLine, StopFlag
-from mtx.data.prepare import Data, prepare_data
+from mtx.data.prepare import Data, corpora_of, prepare_data
 from mtx.data.tokenizer import Tokenizer
 from mtx.device import resolve_device
 from mtx.errors import MtxError
@@ -76,6 +76,8 @@ def train(
         logging.getLogger("mtx").setLevel(logging.WARNING)  # rank 0 speaks for all
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
+    if world.main:
+        corpora_of(data_dir, cfg.data)  # every input checked before --out is claimed (and maybe emptied)
     with state.claim(out_dir, resume, overwrite) if world.main else contextlib.nullcontext():
         return _train(cfg, data_dir, out_dir, world, resume, should_stop, clock, started)
 

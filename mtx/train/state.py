@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from mtx.checkpoint import CONFIG, load_weights, state_tensors
+from mtx.checkpoint import CONFIG, TOKENIZER, WEIGHTS, load_weights, state_tensors
 from mtx.errors import MtxError, UsageError
 from mtx.files import atomic_write, atomic_write_tensors, check_clearable, fsync_dir
 
@@ -33,8 +33,8 @@ LATEST = "latest"
 LOCK = ".lock"
 STATE_VERSION = 1
 STATE = re.compile(r"state-(\d+)")
-# what a model directory holds (a directory with none of these is not one, and --overwrite leaves it alone)
-MODEL_FILES = (CONFIG, LATEST, "train_log.jsonl", "data.json")
+# what a model directory holds: --overwrite empties only a directory with all of these (or resumable states)
+MODEL_FILES = (CONFIG, WEIGHTS, TOKENIZER)
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -102,6 +102,8 @@ def claim(out_dir: Path, resume: Path | None, overwrite: bool) -> Iterator[None]
     """Hold `out_dir` for one training: refused while another training holds it (its lock file names a live
     process); a directory with an earlier model in it only for the training that resumes it, or, with
     `overwrite`, emptied first."""
+    if out_dir.is_symlink():
+        raise UsageError(f"--out {out_dir}: is a symbolic link; name the directory itself")
     lock = out_dir / LOCK
     if lock.is_file() and _alive(lock):
         raise UsageError(f"{out_dir}: another training (pid {lock.read_text().strip()}) is writing here")
@@ -114,8 +116,11 @@ def claim(out_dir: Path, resume: Path | None, overwrite: bool) -> Iterator[None]
                 "--overwrite, or choose another --out"
             )
         check_clearable(out_dir, "--overwrite")
-        if not any((out_dir / name).exists() for name in MODEL_FILES) and not states(out_dir):
-            raise UsageError(f"--overwrite {out_dir}: holds no mtx model; choose another --out")
+        if not is_model_dir(out_dir):
+            raise UsageError(
+                f"--overwrite {out_dir}: holds no mtx model ({', '.join(MODEL_FILES)} or resumable states); "
+                "choose another --out"
+            )
         for p in out_dir.iterdir():
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
@@ -130,6 +135,12 @@ def claim(out_dir: Path, resume: Path | None, overwrite: bool) -> Iterator[None]
         lock.unlink(missing_ok=True)
         if created and not any(out_dir.iterdir()):  # a training that wrote nothing leaves nothing
             out_dir.rmdir()
+
+
+def is_model_dir(path: Path) -> bool:
+    """Whether `path` holds an mtx model (config, weights and tokenizer) or a training's resumable states."""
+    whole = all((path / name).is_file() for name in MODEL_FILES)
+    return whole or ((path / LATEST).is_file() and bool(states(path)))
 
 
 def _alive(lock: Path) -> bool:
