@@ -206,8 +206,8 @@ class TrainConfig:
     tensorboard: bool = key(False)
 
 
-@dataclass
-class DecodeConfig:
+@dataclass(frozen=True)
+class DecodeConfig:  # frozen and hashable: one request's decoding options, never merged with another's
     beam: int = key(5, at_least(1), flag="--beam")
     alpha: float = key(1.0, ("expected a length penalty between 0 and 10", _between(0, 10)), flag="--alpha")  # GNMT
     max_len_a: float = key(1.5, NONNEG)
@@ -324,7 +324,11 @@ def merge(cfg: Config, d: dict[str, Any], source: str) -> None:
         for key, value in values.items():
             if not hasattr(sub, key):
                 raise UsageError(f"{source}: unknown config key '{section}.{key}'")
-            setattr(sub, key, _coerce(value, getattr(sub, key), f"{section}.{key}", source))
+            value = _coerce(value, getattr(sub, key), f"{section}.{key}", source)
+            if sub.__dataclass_params__.frozen:  # a frozen section is replaced, not changed
+                setattr(cfg, section, sub := dataclasses.replace(sub, **{key: value}))
+            else:
+                setattr(sub, key, value)
 
 
 def load_file(path: Path) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """CUDA paths (skipped without a GPU): the same properties on the device, bf16 training steps, fused AdamW."""
 
+import dataclasses
+
 import pytest
 import torch
 from conftest import ARCH_IDS, ARCHS, random_batch, random_model
@@ -60,7 +62,7 @@ def test_cuda_bf16_decoding_matches_cpu(tiny_model, tiny_corpus):
     src = (tiny_corpus / "train.de").read_text(encoding="utf-8").splitlines()[:30]
     model, tok, cfg, _ = checkpoint.load(tiny_model)
     cpu = [t.text for t in Translator(model, tok, cfg.decode, torch.device("cpu")).translate(src)]
-    cfg.decode.precision = "bf16"
+    cfg.decode = dataclasses.replace(cfg.decode, precision="bf16")
     gpu_model = model.to("cuda")
     calls = []
     real = gpu_model.decode_step

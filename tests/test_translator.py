@@ -1,5 +1,7 @@
 """Translator: chunked streaming keeps order; running out of memory retries with smaller batches."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -12,7 +14,7 @@ from mtx.errors import MtxError
 @pytest.fixture(scope="module")
 def translator(tiny_model):
     model, tok, cfg, _ = checkpoint.load(tiny_model)
-    cfg.decode.beam = 3
+    cfg.decode = dataclasses.replace(cfg.decode, beam=3)
     return Translator(model, tok, cfg.decode, torch.device("cpu"))
 
 

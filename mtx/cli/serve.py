@@ -19,18 +19,23 @@ def serve(
     port: int = Opt(5000, help="Port (0: any free one; the first line printed names it)."),
     beam: int | None = o.MODEL_BEAM,
     device: str = o.DEVICE,
-    max_chars: int = Opt(5000, "--max-chars", "--char-limit", help="Characters per request at most."),
+    max_chars: int = Opt(5000, "--max-chars", "--char-limit", help="Characters per request at most (prefix too)."),
     max_sentences: int = Opt(128, help="Sentences per request at most."),
+    max_texts: int = Opt(128, help="Texts (items of q) per request at most."),
     batch_wait_ms: float = Opt(5.0, help="How long a batch collects requests."),
     batch_tokens: int | None = Opt(None, help="Source pieces a batch collects at most.", show_default="12,000 / beam"),
     max_queue: int = Opt(1024, help="Sentences waiting for a batch at most; beyond, a request is answered 503."),
     allowed_hosts: list[str] | None = Opt(None, help="Host header names to accept besides loopback's and --host."),
+    cors_origins: list[str] | None = Opt(None, help="Origins whose web pages may call the API (CORS; off)."),
+    forwarded_allow_ips: list[str] | None = Opt(None, help="Proxies whose X-Forwarded-For is believed (none)."),
     workers: int | None = Opt(None, help=WORKERS, show_default="2 on a CPU, 1 on a GPU"),
     api_keys: Path | None = Opt(None, help="A file of API keys, one a line: requests must carry one (api_key)."),
     req_limit: int = Opt(0, help="Requests a minute per API key, else per client address (0: no limit)."),
     metrics: bool = Opt(True, help="GET /metrics (Prometheus' text format)."),
+    debug: bool = Opt(False, help="Log the traceback of an internal error (else one line)."),
 ) -> None:
     """Serve the model over HTTP: LibreTranslate's API and web page (docs/deploy.md), /health and /metrics."""
     keys = frozenset(read_keys(api_keys)) if api_keys else frozenset()
-    limits = Limits(max_chars, max_sentences, batch_wait_ms, batch_tokens, workers, max_queue, req_limit, keys, metrics)
-    run_server(model, engine, host, port, beam, device, limits, allowed_hosts or [])
+    limits = Limits(max_chars, max_sentences, batch_wait_ms, batch_tokens, workers, max_queue, req_limit, keys, metrics,
+                    max_texts, tuple(cors_origins or ()), debug)  # fmt: skip
+    run_server(model, engine, host, port, beam, device, limits, allowed_hosts or [], forwarded_allow_ips)

@@ -64,8 +64,8 @@ def decode(
         sources, refs = sources[:limit], refs[:limit]
     prefix = prefix_ids(translator.tokenizer, trained, trained[0][1])
     for name in names:
-        d = dataclasses.replace(cfg.decode, beam=1 if name == "greedy" else beam, precision=precision)
-        d.batch_tokens = batch_tokens or d.batch_tokens
+        d = dataclasses.replace(cfg.decode, beam=1 if name == "greedy" else beam, precision=precision,
+                                batch_tokens=batch_tokens or cfg.decode.batch_tokens)  # fmt: skip
         options = {"prefix": prefix, "decode": d, "use_cache": name != "beam_nocache"}
         translator.translate(sources[:32], **options)  # warm-up
         if dev.type == "cuda":

@@ -20,7 +20,7 @@ from mtx.checkpoint import TOKENIZER, WEIGHTS
 from mtx.config import DecodeConfig
 from mtx.data.tokenizer import Tokenizer
 from mtx.decode.export import MTX_JSON, engine_module, export_ct2, read_exported
-from mtx.decode.search import Done, Result, length_penalty
+from mtx.decode.search import Done, Drop, Result, length_penalty
 from mtx.decode.translator import BatchTranslator
 from mtx.specs import parse_sample
 
@@ -60,9 +60,9 @@ class CT2Translator(BatchTranslator):
         )
 
     def _search(self, ids: list[list[int]], c: DecodeConfig, use_cache: bool, on_done: Done | None,
-                forced: list[list[int]] | None = None) -> list[Result]:  # fmt: skip
+                forced: list[list[int]] | None = None, drop: Drop | None = None) -> list[Result]:  # fmt: skip
         """CTranslate2's beam search (or sampling) over the pieces of `ids`, from the pieces of `forced`; its
-        finished hypotheses ranked by mtx's score."""
+        finished hypotheses ranked by mtx's score. (A batch runs to its end: `drop` is not heard.)"""
         sp = self.tokenizer.sp
         longest = max(len(x) for x in ids) + 1
         need = max((len(f) for f in forced or []), default=0)  # a forced prefix always fits
@@ -90,4 +90,24 @@ class CT2Translator(BatchTranslator):
                       zip(r.hypotheses, r.scores, strict=True)]  # fmt: skip
             order = sorted(range(len(scores)), key=lambda j: -scores[j])[: c.nbest]
             out.append([([sp.piece_to_id(p) for p in r.hypotheses[j]], scores[j]) for j in order])
+        return out
+
+    def align(self, ids: list[list[int]], targets: list[list[int]], prefix: list[int] | None = None) -> list:
+        """CTranslate2's attention for each (source, translation): the translation forced as the target prefix,
+        `return_attention` (its layer's heads averaged): (target pieces, source pieces) without tag and EOS."""
+        sp, prefix = self.tokenizer.sp, prefix or []
+        out: list = [None] * len(ids)
+        todo = [i for i in range(len(ids)) if ids[i] and targets[i]]
+        if not todo:
+            return out
+        results = self.engine.translate_batch(
+            [[sp.id_to_piece(x) for x in prefix + ids[i]] for i in todo],
+            [[sp.id_to_piece(x) for x in targets[i]] for i in todo],
+            beam_size=1,
+            max_decoding_length=max(len(targets[i]) for i in todo) + 1,
+            return_attention=True,
+        )
+        for i, r in zip(todo, results, strict=True):
+            w = torch.tensor(r.attention[0], dtype=torch.float32)  # (T, S)
+            out[i] = w[: len(targets[i]), len(prefix) : len(prefix) + len(ids[i])]
         return out

@@ -3,6 +3,7 @@ options a command gives."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -59,14 +60,13 @@ def load(model_dir: Path | list[Path], engine: str = "mtx", device: str = "auto"
         _, cfg = read_exported(path)
     else:
         model, tokenizer, cfg = load_models(model_dir, dev)
-    d = cfg.decode
-    for key, value in decoding.items():
-        if not hasattr(d, key):
+    for key in decoding:
+        if not hasattr(cfg.decode, key):
             raise TypeError(f"load() got an unknown decoding option {key!r}")
-        if value is not None:
-            setattr(d, key, value)
+    d = dataclasses.replace(cfg.decode, **{k: v for k, v in decoding.items() if v is not None})
     if d.beam > 0 and not d.sample:  # a bad --beam is reported as such, not raised to --nbest
-        d.beam = max(d.beam, d.nbest)
+        d = dataclasses.replace(d, beam=max(d.beam, d.nbest))
+    cfg.decode = d
     cfg.validate("")
     if engine == "ct2":
         return CT2Translator(path, d, dev, workers=workers), cfg

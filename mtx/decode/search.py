@@ -151,16 +151,24 @@ class FullStepper:
 
 Result = list[tuple[list[int], float]]  # n-best (tokens without EOS, score), best first
 Done = Callable[[list[int], list[Result]], None]  # (sentences of the batch whose search ended, their results)
+Drop = Callable[[], list[int]]  # sentences of the batch no longer wanted: they leave the search at the next step
+
+
+def _dropped(drop: Drop | None, sent: torch.Tensor) -> torch.Tensor | None:
+    """Which live sentences (`sent`: their indices in the batch) `drop` names; None when it names none."""
+    gone = drop() if drop is not None else None
+    return torch.isin(sent, torch.tensor(gone, device=sent.device)) if gone else None
 
 
 @torch.inference_mode()
 def greedy_search(model: Seq2Seq, src: torch.Tensor, src_mask: torch.Tensor, max_len_a: float = 1.5,
                   max_len_b: int = 10, use_cache: bool = True, alpha: float = 1.0, on_done: Done | None = None,
                   forced: torch.Tensor | None = None, choose: Callable[[torch.Tensor], torch.Tensor] = best_tokens,
-                  ) -> list[Result]:  # fmt: skip
+                  drop: Drop | None = None) -> list[Result]:  # fmt: skip
     """Pick the most likely token at every step (or the one `choose` picks from the log-probabilities); scored as
     beam search scores (see the module's docstring). A sentence leaves the batch (and the cache) at its EOS, as
-    in beam search, and `on_done` hears of it. `forced`: (B, P) target prefixes, PAD-padded."""
+    in beam search, and `on_done` hears of it; one that `drop()` names leaves at once. `forced`: (B, P) target
+    prefixes, PAD-padded."""
     B, dev = src.shape[0], src.device
     memory = model.encode(src, src_mask)
     limits = max_lengths(src_mask, max_len_a, max_len_b, model.config.max_len, forced)
@@ -178,6 +186,9 @@ def greedy_search(model: Seq2Seq, src: torch.Tensor, src_mask: torch.Tensor, max
         out[live, t] = tok
         seqs = torch.cat([seqs, tok[:, None]], dim=1)
         ended = tok == EOS
+        gone = _dropped(drop, live)
+        if gone is not None:
+            ended |= gone
         if bool(ended.any()):
             lengths[live[ended]] = t + 1
             if on_done is not None:
@@ -208,9 +219,11 @@ def beam_search(
     stop: str = "current",
     on_done: Done | None = None,
     forced: torch.Tensor | None = None,
+    drop: Drop | None = None,
 ) -> list[Result]:
     """Batched beam search; returns the `nbest` best finished hypotheses per sentence, best first, and tells
-    `on_done` of each sentence as soon as its search ends. `forced`: (B, P) target prefixes, PAD-padded.
+    `on_done` of each sentence as soon as its search ends (one that `drop()` names ends at once, with what it has
+    found so far). `forced`: (B, P) target prefixes, PAD-padded.
 
     A sentence leaves the batch when its K-th best finished hypothesis scores at least the best live beam's
     score divided by the length penalty of `stop`'s length: "current", the next step's (a live beam is taken
@@ -279,6 +292,9 @@ def beam_search(
         else:
             bound = best_live / lp_next
         done = (merged_s[:, K - 1] >= bound) | (t + 1 >= limits[sent]) | torch.isinf(best_live)
+        gone = _dropped(drop, sent)
+        if gone is not None:
+            done |= gone
         if bool(done.any()):
             if on_done is not None:
                 ended = sent[done]
@@ -322,13 +338,14 @@ def search(
     on_done: Done | None = None,
     forced: torch.Tensor | None = None,
     sampling: Sampling | None = None,
+    drop: Drop | None = None,
 ) -> list[Result]:
     """Sampling when `sampling` is given; else greedy for beam 1 (n-best 1), beam search otherwise."""
     if sampling is not None:
         return sample_search(model, src, src_mask, sampling, alpha, a, b, use_cache, forced)
     if beam <= 1 and nbest <= 1:
-        return greedy_search(model, src, src_mask, a, b, use_cache, alpha, on_done, forced)
-    return beam_search(model, src, src_mask, beam, alpha, a, b, nbest, use_cache, stop, on_done, forced)
+        return greedy_search(model, src, src_mask, a, b, use_cache, alpha, on_done, forced, drop=drop)
+    return beam_search(model, src, src_mask, beam, alpha, a, b, nbest, use_cache, stop, on_done, forced, drop)
 
 
 def sample_search(model: Seq2Seq, src: torch.Tensor, src_mask: torch.Tensor, s: Sampling, alpha: float = 1.0,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass, field
 from itertools import repeat
 
 import torch
@@ -21,7 +21,7 @@ import torch
 from mtx.config import DecodeConfig
 from mtx.data.batching import collate, pad, sorted_batches
 from mtx.data.tokenizer import Tokenizer
-from mtx.decode.search import Done, Result, Sampling, search
+from mtx.decode.search import Done, Drop, Result, Sampling, search
 from mtx.device import autocast
 from mtx.errors import MtxError
 from mtx.models.base import Seq2Seq
@@ -34,10 +34,12 @@ log = logging.getLogger(__name__)
 class Translation:
     text: str
     nbest: list[tuple[str, float]]  # (text, score), best first
+    tokens: list[int] = field(default_factory=list)  # the best candidate's target ids (without EOS)
 
 
 OnSentence = Callable[[int, Translation], None]  # (input index, its translation), as each sentence's search ends
 OnProgress = Callable[[int], None]  # sentences done since the last call
+Dropped = Callable[[], Collection[int]]  # input indices no longer wanted: their rows leave the search at its next step
 
 
 def batch_budget(decode: DecodeConfig, device: torch.device) -> int:
@@ -105,14 +107,35 @@ class BatchTranslator:
         on_sentence: OnSentence | None,
         on_progress: OnProgress | None,
     ) -> list[Translation]:
-        limit = self.max_len - 1 - len(prefix)  # room for EOS (and the tag)
         ids = self.tokenizer.encode([s.strip() for s in lines])
+        forced = self.tokenizer.encode(heads) if any(heads) else None
+        options = {"use_cache": use_cache, "on_sentence": on_sentence, "on_progress": on_progress, "offset": offset}
+        return self.decode_ids(ids, prefix=prefix, forced=forced, decode=c, **options)
+
+    def decode_ids(
+        self,
+        ids: list[list[int]],
+        *,
+        prefix: list[int] | None = None,
+        forced: list[list[int]] | None = None,
+        decode: DecodeConfig | None = None,
+        use_cache: bool = True,
+        on_sentence: OnSentence | None = None,
+        on_progress: OnProgress | None = None,
+        offset: int = 0,
+        dropped: Dropped | None = None,
+    ) -> list[Translation]:
+        """Translations of sources already encoded (`ids`, without the tag or EOS), in order: the options of
+        `stream`, `forced` as ids; `dropped()`: the inputs no longer wanted (a server's clients gone), whose rows
+        leave the search at its next step (their translations are then whatever was found so far)."""
+        c, prefix = decode or self.cfg, prefix or []
+        limit = self.max_len - 1 - len(prefix)  # room for EOS (and the tag)
+        ids = list(ids)
         for i, x in enumerate(ids):
             if len(x) > limit:
                 log.warning(f"warning: input line {offset + i + 1} has {len(x)} pieces; truncated to {limit}")
                 ids[i] = x[:limit]
         ids = [prefix + x if x else x for x in ids]
-        forced = self.tokenizer.encode(heads) if any(heads) else None
         if forced is not None:
             forced = [f[: self.max_len - 2] for f in forced]  # room for a token of its own and EOS
         empty = Translation("", [("", 0.0)] * c.nbest)  # an empty line: nbest empty candidates
@@ -130,7 +153,7 @@ class BatchTranslator:
                 nbest = [(texts[k + j], s) for j, (_, s) in enumerate(res)]
                 k += len(res)
                 nbest += [("", float("-inf"))] * (c.nbest - len(nbest))  # always nbest columns
-                out[i] = Translation(nbest[0][0], nbest)
+                out[i] = Translation(nbest[0][0], nbest, res[0][0] if res else [])
                 if on_sentence is not None:
                     on_sentence(offset + i, out[i])
 
@@ -143,24 +166,35 @@ class BatchTranslator:
             def done(rows: list[int], results: list[Result], idx=idx) -> None:
                 finish([idx[r] for r in rows], results)
 
+            def drop(idx=idx) -> list[int]:  # the batch's rows whose inputs are no longer wanted
+                gone = dropped()
+                return [r for r, i in enumerate(idx) if i in gone] if gone else []
+
             # each batch its own random numbers, the same for the same input and seed
             cb = dataclasses.replace(c, seed=c.seed * 1_000_003 + offset + idx[0]) if c.sample else c
             heads_ids = None if forced is None else [forced[i] for i in idx]
-            results = self._search([ids[i] for i in idx], cb, use_cache, done if on_sentence else None, heads_ids)
+            on_done = done if on_sentence else None
+            results = self._search([ids[i] for i in idx], cb, use_cache, on_done, heads_ids, drop if dropped else None)
             left = [j for j, i in enumerate(idx) if out[i] is None]  # all of them without on_sentence
             if left:
                 finish([idx[j] for j in left], [results[j] for j in left])
             if on_progress is not None:
                 on_progress(len(idx))
         if on_progress is not None:
-            on_progress(len(lines) - len(todo))  # empty lines
+            on_progress(len(ids) - len(todo))  # empty lines
         return out  # type: ignore[return-value]: every sentence is translated by now
 
+    def align(self, ids: list[list[int]], targets: list[list[int]], prefix: list[int] | None = None) -> list:
+        """Each translation's alignment to its source: weights (target pieces, source pieces), rows summing to
+        about 1, or None where the engine cannot tell (this one)."""
+        return [None] * len(ids)
+
     def _search(self, ids: list[list[int]], c: DecodeConfig, use_cache: bool, on_done: Done | None,
-                forced: list[list[int]] | None = None) -> list[Result]:  # fmt: skip
+                forced: list[list[int]] | None = None, drop: Drop | None = None) -> list[Result]:  # fmt: skip
         """The engine's hook: the n-best (token ids, score) of each source in `ids` (ids without EOS, prefix
         included), telling `on_done` of sentences whose search has ended, if it can, before it returns; each
-        translation starting with its `forced` ids (a target prefix, may be empty)."""
+        translation starting with its `forced` ids (a target prefix, may be empty); rows that `drop()` names
+        leave the search where the engine can stop them."""
         raise NotImplementedError
 
 
@@ -173,7 +207,7 @@ class Translator(BatchTranslator):
         self.oom_retries = 0
 
     def _search(self, ids: list[list[int]], c: DecodeConfig, use_cache: bool, on_done: Done | None,
-                forced: list[list[int]] | None = None) -> list[Result]:  # fmt: skip
+                forced: list[list[int]] | None = None, drop: Drop | None = None) -> list[Result]:  # fmt: skip
         """Search one batch; out of GPU memory, retry it as two halves (and tell the user once)."""
         try:
             batch = collate(ids).to(self.device)
@@ -193,6 +227,7 @@ class Translator(BatchTranslator):
                     on_done,
                     heads,
                     sampling_of(c),
+                    drop,
                 )
         except torch.OutOfMemoryError:
             if self.device.type == "cuda":
@@ -208,8 +243,28 @@ class Translator(BatchTranslator):
                 on_done([half + r for r in rows], results)
 
             f1, f2 = (None, None) if forced is None else (forced[:half], forced[half:])
-            first = self._search(ids[:half], c, use_cache, on_done, f1)
-            return first + self._search(ids[half:], c, use_cache, later if on_done else None, f2)
+
+            def drop_later() -> list[int]:
+                return [r - half for r in drop() if r >= half]
+
+            first = self._search(ids[:half], c, use_cache, on_done, f1, drop)
+            return first + self._search(ids[half:], c, use_cache, later if on_done else None, f2, drop and drop_later)
+
+    @torch.inference_mode()
+    def align(self, ids: list[list[int]], targets: list[list[int]], prefix: list[int] | None = None) -> list:
+        """The model's cross-attention for each (source, translation), teacher-forced, averaged over layers and
+        heads: (target pieces, source pieces) without the tag and EOS columns."""
+        prefix = prefix or []
+        out: list = [None] * len(ids)
+        todo = [i for i in range(len(ids)) if ids[i] and targets[i]]
+        lengths = [len(prefix) + len(ids[i]) + len(targets[i]) + 2 for i in todo]
+        for group in sorted_batches(lengths, self.batch_tokens):
+            idx = [todo[j] for j in group]
+            batch = collate([prefix + ids[i] for i in idx], [targets[i] for i in idx]).to(self.device)
+            w = self.model.cross_attention(batch.src, batch.src_mask, batch.tgt_in).mean(dim=(0, 2))  # (B, T, S)
+            for b, i in enumerate(idx):
+                out[i] = w[b, : len(targets[i]), len(prefix) : len(prefix) + len(ids[i])].float().cpu()
+        return out
 
 
 def sampling_of(c: DecodeConfig) -> Sampling | None:

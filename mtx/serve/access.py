@@ -1,49 +1,62 @@
 """Who may use the server, and how much (LibreTranslate's `--api-keys`, `--req-limit`): API keys read from a file,
-and requests per minute counted per key, else per client address."""
+and requests per minute counted by `limits` (a moving window, in memory; a client's entries expire with its
+window, so the table holds only the clients of the last minute).
+
+Who a request is: its API key where keys are configured and it carries a valid one; else its client address (a
+key that the server does not check names nobody: counting per made-up key would let any client reset its own
+count). A request refused for its key (403) counts against its address too, so keys cannot be guessed at speed."""
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict, deque
 from pathlib import Path
+
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from mtx.errors import MtxError
 
-TRACKED = 100_000  # clients whose recent requests are remembered at most (the longest idle forgotten first)
+MIN_KEY = 8  # characters an API key has at least
 
 
 def read_keys(path: Path) -> set[str]:
-    """The keys of a file, one a line (blank lines and `#` comments skipped); an empty or unreadable file is an
-    error, named."""
+    """The keys of a file, one a line (a UTF-8 BOM, blank lines, `#` comments, also after a key, skipped); an
+    empty or unreadable file, or a key shorter than MIN_KEY characters, is an error, named with its line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise MtxError(f"{path}: cannot read API keys ({e})") from None
-    keys = {line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")}
+    keys = set()
+    for n, line in enumerate(text.splitlines(), 1):
+        key = line.split("#", 1)[0].strip()
+        if not key:
+            continue
+        if len(key) < MIN_KEY or any(c.isspace() for c in key):
+            raise MtxError(f"{path}:{n}: an API key has {MIN_KEY} or more characters and no spaces")
+        keys.add(key)
     if not keys:
         raise MtxError(f"{path}: no API key in the file (one a line)")
     return keys
 
 
-class RateLimit:
-    """At most `per_minute` requests of a client in any 60 seconds (0: no limit)."""
+class Access:
+    """LibreTranslate's access rules: `check(key, address)` returns None when the request may go on, else
+    (status, message)."""
 
-    def __init__(self, per_minute: int, clock=time.monotonic):
-        self.per_minute, self.clock = per_minute, clock
-        self.seen: OrderedDict[str, deque] = OrderedDict()
+    def __init__(self, keys: frozenset[str], per_minute: int):
+        self.keys, self.per_minute = keys, per_minute
+        self.limiter = MovingWindowRateLimiter(MemoryStorage()) if per_minute > 0 else None
+        self.item = RateLimitItemPerMinute(max(per_minute, 1))
 
-    def allow(self, client: str) -> bool:
-        """Count a request of `client`; False when it is over the limit (and then it is not counted)."""
-        if self.per_minute <= 0:
-            return True
-        now = self.clock()
-        times = self.seen.pop(client, None) or deque()
-        while times and now - times[0] >= 60.0:
-            times.popleft()
-        self.seen[client] = times  # the most recent last
-        if len(self.seen) > TRACKED:
-            self.seen.popitem(last=False)
-        if len(times) >= self.per_minute:
-            return False
-        times.append(now)
-        return True
+    def _hit(self, who: str) -> bool:
+        return self.limiter is None or self.limiter.hit(self.item, who)
+
+    def check(self, key: str | None, address: str) -> tuple[int, str] | None:
+        if self.keys and key not in self.keys:
+            if not self._hit(f"address {address}"):
+                return 429, f"Too many requests: at most {self.per_minute} a minute"
+            return 403, "Invalid API key" if key else "Please provide an API key (api_key)"
+        who = f"key {key}" if self.keys else f"address {address}"
+        if not self._hit(who):
+            return 429, f"Too many requests: at most {self.per_minute} a minute"
+        return None

@@ -7,19 +7,19 @@ Block elements (<p>, <div>, <li>, <br>, ...) end runs. <script>, <style>, <code>
 elements with translate="no" (or class "notranslate") are left alone; inside a run they stay where they were,
 moved with the words around them.
 
-Placing the inline tags back: each inline element's own text is translated too, and the element wraps the
-stretch of the run's translation most like that translation (`_likeness`: characters alike, and the stretch's
-words found among its words, so that a fragment translated into a wordier sentence still finds its words), less
-0.15 for each word the stretch has more or fewer than the element's source words (scaled by the run's
-target/source words); inside its parent's stretch, after its preceding sibling. Where nothing is alike (< 0.3),
-it wraps the words at the relative place its text had. Every tag and attribute is kept;
+Placing the inline tags back: the model's own alignment (its cross-attention, `BatchTranslator.align`) says which
+source character each translated word comes from; an inline element wraps the stretch of the translation from
+the first to the last word aligned inside its source text (inside its parent's stretch, after its preceding
+sibling; a full stop that ended its text too). An element none of whose words is aligned, or a run without
+alignments (an engine that cannot give them), takes the words at the relative place its text had. The cost is
+the run's words times its elements. Every tag and attribute is kept;
 entities outside the translated text are written back as they were (they are shielded from the parser);
 translated text is escaped where it must be (&, <, >). Whitespace around a run is kept; inside a run it becomes
 single spaces, as the browser shows it."""
 
 from __future__ import annotations
 
-import difflib
+import bisect
 import html
 import re
 from dataclasses import dataclass, field
@@ -36,8 +36,7 @@ INLINE = frozenset({
 KEEP = frozenset({"script", "style", "code", "pre", "textarea", "kbd", "samp", "var", "noscript", "template", "svg",
                   "math"})  # fmt: skip
 OPAQUE_INLINE = frozenset({"code", "kbd", "samp", "var", "img", "wbr", "input", "svg", "math"})  # kept, inside a run
-MATCH_MIN = 0.3  # likeness below which an inline element is placed by position
-LENGTH_COST = 0.15  # taken off the ratio for each word a span is longer or shorter than the element's text
+MAX_DEPTH = 100  # elements nested deeper make the page a bad request
 
 _SHIELD = "\ue000"  # stands for the & of an entity while the page is parsed, so that it is written back as it was
 _ENTITY = re.compile(r"&(#[0-9]+;|#[xX][0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]*;)")
@@ -92,15 +91,32 @@ def _trail(s: str) -> str:
     return s[end:]
 
 
-def _tokens(text: str) -> tuple[list[str], list[bool]]:
-    """A translation's words, punctuation at their edges apart (so that a tag can close before a full stop), and
-    whether a space comes before each."""
-    toks, spaces = [], []
-    for word in text.split():
-        for k, piece in enumerate(p for p in _PUNCT.match(word).groups() if p):
+def _tokens(text: str) -> tuple[list[str], list[bool], list[int]]:
+    """A translation's words, punctuation at their edges apart (so that a tag can close before a full stop),
+    whether a space comes before each, and where each starts in `text`."""
+    toks, spaces, starts = [], [], []
+    for m in re.finditer(r"\S+", text):
+        at = m.start()
+        for k, piece in enumerate(p for p in _PUNCT.match(m.group()).groups() if p):
             toks.append(piece)
             spaces.append(k == 0)
-    return toks, spaces
+            starts.append(at)
+            at += len(piece)
+    return toks, spaces, starts
+
+
+class PageError(ValueError):
+    """A page mtx will not translate (nested too deeply)."""
+
+
+def _depth(soup: BeautifulSoup) -> int:
+    """How deeply the page's elements nest (without recursion)."""
+    most, stack = 0, [(soup, 0)]
+    while stack:
+        el, d = stack.pop()
+        most = max(most, d)
+        stack.extend((c, d + 1) for c in el.children if isinstance(c, Tag))
+    return most
 
 
 def _is_text(node) -> bool:
@@ -121,9 +137,7 @@ class _Node:
     end: int = 0
     opaque: bool = False  # left alone: placed, not translated
     children: list[_Node] = field(default_factory=list)
-    text: int = -1  # index of its own translation in HtmlPage.texts (-1: none)
     stop: bool = False  # its text ends with punctuation
-    words: int = 0  # the words of its text
     span: tuple[int, int] = (0, 0)  # the words of the run's translation it wraps
 
 
@@ -138,11 +152,13 @@ class _Run:
 
 
 class HtmlPage:
-    """A page to translate: `texts` (what the model translates: each run's text, then its inline elements'),
-    and `render(translations)`, the page with the runs translated."""
+    """A page to translate: `texts` (what the model translates: each run's text), and `render(translations,
+    alignments)`, the page with the runs translated. A page nested deeper than MAX_DEPTH is a PageError."""
 
     def __init__(self, page: str):
         self.soup = _Soup(_ENTITY.sub(_SHIELD + r"\1", page), "html.parser")
+        if _depth(self.soup) > MAX_DEPTH:
+            raise PageError(f"the page nests elements more than {MAX_DEPTH} deep")
         for node in list(self.soup.contents):
             if isinstance(node, Doctype):
                 node.replace_with(_Doctype(str(node)))
@@ -197,34 +213,35 @@ class HtmlPage:
         root.end = len(text.rstrip())
         root.text = len(self.texts)
         self.texts.append(text.strip())
-        self._own_texts(root, text)
+        self._stops(root, text)
         first, last = items[0], items[-1]
         lead = _EDGE.match(str(first)).group() if _is_text(first) else ""
         trail = _trail(str(last)) if _is_text(last) else ""
         self.runs.append(_Run(parent, items, root, root.text, lead, trail))
 
-    def _own_texts(self, node: _Node, text: str) -> None:
+    def _stops(self, node: _Node, text: str) -> None:
+        """Marks the elements whose text ends with punctuation (they take the full stop after them)."""
         for child in node.children:
             own = text[child.start : child.end].strip()
-            if not child.opaque and own:
-                child.text, child.stop, child.words = len(self.texts), not own[-1].isalnum(), len(own.split())
-                self.texts.append(own)
-            self._own_texts(child, text)
+            child.stop = bool(own) and not own[-1].isalnum()
+            self._stops(child, text)
 
-    def render(self, translations: list[str]) -> str:
-        """The page with each run replaced by its translation (`translations`: one for each of `texts`)."""
+    def render(self, translations: list[str], alignments: list | None = None) -> str:
+        """The page with each run replaced by its translation (`translations`: one for each of `texts`), its
+        inline elements placed by `alignments` (for each run, None or (target char, source char) pairs, sorted:
+        the translation's character at which a piece starts and the source character it is aligned to)."""
         if len(translations) != len(self.texts):
             raise ValueError(f"{len(self.texts)} texts, {len(translations)} translations")
-        for run in self.runs:
-            words = _tokens(translations[run.text])
-            length = len(self.texts[run.text]) or 1
-            run.root.span = (0, len(words[0]))
-            run_words = _Words(words[0])
-            scale = sum(run_words.real) / max(1, len(self.texts[run.text].split()))  # target words a source word
-            _place(run.root, run_words, translations, length, scale)
+        for k, run in enumerate(self.runs):
+            toks, spaces, starts = _tokens(translations[run.text])
+            pairs = alignments[k] if alignments is not None else None
+            origin = _origins(starts, pairs) if pairs else None
+            run.root.span = (0, len(toks))
+            real = [not _PUNCT_ONLY.match(w) for w in toks]
+            _place(run.root, origin, real, len(self.texts[run.text]) or 1)
             marker = NavigableString("")
             run.items[0].insert_before(marker)
-            nodes = _build(run.root, words)  # the run's elements, taken out of the page and refilled
+            nodes = _build(run.root, (toks, spaces))  # the run's elements, taken out of the page and refilled
             for item in run.items:
                 if item.parent is not None:
                     item.extract()
@@ -235,70 +252,33 @@ class HtmlPage:
         return self.soup.decode(formatter=_Formatter()).replace(_SHIELD, "&")
 
 
-def _norm(words: list[str]) -> list[str]:
-    return [w.strip(".,;:!?\"'()«»„“”").lower() for w in words]
+def _origins(starts: list[int], pairs: list[tuple[int, int]]) -> list[int]:
+    """The source character each token comes from: that of the last piece starting at or before the token."""
+    at = [t for t, _ in pairs]
+    return [pairs[max(bisect.bisect_right(at, s) - 1, 0)][1] for s in starts]
 
 
-class _Words:
-    """A run's translated tokens, normalised once: each one's lowercase form without edge punctuation, and whether
-    it is a word (not punctuation alone)."""
-
-    def __init__(self, toks: list[str]):
-        self.toks, self.norm = toks, _norm(toks)
-        self.real = [not _PUNCT_ONLY.match(w) for w in toks]
-
-    def __len__(self) -> int:
-        return len(self.toks)
-
-
-def _found(norm: list[str], want: list[str]) -> list[bool]:
-    """For each word, whether a word of `want` is like it (difflib ratio >= 0.75: "dogs" and "dog")."""
-    return [bool(w) and any(difflib.SequenceMatcher(None, w, x).ratio() >= 0.75 for x in want) for w in norm]
-
-
-def _likeness(span: list[str], want: list[str], found: list[bool]) -> float:
-    """How well a stretch of the translation matches an element's own translation (words normalised): the mean
-    of difflib's ratio over their characters (both alike) and the share of the stretch's words found among its
-    words (`found`, the stretch's flags from `_found`: the stretch inside a longer, wordier translation of a
-    fragment)."""
-    if not any(span):
-        return 0.0
-    whole = difflib.SequenceMatcher(None, " ".join(span), " ".join(want), autojunk=False).ratio()
-    return 0.5 * whole + 0.5 * sum(found) / sum(1 for w in span if w)
-
-
-def _place(node: _Node, words: _Words, translations: list[str], length: int, scale: float) -> None:
-    """Each child's span of words inside `node`'s span: its translation's best match, else its position."""
+def _place(node: _Node, origin: list[int] | None, real: list[bool], length: int) -> None:
+    """Each child's span of tokens inside `node`'s span: from the first to the last word aligned inside its
+    source text (after its preceding sibling); by position where none is (or without alignments)."""
     lo, hi = node.span
+    n = len(real)
     for child in node.children:
-        by_pos = round(child.start / length * len(words))
-        at = min(max(by_pos, lo), hi)
-        if child.opaque or child.text < 0:
-            child.span = (at, at)
-        else:
-            want = _norm(translations[child.text].split())
-            found = _found(words.norm, want)
-            expect = max(1, round(child.words * scale))  # as many words as its source text has, scaled
-            best, span = MATCH_MIN, None
-            for i in range(lo, hi):
-                if not words.real[i]:
-                    continue
-                for j in range(i + 1, min(hi, i + 2 * expect + 2) + 1):
-                    if not words.real[j - 1]:  # a full stop goes in only after its sentence (below)
-                        continue
-                    r = _likeness(words.norm[i:j], want, found[i:j])
-                    r -= LENGTH_COST * abs(sum(words.real[i:j]) - expect) + 1e-3 * abs(i - by_pos)  # ties: nearer
-                    if r > best:
-                        best, span = r, (i, j)
-            if span is None:
-                end = round(child.end / length * len(words))
-                span = (at, min(max(end, at + 1), hi))
-            i, j = span
-            if child.stop and j < hi and not words.real[j]:  # its text ends a sentence: the full stop too
-                j += 1
-            child.span = (i, j)
-        lo = child.span[1]
-        _place(child, words, translations, length, scale)
+        at = min(max(round(child.start / length * n), lo), hi)
+        span = None
+        if origin is not None and not child.opaque and child.end > child.start:
+            inside = [i for i in range(lo, hi) if real[i] and child.start <= origin[i] < child.end]
+            if inside:
+                span = (inside[0], inside[-1] + 1)
+        if span is None:
+            end = round(child.end / length * n) if child.end > child.start else at
+            span = (at, min(max(end, at + (child.end > child.start)), hi))
+        i, j = span
+        if not child.opaque and child.stop and j < hi and not real[j]:  # it ended a sentence: the full stop too
+            j += 1
+        child.span = (i, j) if not child.opaque else (at, at)
+        lo = max(lo, child.span[1])
+        _place(child, origin, real, length)
 
 
 def _build(node: _Node, words: tuple[list[str], list[bool]]) -> list:

@@ -1,11 +1,10 @@
 """`mtx serve`'s connections: the listening socket, the uvicorn server that stops gracefully, a protocol that
-gives every request `REQUEST_TIMEOUT` seconds to arrive whole (408 after), and the Host check against DNS
-rebinding."""
+gives every request `REQUEST_TIMEOUT` seconds to arrive whole (408 after). Proxy headers (X-Forwarded-For) are
+believed only from the addresses given (none by default)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import socket
 import threading
@@ -14,26 +13,6 @@ REQUEST_TIMEOUT = 5.0  # seconds for a request's headers and body to arrive
 LINGER = 1.0  # seconds a refused body's rest is read away before its connection closes
 MAX_CONNECTIONS = 1024  # open connections (and requests in flight); more are answered 503
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-
-
-class HostCheck:
-    """ASGI middleware: a request whose Host header names none of `allowed` (names, without the port; "*": any)
-    is answered 400, so that a page that rebinds its own DNS name to this address cannot use the server."""
-
-    def __init__(self, app, allowed: list[str]):
-        self.app, self.allowed = app, {h.lower().strip("[]") for h in allowed}
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and "*" not in self.allowed:
-            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
-            name = host.strip("[]") if host.endswith("]") else host.rsplit(":", 1)[0] if ":" in host else host
-            if name.strip("[]") not in self.allowed:
-                body = json.dumps({"error": f"Host {host!r} is not this server's (see --allowed-hosts)"}).encode()
-                await send({"type": "http.response.start", "status": 400, "headers": [
-                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -46,9 +25,10 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def server(app, grace_s: float = 30.0):
+def server(app, grace_s: float = 30.0, forwarded_allow_ips: list[str] | None = None):
     """A uvicorn server for `app` (without access log); `server.run(sockets=[sock])` serves until SIGTERM/SIGINT
-    (or `server.should_exit = True`), answering the requests in flight for up to `grace_s` seconds."""
+    (or `server.should_exit = True`), answering the requests in flight for up to `grace_s` seconds; a client's
+    address is the connection's unless it comes from `forwarded_allow_ips` (a proxy)."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -73,6 +53,8 @@ def server(app, grace_s: float = 30.0):
         access_log=False,
         timeout_graceful_shutdown=grace_s,
         limit_concurrency=MAX_CONNECTIONS,
+        proxy_headers=bool(forwarded_allow_ips),
+        forwarded_allow_ips=list(forwarded_allow_ips or []) or None,
     )
     return Server(config)
 
