@@ -304,3 +304,31 @@ def test_translator_on_sentence_reports_every_line_once(tiny_model, tiny_corpus)
     heard: list[tuple[int, str]] = []
     want = [t.text for t in tr.translate(lines, on_sentence=lambda i, t: heard.append((i, t.text)))]
     assert sorted(heard) == list(enumerate(want))  # each line once, with its translation
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_dropped_sentences_leave_the_search_at_the_next_step_and_the_rest_is_unchanged(beam):
+    """A server's client gone: its rows leave the running search at once (issue 31, item 9); every other
+    sentence gets the result it would have got, and no step decodes a dropped row again."""
+    from mtx.decode.search import search
+
+    model = _model()
+    model.config.max_len = 64
+    src, mask = random_batch(6, 7)
+    want = search(model, src, mask, beam, 1.0, 4.0, 20)
+    steps, asked = [], []
+
+    def drop() -> list[int]:
+        asked.append(1)
+        return [1, 4] if len(asked) >= 2 else []
+
+    real = model.decode_step
+
+    def counted(tokens, cache, t):
+        steps.append(tokens.shape[0])
+        return real(tokens, cache, t)
+
+    model.decode_step = counted
+    got = search(model, src, mask, beam, 1.0, 4.0, 20, drop=drop)
+    _same([got[i] for i in (0, 2, 3, 5)], [want[i] for i in (0, 2, 3, 5)])  # equal up to the batch's rounding
+    assert all(n <= 4 * beam for n in steps[2:])  # from the third step on, the two dropped rows are gone

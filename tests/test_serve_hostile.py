@@ -9,36 +9,30 @@ import json
 import socket
 import threading
 import time
+import urllib.request
 
 import pytest
+from fakes import FunctionTranslator
 from test_serve import Running, _call, _post
 
-from mtx.config import DecodeConfig
-from mtx.decode.translator import BatchTranslator, Translation
 from mtx.errors import UsageError
 from mtx.serve import app as app_mod
-from mtx.serve import transport
+from mtx.serve import routes, transport
 from mtx.serve.app import make_app, server
 from mtx.serve.service import Limits, Service
 
 
-class Tok:  # one piece a word
-    def encode(self, lines):
-        return [[7] * len(s.split()) for s in lines]
-
-
-class Gate(BatchTranslator):
+class Gate(FunctionTranslator):
     """Translates a line into itself, upper-cased, once `release` is set; remembers what it was asked."""
 
     def __init__(self):
-        self.tokenizer, self.cfg, self.batch_tokens = Tok(), DecodeConfig(beam=1), 1000
-        self.release, self.started, self.seen = threading.Event(), threading.Event(), []
+        super().__init__(str.upper)
+        self.release, self.started = threading.Event(), threading.Event()
 
-    def translate(self, lines, **options):
-        self.seen.extend(lines)
+    def decode_ids(self, ids, **options):
         self.started.set()
         self.release.wait(30)
-        return [Translation(x.upper(), [(x.upper(), 0.0)]) for x in lines]
+        return super().decode_ids(ids, **options)
 
 
 def _raw(port: int, data: bytes, read: bool = True, timeout: float = 30) -> bytes:
@@ -128,7 +122,7 @@ def test_more_work_than_the_queue_holds_is_a_503_at_once():
         answers: list = []
 
         def five(i: int) -> None:
-            q = " ".join(f"Satz {i} {k}." for k in range(5))
+            q = " ".join(f"Satz {i} {k} endet hier." for k in range(5))
             answers.append(_post(r.port, {"q": q, "source": "de", "target": "en"}))
 
         clients = [threading.Thread(target=five, args=(i,)) for i in range(2)]
@@ -148,7 +142,7 @@ def test_work_for_clients_that_hung_up_is_dropped():
     service = Service(gate, [("de", "en")], Limits(max_sentences=128, wait_ms=1))
     with Running(service) as r:
         first = _busy(service, gate, r.port)
-        body = json.dumps({"q": " ".join(f"Satz {k}." for k in range(70)), "source": "de", "target": "en"})
+        body = json.dumps({"q": " ".join(f"Satz {k} endet hier." for k in range(70)), "source": "de", "target": "en"})
         head = "POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         request = f"{head}Content-Length: {len(body)}\r\n\r\n{body}".encode()
         clients = [socket.create_connection(("127.0.0.1", r.port)) for _ in range(8)]
@@ -165,11 +159,9 @@ def test_work_for_clients_that_hung_up_is_dropped():
 
 
 def test_a_foreign_host_header_is_refused():
-    from mtx.serve.app import HostCheck
-
     gate = Gate()
     gate.release.set()
-    sock_app = HostCheck(make_app(Service(gate, [("de", "en")], Limits(wait_ms=1)), "m"), ["localhost", "127.0.0.1"])
+    sock_app = make_app(Service(gate, [("de", "en")], Limits(wait_ms=1)), "m", ["localhost", "127.0.0.1"])
     srv = server(sock_app)
     sock = app_mod.listen("127.0.0.1", 0)
     port = sock.getsockname()[1]
@@ -221,4 +213,125 @@ def test_hung_up_detects_a_disconnect():
         async def receive(self):
             return self.messages.pop(0)
 
-    asyncio.run(asyncio.wait_for(app_mod._hung_up(Request()), 5))
+    asyncio.run(asyncio.wait_for(routes._hung_up(Request()), 5))
+
+
+# issue 31: each fault a client could cause, refused before anything is queued
+
+
+@pytest.fixture
+def echo_small():
+    gate = Gate()
+    gate.release.set()
+    service = Service(gate, [("de", "en")], Limits(max_chars=6000, max_sentences=8, wait_ms=1, max_texts=4))
+    with Running(service) as r:
+        r.service = service
+        yield r
+
+
+def _json(port: int, path: str, text: str) -> tuple[int, dict]:
+    """A JSON body written by hand (a lone surrogate such as \\ud800 cannot be made by json.dumps of a str)."""
+    return _call(port, path, text.encode())
+
+
+@pytest.mark.parametrize(
+    "path, body, words",
+    [
+        ("/translate", '{"q": "ein hund.", "source": "de", "target": "en", "prefix": "\\ud800"}', "prefix"),
+        ("/translate", '{"q": "\\ud800", "source": "de", "target": "en"}', "q must"),
+        ("/translate", '{"q": "\\ud800", "source": "de", "target": "en", "format": "html"}', "q must"),
+        ("/score", '{"q": "a", "translation": "\\udfff", "source": "de", "target": "en"}', "translation"),
+        ("/translate", '{"q": "a.", "source": "de", "target": "en", "sample": "topk=5", "temperature": 1e-308}',
+         "temperature"),
+        ("/translate", '{"q": "' + "<b>" * 400 + 'x", "source": "de", "target": "en", "format": "html"}', "nests"),
+        ("/translate", '{"q": "' + "<div>" * 990 + 'x", "source": "de", "target": "en", "format": "html"}', "nests"),
+        ("/translate", '{"q": "a.", "source": "de", "target": "en", "prefix": "' + "x" * 6000 + '"}', "characters"),
+        ("/detect", '{"q": [' + ",".join(['""'] * 20000) + "]}", "texts"),
+        ("/translate", '{"q": ["a", "b", "c", "d", "e"], "source": "de", "target": "en"}', "5 texts"),
+    ],
+    ids=["prefix-surrogate", "q-surrogate", "html-surrogate", "score-surrogate", "tiny-temperature", "nested-b",
+         "nested-div", "long-prefix", "20000-detections", "too-many-texts"],
+)  # fmt: skip
+def test_what_a_client_sends_is_a_4xx_naming_it(echo_small, path, body, words):
+    code, out = _json(echo_small.port, path, body)
+    assert 400 <= code < 500 and words in out["error"], (code, out)
+    assert _post(echo_small.port, {"q": "ein hund.", "source": "de", "target": "en"}) == (
+        200,
+        {"translatedText": "EIN HUND."},
+    )
+
+
+def test_a_poisoned_prefix_never_fails_the_others_in_its_batch():
+    """Requests collected in one batch: the one with a bad prefix is refused alone (item 2)."""
+    gate = Gate()
+    service = Service(gate, [("de", "en")], Limits(wait_ms=200))
+    with Running(service) as r:
+        first = _busy(service, gate, r.port)
+        bad = '{"q": "b.", "source": "de", "target": "en", "prefix": "\\ud800"}'
+        results: list = []
+        threads = [threading.Thread(target=lambda: results.append(_json(r.port, "/translate", bad)))]
+        threads += [threading.Thread(target=lambda: results.append(_post(r.port, {"q": "c.", "source": "de",
+                                                                                  "target": "en"})))]  # fmt: skip
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        gate.release.set()
+        for t in [first, *threads]:
+            t.join(30)
+    assert sorted(code for code, _ in results) == [200, 400]
+
+
+def test_made_up_keys_and_forwarded_addresses_share_the_clients_count():
+    """Without --api-keys, a key names nobody; X-Forwarded-For is not believed without --forwarded-allow-ips
+    (item 3)."""
+    gate = Gate()
+    gate.release.set()
+    with Running(Service(gate, [("de", "en")], Limits(wait_ms=1, req_limit=3))) as r:
+        codes = []
+        for k in range(5):
+            body = json.dumps({"q": "a.", "source": "de", "target": "en", "api_key": f"made-up-{k}"}).encode()
+            head = (b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    b"X-Forwarded-For: 10.0.0.%d\r\nConnection: close\r\n" % k)  # fmt: skip
+            codes.append(_status(_raw(r.port, head + b"Content-Length: %d\r\n\r\n" % len(body) + body)))
+    assert codes == [200, 200, 200, 429, 429]
+
+
+def test_a_500_is_one_line_with_an_id_and_closes_the_connection(caplog):
+    class Broken(Gate):
+        def decode_ids(self, ids, **options):
+            raise RuntimeError("the model broke")
+
+    with Running(Service(Broken(), [("de", "en")], Limits(wait_ms=1))) as r:
+        body = json.dumps({"q": "a.", "source": "de", "target": "en"}).encode()
+        head = b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        reply = _raw(r.port, head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    assert _status(reply) == 500 and b"connection: close" in reply.lower() and b"internal error" in reply
+    errors = [rec for rec in caplog.records if rec.levelname == "ERROR"]
+    assert errors and all(rec.exc_info is None and "\n" not in rec.getMessage() for rec in errors)
+
+
+def test_the_page_and_answers_carry_safe_headers_and_cors_is_off_unless_asked(echo_small):
+    with urllib.request.urlopen(f"http://127.0.0.1:{echo_small.port}/", timeout=30) as resp:
+        csp = resp.headers["Content-Security-Policy"]
+        assert "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert b"<script src=" in resp.read()
+    ask = b"OPTIONS /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://app.example\r\n"
+    ask += b"Access-Control-Request-Method: POST\r\nConnection: close\r\n\r\n"
+    assert b"access-control-allow-origin" not in _raw(echo_small.port, ask).lower()
+    gate = Gate()
+    gate.release.set()
+    with Running(Service(gate, [("de", "en")], Limits(cors_origins=("https://app.example",)))) as r:
+        assert b"access-control-allow-origin: https://app.example" in _raw(r.port, ask).lower()
+
+
+def test_downloads_are_kept_per_client():
+    from mtx.serve.downloads import FileStore, StoreFull
+
+    store = FileStore(per_client=2, most_chars=100)
+    mine = store.put("10.0.0.1", "a.txt", "x")
+    for k in range(64):  # another client's many uploads evict only its own
+        store.put("10.0.0.2", f"{k}.txt", "y")
+    assert store.get(mine) == ("a.txt", "x")
+    with pytest.raises(StoreFull):
+        store.put("10.0.0.3", "big.txt", "z" * 200)

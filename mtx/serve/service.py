@@ -74,6 +74,11 @@ class Service:
         self._detector: Detector | None = None  # loaded on first use
         self.languages_list = self._languages()
 
+    @property
+    def queued(self) -> int:
+        """Sentences waiting for a batch."""
+        return self.batcher.queued
+
     async def cpu(self, fn, *args):
         """`fn(*args)` in the CPU pool (503 when too many requests wait for it)."""
         if self._cpu_slots.locked():
