@@ -8,6 +8,7 @@ import shutil
 import urllib.request
 
 import pytest
+from fakes import WordTokenizer
 from test_serve import Running, loaded  # noqa: F401  (the tiny model's translator, a fixture)
 
 from mtx.config import DecodeConfig
@@ -31,19 +32,16 @@ def browser():
 class Tagged(BatchTranslator):
     """A two-target model's stand-in: "translates" a line into the target tag it was given and the line."""
 
-    class Tok:
-        def encode(self, lines):
-            return [[7] * len(s.split()) for s in lines]
-
+    class Tok(WordTokenizer):
         def piece_id(self, piece):
             return {"<2en>": 5, "<2fr>": 6}[piece]
 
     def __init__(self):
         self.tokenizer, self.cfg, self.batch_tokens = self.Tok(), DecodeConfig(beam=1), 1000
 
-    def translate(self, lines, prefix=None, **options):
+    def decode_ids(self, ids, prefix=None, **options):
         tag = {5: "EN", 6: "FR"}[prefix[0]]
-        return [Translation(f"{tag}: {x}", [(f"{tag}: {x}", 0.0)]) for x in lines]
+        return [Translation(f"{tag}: {x}", [(f"{tag}: {x}", 0.0)]) for x in self.tokenizer.decode(ids)]
 
 
 def test_typing_german_shows_the_models_english(browser, loaded, tiny_corpus):  # noqa: F811

@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from fakes import FunctionTranslator
 from test_serve import Running, _post
 from typer.testing import CliRunner
 
@@ -16,7 +17,7 @@ from mtx import checkpoint
 from mtx.cli.main import app
 from mtx.config import DecodeConfig, build_config
 from mtx.decode.ct2 import exported_dir
-from mtx.decode.translator import BatchTranslator, Translation, Translator
+from mtx.decode.translator import Translator
 from mtx.errors import UsageError
 from mtx.serve.service import Limits, Service
 
@@ -40,30 +41,24 @@ def test_an_over_long_input_is_truncated_with_a_warning(tiny_model, logs, monkey
     assert any(f"input line 1 has {n} pieces; truncated to 255" in x for x in logs)
 
 
-class Failing(BatchTranslator):
+class Failing(FunctionTranslator):
     """Fails its first batch, then translates into upper case."""
 
     def __init__(self):
-        self.tokenizer, self.cfg, self.batch_tokens, self.calls = _Tok(), DecodeConfig(beam=1), 1000, 0
+        super().__init__(str.upper)
+        self.calls = 0
 
-    def translate(self, lines, **options):
+    def decode_ids(self, ids, **options):
         self.calls += 1
         if self.calls == 1:
             raise RuntimeError("the engine broke")
-        return [Translation(x.upper(), [(x.upper(), 0.0)]) for x in lines]
-
-
-class _Tok:
-    def encode(self, lines):
-        return [[7] * len(s.split()) for s in lines]
+        return super().decode_ids(ids, **options)
 
 
 def test_an_engine_error_is_a_500_and_the_server_goes_on(logs):
     with Running(Service(Failing(), [("de", "en")], Limits(wait_ms=1))) as r:
-        assert _post(r.port, {"q": "ein hund.", "source": "de", "target": "en"}) == (
-            500,
-            {"error": "internal error: RuntimeError"},
-        )
+        status, out = _post(r.port, {"q": "ein hund.", "source": "de", "target": "en"})
+        assert status == 500 and out["error"].startswith("internal error") and "RuntimeError" in out["error"]
         assert _post(r.port, {"q": "ein hund.", "source": "de", "target": "en"}) == (
             200,
             {"translatedText": "EIN HUND."},
