@@ -43,7 +43,7 @@ class FunctionTranslator(BatchTranslator):
 
     def __init__(self, fn):
         self.tokenizer, self.cfg, self.batch_tokens, self.fn = WordTokenizer(), DecodeConfig(beam=1), 1000, fn
-        self.max_len, self.seen = 256, []
+        self.max_len, self.seen, self.device = 256, [], "cpu"
 
     def decode_ids(self, ids, *, decode=None, on_sentence=None, forced=None, **options):
         lines = self.tokenizer.decode(ids)

@@ -67,8 +67,8 @@ def test_rdrop_weight_0_is_the_plain_step_and_without_dropout_adds_nothing():
     assert runs["rdrop0"][0] == runs["plain"][0]
     # no dropout: both passes agree, the KL term is 0 and the update is the plain one
     assert abs(runs["rdrop_nodrop"][0] - runs["plain"][0]) < 1e-4
-    for a, b in zip(runs["rdrop_nodrop"][1], runs["plain"][1], strict=True):
-        assert torch.allclose(a, b, atol=1e-6)
+    for a, b in zip(runs["rdrop_nodrop"][1], runs["plain"][1], strict=True):  # Adam's first step divides each
+        assert torch.allclose(a, b, atol=1e-5)  # gradient by its own size: a near-zero one may round to ±4e-6
 
 
 def test_rdrop_kl_term_is_positive_with_dropout():

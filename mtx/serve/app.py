@@ -43,28 +43,11 @@ def make_app(service: Service, model_name: str = "", hosts: list[str] | None = N
     from starlette.middleware.cors import CORSMiddleware
     from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.requests import ClientDisconnect
-    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
     from mtx.serve import routes as R
 
     lim = service.limits
-
-    async def request_error(request, e: RequestError) -> JSONResponse:
-        return JSONResponse({"error": e.message}, status_code=e.status, headers=e.headers)
-
-    async def http_error(request, e: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": e.detail}, status_code=e.status_code)
-
-    async def gone(request, e: ClientDisconnect) -> Response:
-        return Response(status_code=400)  # nobody to answer
-
-    async def server_error(request, e: Exception) -> JSONResponse:
-        rid = next(_ids)
-        log.error(f"error {rid}: {request.method} {request.url.path}: {type(e).__name__}: {e}",
-                  exc_info=e if lim.debug else None)  # fmt: skip
-        return JSONResponse({"error": f"internal error {rid}: {type(e).__name__}"}, status_code=500,
-                            headers={"Connection": "close"})  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -95,16 +78,46 @@ def make_app(service: Service, model_name: str = "", hosts: list[str] | None = N
         routes=routes,
         middleware=middleware,
         exception_handlers={
-            RequestError: request_error,
-            HTTPException: http_error,
-            ClientDisconnect: gone,
-            Exception: server_error,
+            RequestError: _request_error,
+            HTTPException: _http_error,
+            ClientDisconnect: _gone,
+            Exception: _server_error,
         },  # fmt: skip
         lifespan=lifespan,
     )
     app.state.service, app.state.model_name = service, model_name
     app.state.access, app.state.files = Access(lim.keys, lim.req_limit), FileStore()
     return Logged(service.metrics.middleware(app) if lim.metrics else app)
+
+
+async def _request_error(request, e: RequestError):
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": e.message}, status_code=e.status, headers=e.headers)
+
+
+async def _http_error(request, e):
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": e.detail}, status_code=e.status_code)
+
+
+async def _gone(request, e):
+    from starlette.responses import Response
+
+    return Response(status_code=400)  # nobody to answer
+
+
+async def _server_error(request, e: Exception):
+    """One log line with a request id (the traceback with --debug); the connection closed after the answer."""
+    from starlette.responses import JSONResponse
+
+    rid = next(_ids)
+    debug = request.app.state.service.limits.debug
+    log.error(f"error {rid}: {request.method} {request.url.path}: {type(e).__name__}: {e}",
+              exc_info=e if debug else None)  # fmt: skip
+    return JSONResponse({"error": f"internal error {rid}: {type(e).__name__}"}, status_code=500,
+                        headers={"Connection": "close"})  # fmt: skip
 
 
 class Headers:

@@ -19,15 +19,16 @@ single spaces, as the browser shows it."""
 
 from __future__ import annotations
 
-import bisect
 import html
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bs4 import BeautifulSoup, Doctype, NavigableString, Tag
 from bs4.dammit import EntitySubstitution
 from bs4.element import PreformattedString
 from bs4.formatter import HTMLFormatter
+
+from mtx.serve.placement import PUNCT_ONLY, Node, build, origins, place, tokens
 
 INLINE = frozenset({
     "a", "abbr", "b", "bdi", "bdo", "cite", "data", "del", "dfn", "em", "font", "i", "ins", "label", "mark", "q", "s",
@@ -42,8 +43,6 @@ _SHIELD = "\ue000"  # stands for the & of an entity while the page is parsed, so
 _ENTITY = re.compile(r"&(#[0-9]+;|#[xX][0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]*;)")
 _EDGE = re.compile(r"(?:\s|\ue000(?:nbsp|#160|#[xX]a0);)*")  # whitespace at the edge of a run, as written
 _TRAIL = re.compile(r"(?:\s|\ue000(?:nbsp|#160|#[xX]a0);)$")
-_PUNCT_ONLY = re.compile(r"^[.,;:!?…)\]»“”\"']+$")
-_PUNCT = re.compile(r"^([(\[«„“\"']*)(.*?)([.,;:!?…)\]»“”\"']*)$")
 
 
 class _Formatter(HTMLFormatter):
@@ -91,20 +90,6 @@ def _trail(s: str) -> str:
     return s[end:]
 
 
-def _tokens(text: str) -> tuple[list[str], list[bool], list[int]]:
-    """A translation's words, punctuation at their edges apart (so that a tag can close before a full stop),
-    whether a space comes before each, and where each starts in `text`."""
-    toks, spaces, starts = [], [], []
-    for m in re.finditer(r"\S+", text):
-        at = m.start()
-        for k, piece in enumerate(p for p in _PUNCT.match(m.group()).groups() if p):
-            toks.append(piece)
-            spaces.append(k == 0)
-            starts.append(at)
-            at += len(piece)
-    return toks, spaces, starts
-
-
 class PageError(ValueError):
     """A page mtx will not translate (nested too deeply)."""
 
@@ -129,23 +114,10 @@ def _text(s: str) -> str:
 
 
 @dataclass
-class _Node:
-    """An inline element of a run: where its text lies in the run's text (normalized), its children."""
-
-    tag: Tag | None  # None: the run itself
-    start: int = 0
-    end: int = 0
-    opaque: bool = False  # left alone: placed, not translated
-    children: list[_Node] = field(default_factory=list)
-    stop: bool = False  # its text ends with punctuation
-    span: tuple[int, int] = (0, 0)  # the words of the run's translation it wraps
-
-
-@dataclass
 class _Run:
     parent: Tag
     items: list  # the run's nodes, siblings in `parent`
-    root: _Node
+    root: Node
     text: int  # index of the run's text in HtmlPage.texts
     lead: str
     trail: str
@@ -184,12 +156,12 @@ class HtmlPage:
 
     def _close(self, parent: Tag, items: list) -> None:
         """Make a run of `items` if they hold text to translate."""
-        root = _Node(None)
+        root = Node(None)
         chars: list[str] = []
 
-        def walk(node, into: _Node) -> None:
+        def walk(node, into: Node) -> None:
             if isinstance(node, PreformattedString):  # a comment inside a run: kept where it is
-                into.children.append(_Node(node, len(chars), len(chars), opaque=True))
+                into.children.append(Node(node, len(chars), len(chars), opaque=True))
             elif isinstance(node, NavigableString):
                 for c in _text(str(node)):
                     if not c.isspace():
@@ -197,9 +169,9 @@ class HtmlPage:
                     elif chars and chars[-1] != " ":
                         chars.append(" ")
             elif node.name in OPAQUE_INLINE or _kept(node):
-                into.children.append(_Node(node, len(chars), len(chars), opaque=True))
+                into.children.append(Node(node, len(chars), len(chars), opaque=True))
             else:
-                me = _Node(node, len(chars))
+                me = Node(node, len(chars))
                 into.children.append(me)
                 for c in node.children:
                     walk(c, me)
@@ -219,7 +191,7 @@ class HtmlPage:
         trail = _trail(str(last)) if _is_text(last) else ""
         self.runs.append(_Run(parent, items, root, root.text, lead, trail))
 
-    def _stops(self, node: _Node, text: str) -> None:
+    def _stops(self, node: Node, text: str) -> None:
         """Marks the elements whose text ends with punctuation (they take the full stop after them)."""
         for child in node.children:
             own = text[child.start : child.end].strip()
@@ -233,15 +205,15 @@ class HtmlPage:
         if len(translations) != len(self.texts):
             raise ValueError(f"{len(self.texts)} texts, {len(translations)} translations")
         for k, run in enumerate(self.runs):
-            toks, spaces, starts = _tokens(translations[run.text])
+            toks, spaces, starts = tokens(translations[run.text])
             pairs = alignments[k] if alignments is not None else None
-            origin = _origins(starts, pairs) if pairs else None
+            origin = origins(starts, pairs) if pairs else None
             run.root.span = (0, len(toks))
-            real = [not _PUNCT_ONLY.match(w) for w in toks]
-            _place(run.root, origin, real, len(self.texts[run.text]) or 1)
+            real = [not PUNCT_ONLY.match(w) for w in toks]
+            place(run.root, origin, real, len(self.texts[run.text]) or 1)
             marker = NavigableString("")
             run.items[0].insert_before(marker)
-            nodes = _build(run.root, (toks, spaces))  # the run's elements, taken out of the page and refilled
+            nodes = build(run.root, (toks, spaces))  # the run's elements, taken out of the page and refilled
             for item in run.items:
                 if item.parent is not None:
                     item.extract()
@@ -250,70 +222,3 @@ class HtmlPage:
                     marker.insert_before(NavigableString(n) if type(n) is str else n)
             marker.extract()
         return self.soup.decode(formatter=_Formatter()).replace(_SHIELD, "&")
-
-
-def _origins(starts: list[int], pairs: list[tuple[int, int]]) -> list[int]:
-    """The source character each token comes from: that of the last piece starting at or before the token."""
-    at = [t for t, _ in pairs]
-    return [pairs[max(bisect.bisect_right(at, s) - 1, 0)][1] for s in starts]
-
-
-def _place(node: _Node, origin: list[int] | None, real: list[bool], length: int) -> None:
-    """Each child's span of tokens inside `node`'s span: from the first to the last word aligned inside its
-    source text (after its preceding sibling); by position where none is (or without alignments)."""
-    lo, hi = node.span
-    n = len(real)
-    for child in node.children:
-        at = min(max(round(child.start / length * n), lo), hi)
-        span = None
-        if origin is not None and not child.opaque and child.end > child.start:
-            inside = [i for i in range(lo, hi) if real[i] and child.start <= origin[i] < child.end]
-            if inside:
-                span = (inside[0], inside[-1] + 1)
-        if span is None:
-            end = round(child.end / length * n) if child.end > child.start else at
-            span = (at, min(max(end, at + (child.end > child.start)), hi))
-        i, j = span
-        if not child.opaque and child.stop and j < hi and not real[j]:  # it ended a sentence: the full stop too
-            j += 1
-        child.span = (i, j) if not child.opaque else (at, at)
-        lo = max(lo, child.span[1])
-        _place(child, origin, real, length)
-
-
-def _build(node: _Node, words: tuple[list[str], list[bool]]) -> list:
-    """The nodes of `node`'s span: its words and its children (elements refilled, kept ones as they were), spaced
-    as the translation was."""
-    toks, spaces = words
-
-    def say(a: int, b: int) -> str:
-        return "".join((" " if spaces[i] and i > a else "") + toks[i] for i in range(a, b))
-
-    units: list = []  # (the index of its first word or -1, a string or a node)
-    pos, hi = node.span
-    for child in node.children:
-        if child.span[0] > pos:
-            units.append((pos, say(pos, child.span[0])))
-        if not child.opaque:
-            inner = _build(child, words)
-            child.tag.clear()
-            for n in inner:
-                child.tag.append(n)
-        first = child.span[0] if child.span[1] > child.span[0] else -1
-        units.append((first, child.tag.extract() if child.tag.parent is not None else child.tag))
-        pos = max(pos, child.span[1])
-    if hi > pos:
-        units.append((pos, say(pos, hi)))
-    out: list = []
-
-    def put(unit) -> None:  # a string after a string is joined to it
-        if type(unit) is str and out and type(out[-1]) is str:
-            out[-1] += unit
-        else:
-            out.append(unit)
-
-    for k, (first, unit) in enumerate(units):
-        if k and (first < 0 or spaces[first]):
-            put(" ")
-        put(unit)
-    return out
