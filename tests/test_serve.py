@@ -386,3 +386,35 @@ def test_html_of_the_real_model_is_its_runs_translations(running, loaded):
     assert status == 200 and '<p title="x">' in out["translatedText"]
     strip = re.compile(r"<[^>]+>")
     assert strip.sub("", out["translatedText"]) == strip.sub("", plain)  # the same words; the tags by alignment
+
+
+def test_both_engines_align_a_translation_to_its_source(tiny_model, loaded, tiny_corpus):
+    """The alignments that place HTML tags: one row a target piece, one column a source piece, rows summing to 1,
+    from mtx's cross-attention and from CTranslate2's return_attention, close to each other."""
+    from mtx.decode.load import load
+
+    ct2, _ = load(tiny_model, "ct2", "cpu", beam=2)
+    src = (tiny_corpus / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[:4]
+    ids = loaded.tokenizer.encode(src)
+    outs = loaded.translate(src)
+    mine = loaded.align(ids, [t.tokens for t in outs])
+    theirs = ct2.align(ids, [t.tokens for t in outs])
+    for w, v, x, t in zip(mine, theirs, ids, outs, strict=True):
+        assert w.shape == v.shape == (len(t.tokens), len(x))
+        assert torch.all(w.sum(1) <= 1.0 + 1e-4) and torch.all(w.sum(1) > 0.2)  # the EOS column is left out
+        assert torch.allclose(w, v, atol=1e-3)  # the same weights: the last layer's heads averaged
+
+
+def test_html_through_ct2_keeps_the_text_of_the_mtx_engine(tiny_model, loaded):
+    from mtx.decode.load import load
+
+    ct2, _ = load(tiny_model, "ct2", "cpu", beam=2)
+    page = "<p>Ein <b>Hund</b> rennt über die <i>Wiese</i>.</p>"
+    strip = re.compile(r"<[^>]+>")
+    answers = []
+    for translator, engine in ((loaded, "mtx"), (ct2, "ct2")):
+        with Running(Service(translator, [("de", "en")], Limits(wait_ms=1), engine=engine)) as r:
+            status, out = _post(r.port, {"q": page, "source": "de", "target": "en", "format": "html"})
+        assert status == 200 and out["translatedText"].count("<b>") == 1 and out["translatedText"].count("<i>") == 1
+        answers.append(strip.sub("", out["translatedText"]))
+    assert answers[0] == answers[1]

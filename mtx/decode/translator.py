@@ -252,8 +252,9 @@ class Translator(BatchTranslator):
 
     @torch.inference_mode()
     def align(self, ids: list[list[int]], targets: list[list[int]], prefix: list[int] | None = None) -> list:
-        """The model's cross-attention for each (source, translation), teacher-forced, averaged over layers and
-        heads: (target pieces, source pieces) without the tag and EOS columns."""
+        """The model's cross-attention for each (source, translation), teacher-forced, the last layer's heads
+        averaged (as CTranslate2's return_attention of an mtx export): (target pieces, source pieces) without the
+        tag and EOS columns."""
         prefix = prefix or []
         out: list = [None] * len(ids)
         todo = [i for i in range(len(ids)) if ids[i] and targets[i]]
@@ -261,7 +262,10 @@ class Translator(BatchTranslator):
         for group in sorted_batches(lengths, self.batch_tokens):
             idx = [todo[j] for j in group]
             batch = collate([prefix + ids[i] for i in idx], [targets[i] for i in idx]).to(self.device)
-            w = self.model.cross_attention(batch.src, batch.src_mask, batch.tgt_in).mean(dim=(0, 2))  # (B, T, S)
+            try:
+                w = self.model.cross_attention(batch.src, batch.src_mask, batch.tgt_in)[-1].mean(dim=1)  # (B, T, S)
+            except NotImplementedError:  # an ensemble: no one attention (tags placed by position)
+                return [None] * len(ids)
             for b, i in enumerate(idx):
                 out[i] = w[b, : len(targets[i]), len(prefix) : len(prefix) + len(ids[i])].float().cpu()
         return out
