@@ -418,3 +418,21 @@ def test_html_through_ct2_keeps_the_text_of_the_mtx_engine(tiny_model, loaded):
         assert status == 200 and out["translatedText"].count("<b>") == 1 and out["translatedText"].count("<i>") == 1
         answers.append(strip.sub("", out["translatedText"]))
     assert answers[0] == answers[1]
+
+
+def test_bench_serve_hostile_answers_every_normal_request(tiny_model, tiny_corpus):
+    """`bench serve --hostile` for a few seconds: every hostile kind is refused as it should be, every normal
+    request is answered."""
+    from typer.testing import CliRunner
+
+    from mtx.cli.main import app
+
+    args = ["bench", "serve", "--model", str(tiny_model), "--data", str(tiny_corpus), "--clients", "2", "--hostile"]
+    result = CliRunner().invoke(app, [*args, "--seconds", "4", "--beam", "2"])
+    assert result.exit_code == 0, result.output
+    rec = json.loads(result.output.strip().splitlines()[-1])
+    assert rec["normal_success"] == 1.0 and rec["server_exit"] == 0
+    got = rec["hostile"]
+    for kind, code in (("poisoned-prefix", "400"), ("detections", "413"), ("oversized", "413"), ("nested", "400")):
+        assert got.get(f"{kind}: {code}", 0) > 0 and not any(k.startswith(kind) and k != f"{kind}: {code}" for k in got)
+    assert got.get("bold: 200", 0) > 0 and got.get("fresh-key: 200", 0) > 0  # no limit set: each answered

@@ -1,5 +1,7 @@
 """`mtx bench serve --hostile`: normal clients (loadtest.py) beside hostile ones, for a while: bodies far over the
-limit, deeply nested JSON, requests that stop half-way, clients that send much and hang up. One JSON line: the
+limit, deeply nested JSON, requests that stop half-way, clients that send much and hang up, bold HTML paragraphs
+of 104 words, poisoned prefixes (a lone surrogate), a made-up API key and X-Forwarded-For per request, detections
+of 20,000 texts. One JSON line: the
 normal clients' answers (all should succeed) and latency, the hostile ones' refusals by status, and the server's
 resident memory when the clients start and when they end."""
 
@@ -7,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,6 +18,38 @@ from mtx.measure import percentile_ms
 from mtx.serve.loadtest import health, normal_client, setup, start_server, stop_server
 
 HEAD = b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+KINDS = ("oversized", "nested", "slow", "hang-up", "bold", "poisoned-prefix", "fresh-key", "detections")
+BOLD = " ".join(["Ein kleiner Hund rennt mit einem roten Ball über die grüne Wiese, und zwei Kinder lachen laut."] * 6)
+
+
+def _body(head: bytes, body: bytes) -> bytes:
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def _send(kind: str, src: str, tgt: str) -> bytes:
+    """What a hostile client of `kind` sends once."""
+    if kind == "oversized":
+        return HEAD + b"Content-Length: 200000000\r\n\r\n" + b"[" * 65536
+    if kind == "nested":
+        return _body(HEAD, b"[" * 60000)
+    if kind == "slow":
+        return HEAD + b"Content-Length: 1000\r\n\r\n" + b'{"q": '
+    if kind == "hang-up":
+        many = json.dumps(
+            {"q": " ".join(f"Ein Hund rennt {i} Meter." for i in range(60)), "source": src, "target": tgt}
+        )
+        return _body(HEAD, many.encode())
+    if kind == "bold":
+        page = json.dumps({"q": f"<p><b>{BOLD}</b></p>", "source": src, "target": tgt, "format": "html"})
+        return _body(HEAD, page.encode())
+    if kind == "poisoned-prefix":
+        return _body(HEAD, b'{"q": "Ein Hund.", "source": "%s", "target": "%s", "prefix": "\\ud800"}' % (
+            src.encode(), tgt.encode()))  # fmt: skip
+    if kind == "fresh-key":
+        ask = {"q": "Ein Hund.", "source": src, "target": tgt, "api_key": secrets.token_hex(8)}
+        forwarded = b"X-Forwarded-For: 10.%d.%d.%d\r\n" % tuple(secrets.randbelow(256) for _ in range(3))
+        return _body(HEAD + forwarded, json.dumps(ask).encode())
+    return _body(HEAD.replace(b"/translate", b"/detect"), b'{"q": [' + b",".join([b'""'] * 20000) + b"]}")
 
 
 async def _status(reader) -> str:
@@ -24,18 +59,11 @@ async def _status(reader) -> str:
 
 async def _hostile(kind: str, port: int, src: str, tgt: str, until: float, codes: Counter) -> None:
     """One hostile client, over and over until `until`; `codes` counts what the server answered."""
-    many = json.dumps({"q": " ".join(f"Ein Hund rennt {i}." for i in range(60)), "source": src, "target": tgt})
-    sends = {
-        "oversized": HEAD + b"Content-Length: 200000000\r\n\r\n" + b"[" * 65536,
-        "nested": HEAD + b"Content-Length: 60000\r\n\r\n" + b"[" * 60000,
-        "slow": HEAD + b"Content-Length: 1000\r\n\r\n" + b'{"q": ',
-        "hang-up": HEAD + b"Content-Length: %d\r\n\r\n%s" % (len(many), many.encode()),
-    }
     while time.perf_counter() < until:
         writer = None
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(sends[kind])
+            writer.write(_send(kind, src, tgt))
             await writer.drain()
             if kind == "hang-up":
                 await asyncio.sleep(0.3)
@@ -70,7 +98,7 @@ def soak(model: Path, sentences: list[str], src: str, tgt: str, engine: str, bea
             out, codes = {"clients": clients, "latencies": [], "errors": []}, Counter()
             rss_start, until = _rss_mb(proc.pid), time.perf_counter() + seconds
             normal = [normal_client(i, port, sentences, src, tgt, until, out) for i in range(clients)]
-            hostile = [_hostile(k, port, src, tgt, until, codes) for k in ("oversized", "nested", "slow", "hang-up")]
+            hostile = [_hostile(k, port, src, tgt, until, codes) for k in KINDS]
             await asyncio.gather(*normal, *hostile)
             return out | {"codes": codes, "rss_start": rss_start, "rss_end": _rss_mb(proc.pid), "after": health(port)}
 
