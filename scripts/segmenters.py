@@ -1,9 +1,14 @@
 """Compare sentence segmenters on abbreviation, number, quote and ellipsis cases in de, en, fr, cs: prints a
-Markdown table (cases right per segmenter, and the time per 1,000 calls). `python scripts/segmenters.py`"""
+Markdown table (cases right per segmenter, and the time per 1,000 sentences). Needs the two not installed by mtx:
+`pip install pysbd sentencex && python scripts/segmenters.py`"""
 
 from __future__ import annotations
 
 import time
+
+import pysbd
+import sentence_splitter
+import sentencex
 
 # (language, text, the expected sentences)
 CASES = [
@@ -33,10 +38,6 @@ CASES = [
 
 
 def segmenters():
-    import pysbd
-    import sentence_splitter
-    import sentencex
-
     pysbd_langs = {"de": "de", "en": "en", "fr": "fr", "cs": "sk"}  # pysbd has no Czech: Slovak, the nearest
     sbd = {lang: pysbd.Segmenter(language=code, clean=False) for lang, code in pysbd_langs.items()}
     moses = {lang: sentence_splitter.SentenceSplitter(language=lang) for lang in ("de", "en", "fr", "cs")}
@@ -48,7 +49,7 @@ def segmenters():
 
 
 def main() -> None:
-    print("| segmenter | right (of %d) | de | en | fr | cs | ms / 1,000 sentences | wrong |" % len(CASES))
+    print(f"| segmenter | right (of {len(CASES)}) | de | en | fr | cs | ms / 1,000 sentences | wrong |")
     print("|---|---|---|---|---|---|---|---|")
     for name, split in segmenters().items():
         right, per, wrong = 0, {}, []
