@@ -52,7 +52,7 @@ def build_spec(model, tokenizer):
     """The CTranslate2 `TransformerSpec` holding `model`'s weights and `tokenizer`'s pieces as vocabularies."""
     specs = engine_module().specs
     c = model.config
-    # return_attention (serve's HTML tags) gives the last layer's heads averaged, as mtx's `Translator.align`
+    # return_attention (serve's HTML tags): the last layer's heads averaged (CTranslate2 takes one layer)
     spec = specs.TransformerSpec.from_config((c.enc_layers, c.dec_layers), c.n_heads, pre_norm=c.pre_norm,
                                              alignment_layer=-1, alignment_heads=c.n_heads)  # fmt: skip
     spec.config.layer_norm_epsilon = 1e-5  # torch's LayerNorm default

@@ -252,9 +252,9 @@ class Translator(BatchTranslator):
 
     @torch.inference_mode()
     def align(self, ids: list[list[int]], targets: list[list[int]], prefix: list[int] | None = None) -> list:
-        """The model's cross-attention for each (source, translation), teacher-forced, the last layer's heads
-        averaged (as CTranslate2's return_attention of an mtx export): (target pieces, source pieces) without the
-        tag and EOS columns."""
+        """The model's cross-attention for each (source, translation), teacher-forced, averaged over layers and
+        heads (it placed the tags of docs/deploy.md's examples better than the last or the first layer alone):
+        (target pieces, source pieces) without the tag and EOS columns."""
         prefix = prefix or []
         out: list = [None] * len(ids)
         todo = [i for i in range(len(ids)) if ids[i] and targets[i]]
@@ -263,7 +263,7 @@ class Translator(BatchTranslator):
             idx = [todo[j] for j in group]
             batch = collate([prefix + ids[i] for i in idx], [targets[i] for i in idx]).to(self.device)
             try:
-                w = self.model.cross_attention(batch.src, batch.src_mask, batch.tgt_in)[-1].mean(dim=1)  # (B, T, S)
+                w = self.model.cross_attention(batch.src, batch.src_mask, batch.tgt_in).mean(dim=(0, 2))  # (B, T, S)
             except NotImplementedError:  # an ensemble: no one attention (tags placed by position)
                 return [None] * len(ids)
             for b, i in enumerate(idx):
