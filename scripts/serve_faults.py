@@ -1,5 +1,6 @@
 """The faults of issue 31 a client could cause, sent to a running `mtx serve` (any version): what it answers to
-each. `python scripts/serve_faults.py http://127.0.0.1:5000` (start the server with `--req-limit 3`)."""
+each. `python scripts/serve_faults.py http://127.0.0.1:5000`; with `--rate`, against a server started with
+`--req-limit 3`: six requests, each with a made-up key and its own X-Forwarded-For."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ FAULTS = {
     "temperature 1e-308": ("/translate", '{"q": "Ein Hund.", ' + T + ', "sample": "topk=5", "temperature": 1e-308}'),
     "400 nested <b>": ("/translate", '{"q": "' + "<b>" * 400 + 'x", ' + T + ', "format": "html"}'),
     "990 <div>": ("/translate", '{"q": "' + "<div>" * 990 + 'x", ' + T + ', "format": "html"}'),
-    "a 4,999-character prefix (limit 5,000)": ("/translate", '{"q": "Ein.", ' + T + ', "prefix": "' + "x" * 4999 + '"}'),
+    "a 4,999-character prefix (limit 5,000)": (
+        "/translate",
+        '{"q": "Ein.", ' + T + ', "prefix": "' + "x" * 4999 + '"}',
+    ),
     "20,000 texts to /detect": ("/detect", '{"q": [' + ",".join(['""'] * 20000) + "]}"),
 }
 
@@ -31,14 +35,16 @@ def call(url: str, path: str, body: str, headers: dict | None = None) -> tuple[i
         return e.code, e.read().decode()[:80]
 
 
-def main(url: str) -> None:
-    for name, (path, body) in FAULTS.items():
-        print(f"{name}: {call(url, path, body)}")
+def main(url: str, rate: bool) -> None:
+    if not rate:
+        for name, (path, body) in FAULTS.items():
+            print(f"{name}: {call(url, path, body)}")
+        print("CSP of the page:", urllib.request.urlopen(url + "/", timeout=60).headers["Content-Security-Policy"])
+        return
     codes = [call(url, "/translate", json.dumps({"q": "Ein Hund.", "source": "de", "target": "en", "api_key": f"k{i}"}),
                   {"X-Forwarded-For": f"10.0.0.{i}"})[0] for i in range(6)]  # fmt: skip
     print(f"a made-up key and X-Forwarded-For per request (--req-limit 3): {codes}")
-    print("CSP of the page:", urllib.request.urlopen(url + "/", timeout=60).headers["Content-Security-Policy"])
 
 
 if __name__ == "__main__":
-    main(sys.argv[1].rstrip("/"))
+    main(sys.argv[1].rstrip("/"), "--rate" in sys.argv)
