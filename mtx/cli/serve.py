@@ -5,9 +5,6 @@ from pathlib import Path
 from typer import Option as Opt
 
 from mtx.cli import common as o
-from mtx.serve.access import read_keys
-from mtx.serve.app import serve as run_server
-from mtx.serve.service import Limits
 
 WORKERS = "Batches decoded at once, sharing the CPU threads."
 
@@ -35,6 +32,9 @@ def serve(
     debug: bool = Opt(False, help="Log the traceback of an internal error (else one line)."),
 ) -> None:
     """Serve the model over HTTP: LibreTranslate's API and web page (docs/deploy.md), /health and /metrics."""
+    from mtx.serve.app import Limits, read_keys  # the server's packages, for `serve` only
+    from mtx.serve.app import serve as run_server
+
     keys = frozenset(read_keys(api_keys)) if api_keys else frozenset()
     limits = Limits(max_chars, max_sentences, batch_wait_ms, batch_tokens, workers, max_queue, req_limit, keys, metrics,
                     max_texts, tuple(cors_origins or ()), debug)  # fmt: skip

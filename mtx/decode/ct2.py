@@ -94,7 +94,8 @@ class CT2Translator(BatchTranslator):
 
     def align(self, ids: list[list[int]], targets: list[list[int]], prefix: list[int] | None = None) -> list:
         """CTranslate2's attention for each (source, translation): the translation forced as the target prefix,
-        `return_attention` (the last layer's heads averaged, as exported): (target pieces, source pieces) without tag and EOS."""
+        `return_attention` (the last layer's heads averaged, as exported): (target pieces, source pieces) without
+        the tag and EOS columns."""
         sp, prefix = self.tokenizer.sp, prefix or []
         out: list = [None] * len(ids)
         todo = [i for i in range(len(ids)) if ids[i] and targets[i]]

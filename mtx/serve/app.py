@@ -24,7 +24,7 @@ from mtx.data import pairs as P
 from mtx.decode.load import load
 from mtx.device import resolve_device
 from mtx.errors import MtxError, UsageError
-from mtx.serve.access import Access
+from mtx.serve.access import Access, read_keys
 from mtx.serve.downloads import FileStore
 from mtx.serve.schema import RequestError
 from mtx.serve.service import Limits, Service
@@ -32,6 +32,7 @@ from mtx.serve.transport import LOOPBACK_NAMES, listen, server
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
+__all__ = ["Limits", "make_app", "read_keys", "serve"]
 
 
 def make_app(service: Service, model_name: str = "", hosts: list[str] | None = None):
