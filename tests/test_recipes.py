@@ -215,3 +215,22 @@ def test_init_refusals(tiny_model, tiny_corpus, tmp_path):
     _one_line_error(run(*args[:4], f"{tiny_corpus},tag=bt", "--out", tmp_path / "b"), 2, "has no <bt>")
     _one_line_error(run(*args, "--out", tiny_model), 2, "elsewhere")
     _one_line_error(run(*args, "--out", tmp_path / "c", "--resume", tiny_model), 2, "give one of them")
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_sampling_draws_from_the_softmax_at_the_temperature(temperature):
+    """The share of each token among many draws is the softmax of the log-probabilities divided by T (so T -> 0 is
+    greedy and a high T flattens the distribution)."""
+    from mtx.decode.search import Sampling, sample_tokens
+
+    logp = torch.tensor([[0.0, -0.5, -1.0, -2.0, -3.0, -1.5]]).log_softmax(-1)
+    rows = logp.expand(20000, -1).clone()
+    g = torch.Generator().manual_seed(0)
+    drawn = sample_tokens(rows, Sampling(temperature=temperature), g)
+    got = torch.bincount(drawn, minlength=6).float() / len(drawn)
+    want = (logp[0] / temperature).clone()
+    want[[0, 2]] = float("-inf")  # PAD and BOS are never drawn: their share goes to the others
+    want = want.softmax(-1)
+    assert (got - want).abs().sum() < 0.03, (got, want)
+    cold = sample_tokens(logp.expand(500, -1).clone(), Sampling(temperature=0.01), g)
+    assert bool((cold == (logp[0].clone().index_fill(0, torch.tensor([0, 2]), -1e9)).argmax()).all())

@@ -46,3 +46,18 @@ def test_training_with_subword_regularisation(tiny_corpus, tmp_path):
             for x in ("--set", s)]  # fmt: skip
     r = run("train", "--data", tiny_corpus, "--out", tmp_path / "m", "--device", "cpu", *sets)
     assert r.exit_code == 0, r.output
+
+
+def test_alpha_sets_how_far_the_samples_stray_from_the_one_best(tmp_path):
+    """alpha is the unigram sampler's smoothing (segmentations drawn with probability ∝ P^alpha, Kudo 2018): a
+    small alpha flattens the distribution, so more rows come out segmented otherwise than the one best; a large
+    one sharpens it towards the one best."""
+    root = write_corpus(tmp_path / "c", {"train": 80, "val": 10})
+    fixed = _rows(_data(root, 0.0).train.collate(np.arange(80)).src)
+
+    def changed(alpha: float) -> float:
+        rows = _rows(_data(root, alpha).train.collate(np.arange(80)).src)
+        return sum(a != b for a, b in zip(rows, fixed, strict=True)) / len(rows)
+
+    flat, sharp = changed(0.05), changed(1.0)
+    assert flat > 0.5 > sharp, (flat, sharp)

@@ -1,5 +1,6 @@
 """The update step on CPU in bf16 autocast: what the CPU preset runs where the CPU has bf16 support."""
 
+import pytest
 import torch
 from conftest import TINY_SETTINGS, random_model
 
@@ -81,3 +82,24 @@ def test_rdrop_kl_term_is_positive_with_dropout():
     assert objective > ce > 0
     same, obj_same = rdrop_loss(torch.cat([two[:8]] * 2), batch.tgt_out, 0.0, 1.0)
     assert torch.allclose(same, obj_same)
+
+
+def test_rdrop_objective_is_ce_plus_weight_times_kl_over_real_tokens_only():
+    """The KL term, computed here from its definition, is added `weight` times (a linear weight), and logits at
+    padding positions change nothing."""
+    from mtx.data.tokenizer import PAD
+    from mtx.train.step import rdrop_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 5, 11, generator=g)  # two passes of a batch of 2
+    target = torch.tensor([[5, 6, 7, PAD, PAD], [8, 9, 5, 6, 7]])
+    pa, pb = logits[:2].log_softmax(-1), logits[2:].log_softmax(-1)
+    kl = 0.5 * (torch.nn.functional.kl_div(pb, pa, log_target=True, reduction="none").sum(-1)
+                + torch.nn.functional.kl_div(pa, pb, log_target=True, reduction="none").sum(-1))  # fmt: skip
+    want = kl[target != PAD].sum()
+    for weight in (0.5, 2.0):
+        ce, objective = rdrop_loss(logits, target, 0.0, weight)
+        assert float(objective - ce) == pytest.approx(weight * float(want), rel=1e-5)
+    moved = logits.clone()
+    moved[:, 3:, :][torch.cat([target, target])[:, 3:] == PAD] += 5 * torch.randn(11, generator=g)
+    assert rdrop_loss(moved, target, 0.0, 1.0)[1] == pytest.approx(float(rdrop_loss(logits, target, 0.0, 1.0)[1]))
