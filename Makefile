@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 # ruff (style, imports at the top), the layer contracts of pyproject.toml (import-linter) and no import cycle,
 # package __init__ files included (scripts/import_cycles.py)

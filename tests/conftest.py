@@ -116,3 +116,23 @@ def random_batch(B: int, S: int, vocab: int = 50, seed: int = 0):
     lengths[0] = S
     mask = torch.arange(S)[None, :] < lengths[:, None]
     return src.masked_fill(~mask, 0), mask
+
+
+# In CI (CI=true) a test skipped for a missing package, browser or tool is a failure: only the tests that need
+# hardware CI has not (a CUDA device, several GPUs) may skip there.
+HARDWARE_SKIPS = ("needs a CUDA device", "this machine has 2 GPUs", "tensorboard is installed here")
+_unexpected_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report) -> None:
+    if report.skipped and os.environ.get("CI", "").lower() == "true":
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if not any(ok in reason for ok in HARDWARE_SKIPS):
+            _unexpected_skips.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if _unexpected_skips:
+        print("\nskipped in CI for a missing package, browser or tool (install it in .ci/run):")
+        print("\n".join(_unexpected_skips))
+        session.exitstatus = 1
