@@ -218,6 +218,8 @@ def test_one_translator_serves_every_target_at_once(multi_model, corpus3):
 def test_argos_packages_of_a_multilingual_model(multi_model, corpus3, tmp_path):
     """One package per direction; each makes CTranslate2 start the source with the target's tag, so Argos
     Translate's own code translates each direction as `mtx translate --engine ct2` does."""
+    import zipfile
+
     from test_export import argos_translate
 
     out = tmp_path / "packages"
@@ -227,6 +229,11 @@ def test_argos_packages_of_a_multilingual_model(multi_model, corpus3, tmp_path):
         f"translate-{p}-1_0.argosmodel" for p in ("de_en", "en_de", "fr_en")
     ]
     directions = (("de", "en"), ("en", "de"), ("fr", "en"))
+    for (src, tgt), package in zip(directions, sorted(out.iterdir()), strict=True):  # each named for its direction
+        with zipfile.ZipFile(package) as z:
+            meta = json.loads(z.read(f"translate-{src}_{tgt}-1_0/metadata.json"))
+            config = json.loads(z.read(f"translate-{src}_{tgt}-1_0/model/config.json"))
+        assert (meta["from_code"], meta["to_code"], config["bos_token"]) == (src, tgt, f"<2{tgt}>"), package.name
     lines = {s: (corpus3 / f"test_2016_flickr.{s}").read_text(encoding="utf-8").splitlines()[:8] for s, _ in directions}
     got = argos_translate(sorted(out.iterdir()), [(s, t, x) for s, t in directions for x in lines[s]], tmp_path)
     for k, (src, tgt) in enumerate(directions):
@@ -235,3 +242,20 @@ def test_argos_packages_of_a_multilingual_model(multi_model, corpus3, tmp_path):
         assert r.exit_code == 0 and got[8 * k : 8 * k + 8] == r.stdout.splitlines(), (src, tgt)
     single = CliRunner().invoke(app, ["export", "--format", "argos", str(multi_model), str(tmp_path / "x.argosmodel")])
     assert single.exit_code != 0 and "3 directions" in single.output
+
+
+def test_score_of_a_multi_target_model_is_its_tagged_search_score(multi_model, corpus3, tmp_path):
+    """`mtx score --to T` scores with T's tag at the start of each source: its score of a translation equals the
+    search's score of it for `translate --to T`, for each target."""
+    for src, tgt in (("en", "de"), ("de", "en")):
+        lines = corpus3 / f"test_2016_flickr.{src}"
+        r = CliRunner().invoke(app, ["translate", "--model", str(multi_model), "--to", tgt, "--json", "--beam", "3",
+                                     "--input", str(lines)])  # fmt: skip
+        assert r.exit_code == 0, r.output
+        recs = [json.loads(x) for x in r.stdout.splitlines()]
+        (tmp_path / "hyp").write_text("".join(x["translation"] + "\n" for x in recs), encoding="utf-8")
+        args = ["score", "--model", str(multi_model), "--to", tgt, "--src-file", str(lines), "--ref-file"]
+        scored = CliRunner().invoke(app, [*args, str(tmp_path / "hyp"), "--json"])
+        assert scored.exit_code == 0, scored.output
+        got = [json.loads(x)["score"] for x in scored.stdout.splitlines()]
+        assert got == pytest.approx([x["nbest"][0]["score"] for x in recs], abs=2e-4), (src, tgt)
