@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HOME ?= $(CURDIR)/.cache/hf
 
-.PHONY: install test lint format data train evaluate bench gpu-prep clean
+.PHONY: install test lint format data train evaluate bench gpu-prep clean mutate
 
 STAMP := $(VENV)/.installed
 
@@ -28,6 +28,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check mtx tests
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/import_cycles.py mtx
+
+# Mutation testing of one module against the tests that cover it (cosmic-ray; not in CI, slow): docs/testing.md
+MODULE ?= mtx/serve/access.py
+TESTS ?= tests
+mutate: $(STAMP)
+	$(BIN)/python scripts/mutate.py $(MODULE) $(TESTS)
 
 format:
 	$(BIN)/ruff format mtx tests
