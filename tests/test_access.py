@@ -28,8 +28,12 @@ def test_bad_key_files_are_one_error_naming_the_line(tmp_path, text, words):
 
 
 def test_a_key_of_exactly_the_least_length_is_taken(tmp_path):
-    (tmp_path / "keys").write_text("k" * MIN_KEY + "\n", encoding="utf-8")
-    assert read_keys(tmp_path / "keys") == {"k" * MIN_KEY}
+    assert MIN_KEY == 8  # the documented rule (docs/deploy.md)
+    (tmp_path / "keys").write_text("k" * 8 + "\n", encoding="utf-8")
+    assert read_keys(tmp_path / "keys") == {"k" * 8}
+    (tmp_path / "keys").write_text("k" * 7 + "\n", encoding="utf-8")
+    with pytest.raises(MtxError, match="8 or more characters"):
+        read_keys(tmp_path / "keys")
 
 
 def test_an_unreadable_key_file_is_one_error(tmp_path):
@@ -55,6 +59,11 @@ def test_with_keys_each_key_counts_and_refusals_count_against_the_address():
     assert [access.check("key-one-1234", "a") for _ in range(3)] == [None, None, (429, "Too many requests: at most "
                                                                                    "2 a minute")]  # fmt: skip
     assert access.check("key-two-5678", "a") is None  # each key its own count, not the address's
+
+
+def test_a_limit_of_one_a_minute():
+    access = Access(frozenset(), 1)
+    assert access.check(None, "a") is None and access.check(None, "a") == (429, "Too many requests: at most 1 a minute")
 
 
 def test_no_limit_counts_nothing():

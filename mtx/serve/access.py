@@ -46,7 +46,7 @@ class Access:
     def __init__(self, keys: frozenset[str], per_minute: int):
         self.keys, self.per_minute = keys, per_minute
         self.limiter = MovingWindowRateLimiter(MemoryStorage()) if per_minute > 0 else None
-        self.item = RateLimitItemPerMinute(max(per_minute, 1))
+        self.item = RateLimitItemPerMinute(per_minute) if per_minute > 0 else None
 
     def _hit(self, who: str) -> bool:
         return self.limiter is None or self.limiter.hit(self.item, who)
