@@ -7,6 +7,7 @@ where it stopped; at the end, the score and each surviving mutant's diff. How to
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +21,9 @@ def main(module: str, tests: str) -> None:
     name = module.replace("/", "_").removesuffix(".py")
     config, session = work / f"{name}.toml", work / f"{name}.sqlite"
     command = f"{sys.executable} -m pytest -x -q -p no:cacheprovider {tests}"
-    config.write_text(
-        f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = 300.0\nexcluded-modules = []\n'
-        f'test-command = {command!r}\n\n[cosmic-ray.distributor]\nname = "local"\n'.replace("'", '"'),
+    config.write_text(  # JSON strings are TOML basic strings
+        f"[cosmic-ray]\nmodule-path = {json.dumps(module)}\ntimeout = 300.0\nexcluded-modules = []\n"
+        f'test-command = {json.dumps(command)}\n\n[cosmic-ray.distributor]\nname = "local"\n',
         encoding="utf-8",
     )
     if not session.exists():
