@@ -157,3 +157,33 @@ def test_translate_file_txt_and_html(words):
     assert _call(words.port, "/download_file/nope/a.txt")[0] == 404
     status, out = _call(words.port, "/frontend/settings")
     assert out["filesTranslation"] is True and ".html" in out["supportedFilesFormat"]
+
+
+@pytest.mark.parametrize(
+    "page, translation, alignment, want",
+    [
+        # no alignment (an engine without one): the element takes the words at its relative place
+        ("<p>Ein <b>Hund</b> rennt schnell.</p>", "A dog runs fast.", None, "<p>A <b>dog</b> runs fast.</p>"),
+        # an alignment that puts none of the element's words inside it: by position too
+        ("<p>Ein <b>Hund</b> rennt schnell.</p>", "A dog runs fast.", [(0, 0), (2, 0), (6, 0), (11, 0)],
+         "<p>A <b>dog</b> runs fast.</p>"),
+        # an opaque element keeps its place among the words
+        ('<p>Ein Hund <img src="a.png"> rennt.</p>', "A dog runs.", [(0, 0), (2, 4), (6, 9)],
+         '<p>A dog <img src="a.png"> runs.</p>'),
+        # an element that ends a sentence takes its full stop; the next sentence stays outside
+        ("<p><b>Ein Hund rennt.</b> Die Katze schläft.</p>", "A dog runs. The cat sleeps.",
+         [(0, 0), (2, 4), (6, 9), (12, 17), (16, 21), (20, 27)], "<p><b>A dog runs.</b> The cat sleeps.</p>"),
+        # siblings, each after the one before
+        ("<p>Ein <i>großer</i> <b>Hund</b> rennt.</p>", "A big dog runs.", [(0, 0), (2, 4), (6, 11), (10, 16)],
+         "<p>A <i>big</i> <b>dog</b> runs.</p>"),
+    ],
+    ids=["no-alignment", "nothing-aligned-inside", "opaque", "full-stop", "siblings"],
+)  # fmt: skip
+def test_placement_cases(page, translation, alignment, want):
+    assert HtmlPage(page).render([translation], None if alignment is None else [alignment]) == want
+
+
+def test_an_empty_element_stays_before_the_word_it_preceded():
+    out = HtmlPage('<p>Ein <a name="x"></a>Hund rennt.</p>').render(["A dog runs."], [[(0, 0), (2, 4), (6, 9)]])
+    assert out.count('<a name="x"></a>') == 1 and out.index("</a>") < out.index("dog")
+    assert " ".join(re.sub(r"<[^>]+>", " ", out).split()) == "A dog runs."
