@@ -74,6 +74,13 @@ def test_translate_file_nbest_and_json(tiny_model, tiny_corpus, tmp_path):
     assert greedy_raw["nbest"][0]["score"] == pytest.approx(raw, abs=2e-4)
 
 
+def test_nbest_over_the_beam_raises_the_beam(tiny_model, tiny_corpus):
+    a = (tiny_corpus / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()[0]
+    result = run("translate", "--model", tiny_model, "--json", "--beam", 2, "--nbest", 4, a)
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["nbest"]) == 4
+
+
 def test_nbest_on_an_empty_line_prints_k_candidates(tiny_model, tiny_corpus):
     (a, _, _), _ = _train_pairs(tiny_corpus)
     result = run("translate", "--model", tiny_model, "--nbest", 3, input=f"\n{a}\n")

@@ -126,3 +126,67 @@ def test_kept_elements_are_never_translated(tag):
     assert all("Katze" not in t for t in page.texts) and all(t.count("Hund") <= 1 for t in page.texts)
     out = page.render([t.upper() for t in page.texts])
     assert f"<{tag}>Ein Hund</{tag}>" in out and f"<{tag}>Katze</{tag}>" in out
+
+
+def test_requests_batched_together_keep_their_own_options():
+    """Two requests collected in one batch with other decoding options are decoded each with its own (never the
+    first one's)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tr = Recording()
+    # the batch closes when both are in (3 pieces each, the budget 6), however long the second takes
+    with (
+        Running(Service(tr, [("de", "en")], Limits(wait_ms=60_000, batch_tokens=6))) as r,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        asks = [{"sample": "topk=3", "seed": 5}, {"alternatives": 2}]
+        base = {"q": "ein hund.", "source": "de", "target": "en"}
+        got = list(pool.map(lambda a: _call(r.port, "/translate", *_encoded({**base, **a}, "json")), asks))
+    assert [g[0] for g in got] == [200, 200] and len(tr.calls) == 2
+    options = sorted((d for d, _ in tr.calls), key=lambda d: d.nbest)
+    assert (options[0].sample, options[0].seed, options[1].nbest, options[1].sample) == ("topk=3", 5, 3, "")
+
+
+def test_a_client_gone_mid_search_is_named_to_the_running_search():
+    """The batcher tells the running `decode_ids` which inputs are no longer wanted (their rows then leave the
+    search: tests/test_search.py) when a client hangs up while its sentences decode."""
+    import socket
+    import threading
+    import time
+
+    class Waiting(Recording):
+        def __init__(self):
+            super().__init__()
+            self.started, self.heard = threading.Event(), set()
+
+        def decode_ids(self, ids, *, dropped=None, **options):
+            self.started.set()
+            deadline = time.monotonic() + 10
+            while not dropped() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.heard = set(dropped())
+            return super().decode_ids(ids, **options)
+
+    tr = Waiting()
+    with Running(Service(tr, [("de", "en")], Limits(wait_ms=1))) as r:
+        body, ctype = _encoded({"q": "Ein Hund. Zwei Katzen. Drei Mäuse.", "source": "de", "target": "en"}, "json")
+        head = f"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}"
+        with socket.create_connection(("127.0.0.1", r.port)) as c:
+            c.sendall(head.encode() + b"\r\n\r\n" + body)
+            assert tr.started.wait(30)
+        for _ in range(1000):
+            if tr.heard:
+                break
+            time.sleep(0.01)
+    assert tr.heard == {0, 1, 2}
+
+
+def test_plain_text_keeps_its_lines_blank_lines_and_their_edges():
+    from mtx.serve.documents import TextDocument
+
+    text = "  Ein Hund rennt. Eine Katze schläft.  \n\n\tZwei Kinder.\r"
+    doc = TextDocument(text, "de")
+    assert doc.sentences == ["Ein Hund rennt.", "Eine Katze schläft.", "Zwei Kinder."]
+    assert (
+        doc.render([s.upper() for s in doc.sentences]) == "  EIN HUND RENNT. EINE KATZE SCHLÄFT.  \n\n\tZWEI KINDER.\r"
+    )
