@@ -6,6 +6,7 @@ decoded by the batcher; the documents rendered from the translations (HTML: with
 from __future__ import annotations
 
 import asyncio
+import functools
 from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
@@ -90,8 +91,7 @@ def _prepare(s: Service, texts: list[str], fmt: str, langs: list[str], heads: li
     ids = s.tokenizer.encode(sentences)
     forced = None
     if any(heads):
-        firsts = [h for d, h in zip(docs, heads, strict=True) for k in range(len(d.sentences)) if k == 0]
-        per = iter(s.tokenizer.encode(firsts))
+        per = iter(s.tokenizer.encode([h for d, h in zip(docs, heads, strict=True) if d.sentences]))
         forced = [next(per) if k == 0 else [] for d in docs for k in range(len(d.sentences))]
     return docs, sentences, ids, forced
 
@@ -256,6 +256,7 @@ async def settings(request: Request) -> JSONResponse:
                          "language": {"source": {"code": "auto", "name": "Auto Detect"}}})  # fmt: skip
 
 
+@functools.cache
 def _static(name: str) -> bytes:
     return (resources.files("mtx.serve") / "static" / name).read_bytes()
 

@@ -72,7 +72,7 @@ class Service:
         self._cpu_slots = asyncio.Semaphore(CPU_WAITING)
         self._zero_shot_warned: set[str] = set()
         self._detector: Detector | None = None  # loaded on first use
-        self.languages_list = self._languages()
+        self._languages = self._sources()
 
     @property
     def queued(self) -> int:
@@ -104,10 +104,10 @@ class Service:
         """`text`'s language among the model's sources (those that translate into `target`), best first, the
         confidences (percent) renormalised over them (LibreTranslate's /detect). CPU work: run it in `cpu`."""
         if self._detector is None:
-            self._detector = Detector([x["code"] for x in self.languages_list])
+            self._detector = Detector([x["code"] for x in self._languages])
         ranked = self._detector.detect(text)
         if target is not None:
-            ok = {x["code"] for x in self.languages_list if target in x["targets"]}
+            ok = {x["code"] for x in self._languages if target in x["targets"]}
             ranked = [r for r in ranked if r["language"] in ok] or ranked
         total = sum(r["confidence"] for r in ranked) or 1.0
         return [{"language": r["language"], "confidence": round(100 * r["confidence"] / total, 1)} for r in ranked]
@@ -119,9 +119,10 @@ class Service:
             log.warning(text)
 
     def languages(self) -> list[dict]:
-        return self.languages_list
+        """LibreTranslate's /languages: each source language and the targets it translates into."""
+        return self._languages
 
-    def _languages(self) -> list[dict]:
+    def _sources(self) -> list[dict]:
         out = []
         for lang in P.languages(self.pairs):
             if P.tagged(self.pairs):  # any of its targets, the untrained directions zero-shot
