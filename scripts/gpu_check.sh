@@ -15,7 +15,10 @@
 #   PATH=.venv/bin:$PATH OUT=/tmp/dry WHEELS=none DEVICE=cpu MINUTES=0.5 STEPS=3 REF=../shared/bench/ref_nn_transformer.py \
 #   REF_SECONDS=10 REF_TEST=20 bash scripts/gpu_check.sh
 set -uo pipefail
-OUT=${OUT:-/tmp/mtx-gpu}
+FINAL=${OUT:-/tmp/mtx-gpu}  # gets all.tgz (every step's file, refreshed after each step) and summary.json
+OUT=/tmp/mtx-gpu-work        # (the device returns at most 8 files)
+mkdir -p "$FINAL"
+save() { tar czf "$FINAL/all.tgz" -C "$OUT" . 2>/dev/null; }
 MINUTES=${MINUTES:-2}
 DEVICE=${DEVICE:-cuda}
 STEPS=${STEPS:-50}
@@ -24,6 +27,11 @@ WHEELS=${WHEELS:-.whl}  # WHEELS=none: use the installed packages (a dry run her
 if [ -d "$WHEELS" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
+  # datasets needs a recent pyarrow: the carried one (.gpu/extra, by hand) only where the image's does not import
+  if ! python3 -c "import datasets" 2>/dev/null && ls .gpu/extra/*.whl >/dev/null 2>&1; then
+    echo "datasets does not import with the image's packages: installing .gpu/extra"
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/extra/*.whl
+  fi
 else
   export PYTHONPATH=$PWD
 fi
@@ -38,26 +46,31 @@ else
 fi
 python3 -c "import torch, datasets, sacrebleu; print('torch', torch.__version__, 'datasets', datasets.__version__)"
 if [ -z "${ONLY_SWEEP:-}" ]; then  # ONLY_SWEEP=1: just the SWEEP runs (a second device call)
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_search.py tests/test_model.py \
-  tests/test_averaging.py 2>&1 | tail -5 | tee "$OUT/pytest.txt"
+# PYTEST: the test files to run there (the CPU ones pass in CI; the CUDA ones run nowhere else)
+python3 -m pytest -q -rA -p no:cacheprovider ${PYTEST:-tests/test_cuda.py} > "$OUT/pytest.log" 2>&1
+grep -E "^(FAILED|ERROR)|CUDA resume|passed|failed|skipped" "$OUT/pytest.log" | tee "$OUT/pytest.txt"; save
 small=(--set model.enc_layers=3 --set model.dec_layers=3)
 {
   mtx bench train --device "$DEVICE" "${small[@]}" --batch-tokens 4096 --steps $((2 * STEPS))
-  mtx bench train --device "$DEVICE" "${small[@]}" --batch-tokens 16384 --steps "$STEPS"
+  [ -z "${NO16K:-}" ] && mtx bench train --device "$DEVICE" "${small[@]}" --batch-tokens 16384 --steps "$STEPS"
   mtx bench train --device "$DEVICE" --steps "$STEPS"
   [ -n "${COMPILE:-}" ] && mtx bench train --device "$DEVICE" "${small[@]}" --batch-tokens 4096 --steps $((2 * STEPS)) --warmup 30 --compile
-} | tee "$OUT/bench_train.jsonl"
+} | tee "$OUT/bench_train.jsonl"; save
 if [ -n "${REF:-}" ]; then
   python3 "$REF" --src de --tgt en --time-budget "${REF_SECONDS:-60}" --device "$DEVICE" --data-dir "${MTX_DATA:-../shared/data/multi30k}" \
     --test-limit "${REF_TEST:-200}" > "$OUT/ref.log" 2>&1
-  tail -1 "$OUT/ref.log" | tee "$OUT/ref.json"
+  tail -1 "$OUT/ref.log" | tee "$OUT/ref.json"; save
 fi
 mtx train --device "$DEVICE" --time-budget "$MINUTES" --out /tmp/gpu-model --overwrite > "$OUT/train.json" 2> "$OUT/train.log"
 tail -4 "$OUT/train.log"; cat "$OUT/train.json"
-cp /tmp/gpu-model/train_log.jsonl "$OUT/" 2>/dev/null
+cp /tmp/gpu-model/train_log.jsonl "$OUT/" 2>/dev/null; save
 mtx evaluate --model /tmp/gpu-model --device "$DEVICE" --beam 5 --output "$OUT/test.hyp.en" | tee "$OUT/evaluate.txt"
 mtx evaluate --model /tmp/gpu-model --device "$DEVICE" --beam 5 --split val --output /tmp/val.hyp | tee "$OUT/evaluate_val.txt"
-mtx bench decode --model /tmp/gpu-model --device "$DEVICE" --beam 5 --settings greedy,beam | tee "$OUT/bench_decode.jsonl"
+IFS='|' read -r -a dvariants <<< "${DECODE_VARIANTS:-|--precision bf16|--precision bf16 --batch-tokens 24000}"
+for v in "${dvariants[@]}"; do  # fp32 (the figure of 9b1cde1), bf16 autocast, bf16 with larger batches
+  mtx bench decode --model /tmp/gpu-model --device "$DEVICE" --beam 5 --settings greedy,beam $v \
+    | python3 -c "import json,sys; [print(json.dumps({**json.loads(l), 'args': sys.argv[1]})) for l in sys.stdin if l.startswith('{')]" "$v"
+done | tee "$OUT/bench_decode.jsonl"; save
 fi
 IFS='|' read -r -a variants <<< "${SWEEP:-}"
 train_variant() {  # $1: index, $2: space-separated overrides; writes /tmp/sweep-$1{,.json,.log}
@@ -92,7 +105,7 @@ for k in ("out", "history"):
     r.pop(k, None)
 print(json.dumps({"sets": sets, "parallel": int(parallel or 1), "val": val, "test": test, **r}))
 PY
-  cp "$dir/train_log.jsonl" "$OUT/sweep-$i.train_log.jsonl" 2>/dev/null
+  cp "$dir/train_log.jsonl" "$OUT/sweep-$i.train_log.jsonl" 2>/dev/null; save
 done
 python3 - "$OUT" "$(( $(date +%s) - t0 ))" <<'PY' | tee "$OUT/summary.json"
 import json, pathlib, sys
@@ -105,14 +118,14 @@ def lines(name):
 ref = (lines("ref.json") or [{}])[0]
 bench = lines("bench_train.jsonl")
 s = {"gpu": (out / "gpu.txt").read_text().strip() if (out / "gpu.txt").exists() else None,
-     "pytest": (out / "pytest.txt").read_text().strip().splitlines()[-1:] if (out / "pytest.txt").exists() else None,
+     "pytest": (out / "pytest.txt").read_text().strip().splitlines() if (out / "pytest.txt").exists() else None,
      "bench_train": [{k: b.get(k) for k in ("params_m", "batch_tokens", "compile", "tokens_per_s", "step_ms_p50",
                                             "padding_fraction", "peak_mem_mb", "mfu")} for b in bench],
      "ref": {k: ref.get(k) for k in ("train_tokens_per_s", "train_tokens_per_s_steady", "bleu_beam5")},
      "train": (lines("train.json") or [{}])[0],
      "evaluate": (out / "evaluate.txt").read_text().strip() if (out / "evaluate.txt").exists() else None,
      "evaluate_val": (out / "evaluate_val.txt").read_text().strip().splitlines()[:1] if (out / "evaluate_val.txt").exists() else None,
-     "decode": [{k: d.get(k) for k in ("setting", "sents_per_s", "bleu")} for d in lines("bench_decode.jsonl")],
+     "decode": [{k: d.get(k) for k in ("args", "setting", "sents_per_s", "bleu")} for d in lines("bench_decode.jsonl")],
      "sweep": lines("sweep.jsonl"),
      "wall_s": int(sys.argv[2])}
 steady = ref.get("train_tokens_per_s_steady")
@@ -120,3 +133,4 @@ if steady and bench:
     s["speedup_vs_ref"] = [round(b["tokens_per_s"] / steady, 2) for b in bench]
 print(json.dumps(s, indent=1))
 PY
+cp "$OUT/summary.json" "$FINAL/"; save

@@ -21,13 +21,16 @@ from mtx.train.presets import configure
 from mtx.train.step import compiled, make_optimizer, train_step
 
 
-def bench(data: Path | None, device: str, batch_tokens: int | None, steps: int, warmup: int, config: Path | None,
+def bench(data: Path | None, device: str, batch_tokens: int | None, steps: int, warmup: int | None, config: Path | None,
           items: list[str] | None, peak_tflops: float | None, compile_: bool) -> dict:  # fmt: skip
     """`mtx bench train`: `train_throughput` of the device's preset under the config file, the `--set` items and
     the options, on `data` (default: the default corpus); MFU against `peak_tflops` (on CUDA, by default the bf16
-    dense peak of an H100/H200 SXM)."""
+    dense peak of an H100/H200 SXM). `warmup` None: 10 steps on a CPU; on CUDA one epoch, every batch shape once,
+    since a shape's first step costs far more there (an H200's first 50 training steps ran at 85k tokens/s, the
+    rest at 680k: docs/gpu.md)."""
     check_positive(steps=steps)
-    check_positive(zero_ok=True, warmup=warmup)
+    if warmup is not None:
+        check_positive(zero_ok=True, warmup=warmup)
     dev = resolve_device(device)
     flags = {"train.device": dev.type, "train.batch_tokens": batch_tokens, "train.compile": compile_ or None}
     cfg = configure(config, overrides(items, flags), dev.type)
@@ -57,10 +60,10 @@ def _train_flops(model, src_mask: torch.Tensor, tgt_len: int, n_tgt_rows: int) -
 
 
 def train_throughput(
-    cfg: Config, data_dir: Path, device: torch.device, steps: int, warmup: int, peak_tflops: float | None
+    cfg: Config, data_dir: Path, device: torch.device, steps: int, warmup: int | None, peak_tflops: float | None
 ):
-    """Time `steps` training steps (after `warmup`) on real batches; return throughput, step-time percentiles,
-    padding, peak memory and model FLOPs utilisation against `peak_tflops`."""
+    """Time `steps` training steps (after `warmup`; None: 10, on CUDA the epoch's batches) on real batches; return
+    throughput, step-time percentiles, padding, peak memory and model FLOPs utilisation against `peak_tflops`."""
     with quiet():  # the figures only
         data = prepare_data(cfg, data_dir)
     torch.manual_seed(cfg.train.seed)
@@ -69,6 +72,8 @@ def train_throughput(
     stepper = compiled(model) if cfg.train.compile else model
     batches = data.train.epoch(0)
     cuda = device.type == "cuda"
+    if warmup is None:
+        warmup = len(batches) if cuda else 10
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     marks, real, padded, flops = [], 0, 0, 0.0
@@ -104,6 +109,7 @@ def train_throughput(
     achieved = flops / wall / 1e12
     return {
         "device": measure.name(device),
+        "warmup": warmup,
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
         "batch_tokens": cfg.train.batch_tokens,
         "amp": cfg.train.amp,
