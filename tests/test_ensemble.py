@@ -50,6 +50,29 @@ def test_ensemble_search_properties(arch):
     assert torch.allclose(ens(src, mask, tgt).log_softmax(-1), want, atol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ARCHS, ids=ARCH_IDS)
+def test_weights_mix_log_probabilities_in_every_path(arch):
+    """Weights 0.3/0.7 on two different models: forward, decode and the cached step all give
+    log_softmax(0.3 log p1 + 0.7 log p2) (not the mean of probabilities, not equal weights), and every row is a
+    distribution."""
+    m1, m2 = _pair(arch)
+    ens = Ensemble([m1, m2], [3.0, 7.0])  # normalised to 0.3/0.7
+    src, mask = random_batch(4, 6, seed=6)
+    tgt = torch.randint(4, 50, (4, 5))
+    lp = [m(src, mask, tgt).log_softmax(-1) for m in (m1, m2)]
+    want = torch.log_softmax(0.3 * lp[0] + 0.7 * lp[1], -1)
+    got = ens(src, mask, tgt).log_softmax(-1)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got, torch.log_softmax((lp[0] + lp[1]) / 2, -1), atol=1e-3)  # weights matter here
+    prob_mean = torch.log(0.3 * lp[0].exp() + 0.7 * lp[1].exp())
+    assert not torch.allclose(got, prob_mean, atol=1e-3)
+    memory = ens.encode(src, mask)
+    assert torch.allclose(ens.decode(tgt, memory, mask).log_softmax(-1), want, atol=1e-5)
+    cache = ens.init_cache(memory, mask, 1, tgt.shape[1])
+    steps = torch.stack([ens.decode_step(tgt[:, t], cache, t) for t in range(5)], 1)
+    assert torch.allclose(steps.log_softmax(-1), want, atol=1e-4)
+
+
 def test_ensemble_scores_equal_its_search_scores():
     ens = Ensemble(list(_pair({})))
     from mtx.data.batching import collate
@@ -71,9 +94,15 @@ def test_ensemble_cli(tiny_model, tiny_corpus, tmp_path):
     assert [x["translation"] for x in a] == [x["translation"] for x in b]
     assert [x["nbest"][0]["score"] for x in a] == pytest.approx([x["nbest"][0]["score"] for x in b], abs=2e-4)
     ev = run("evaluate", "--model", tiny_model, "--model", tiny_model)
-    assert ev.exit_code == 0 and (tiny_model / "ensemble.test_2016_flickr.hyp.en").is_file(), ev.output
-    sc = run("score", "--model", tiny_model, "--model", tiny_model, "--src-file", src, "--ref-file", src)
-    assert sc.exit_code == 0 and len(sc.stdout.splitlines()) == 20, sc.output
+    assert ev.exit_code == 0, ev.output
+    hyps = (tiny_model / "ensemble.test_2016_flickr.hyp.en").read_text(encoding="utf-8").splitlines()
+    assert hyps == [x["translation"] for x in a]  # an ensemble of copies evaluates as the model translates
+    ref = tiny_corpus / "test_2016_flickr.en"
+    sc1 = run("score", "--model", tiny_model, "--src-file", src, "--ref-file", ref)
+    sc = run("score", "--model", tiny_model, "--model", tiny_model, "--src-file", src, "--ref-file", ref)
+    assert sc.exit_code == 0 and sc1.exit_code == 0, sc.output
+    assert len(sc.stdout.splitlines()) == 20
+    assert [float(x) for x in sc.stdout.split()] == pytest.approx([float(x) for x in sc1.stdout.split()], abs=2e-4)
     other = tmp_path / "other"
     other.mkdir()
     for f in tiny_model.iterdir():

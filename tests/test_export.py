@@ -181,7 +181,11 @@ def test_argos_package_translates_as_engine_ct2(tiny_model, tiny_corpus, tmp_pat
     root = "translate-de_en-1_0/"
     assert {root + "metadata.json", root + "sentencepiece.model", root + "model/model.bin"} <= set(names)
     meta = json.loads(zipfile.ZipFile(out).read(root + "metadata.json"))
-    assert (meta["from_code"], meta["to_code"], meta["type"]) == ("de", "en", "translate")
+    assert meta == {  # every field Argos Translate and LibreTranslate read, spelt out
+        "package_version": "1.0", "argos_version": "1.9", "from_code": "de", "from_name": "German",
+        "to_code": "en", "to_name": "English", "type": "translate", "links": [],
+    }  # fmt: skip
+    assert {n.split("/")[0] for n in names} == {"translate-de_en-1_0"}  # one top folder, as install_from_path wants
     lines = _lines(tiny_corpus)[:20]
     got = argos_translate([out], [("de", "en", x) for x in lines], tmp_path)
     r = CliRunner().invoke(app, ["translate", "--model", str(tiny_model), "--engine", "ct2", "--beam", "1", *lines])

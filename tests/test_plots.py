@@ -2,6 +2,7 @@
 
 import struct
 
+import pytest
 from typer.testing import CliRunner
 
 from mtx.cli.main import app
@@ -22,13 +23,33 @@ def test_training_writes_its_curves(tiny_model):
     assert _png_size(tiny_model / "curves.png") == (990, 630)  # 11 x 7 inches at 90 dpi
 
 
-def test_plot_overlays_runs(tiny_model, tmp_path):
+def test_plot_overlays_runs(tiny_model, tmp_path, monkeypatch):
+    """Each run's every series is drawn from its log (x in steps, or in minutes of training), two runs overlaid
+    in their own colours."""
+    from matplotlib.axes import Axes
+
+    drawn = []
+    real = Axes.plot
+
+    def spy(self, xs, ys, *args, **kwargs):
+        drawn.append((self.get_title() or None, list(xs), list(ys), kwargs["label"], kwargs["color"]))
+        return real(self, xs, ys, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", spy)
     out = tmp_path / "both.png"
     r = CliRunner().invoke(app, ["plot", str(tiny_model), str(tiny_model / "train_log.jsonl"), "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert _png_size(out) == (990, 630)
+    train, valid = read_log(tiny_model)
+    assert len(drawn) == 2 * 5  # training and validation loss, BLEU, learning rate, tokens/s; for each run
+    assert {d[4] for d in drawn[:5]} == {"C0"} and {d[4] for d in drawn[5:]} == {"C1"}
+    by_label = {d[3]: d for d in drawn}
+    assert by_label["m: training"][1:3] == ([r["step"] for r in train], [r["train_loss"] for r in train])
+    assert by_label["m: validation"][2] == [r["valid_loss"] for r in valid]
+    drawn.clear()
     r = CliRunner().invoke(app, ["plot", str(tiny_model), "-o", str(out), "--x", "minutes"])
     assert r.exit_code == 0, r.output
+    assert drawn[0][3] == "training" and drawn[0][1] == pytest.approx([r["train_s"] / 60 for r in train])
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"step": 1, "train_loss": 2.0}\nnot json\n')
     r = CliRunner().invoke(app, ["plot", str(bad), "-o", str(out)])

@@ -1,12 +1,15 @@
 """Subword regularisation: sampled segmentations decode back to the text, differ from batch to batch (and from
 the one best), repeat for a seed and a batch; training runs with it."""
 
+import json
+
 import numpy as np
 from conftest import TINY_SETTINGS, write_corpus
 from test_cli import run
 
 from mtx.config import build_config
 from mtx.data.prepare import prepare_data
+from mtx.data.resegment import Resegmenter
 from mtx.data.tokenizer import EOS, PAD
 
 
@@ -41,11 +44,23 @@ def test_sampled_segmentations_are_the_same_text_and_differ_each_time(tmp_path):
     assert _rows(src_only.tgt_out) == _rows(fixed.tgt_out)
 
 
-def test_training_with_subword_regularisation(tiny_corpus, tmp_path):
+def test_training_with_subword_regularisation(tiny_corpus, tmp_path, monkeypatch):
+    """`mtx train` with data.subword_alpha samples every training batch's sources (data.subword_sides' default)
+    at that alpha, and the model keeps the setting."""
+    calls = []
+    real = Resegmenter.__call__
+
+    def spy(self, rows, side):
+        calls.append((self.alpha, side))
+        return real(self, rows, side)
+
+    monkeypatch.setattr(Resegmenter, "__call__", spy)
     sets = [x for s in [*TINY_SETTINGS, "train.max_steps=10", "train.eval_every=10", "data.subword_alpha=0.3"]
             for x in ("--set", s)]  # fmt: skip
     r = run("train", "--data", tiny_corpus, "--out", tmp_path / "m", "--device", "cpu", *sets)
     assert r.exit_code == 0, r.output
+    assert len(calls) >= 10 and set(calls) == {(0.3, "src")}
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["config"]["data"]["subword_alpha"] == 0.3
 
 
 def test_alpha_sets_how_far_the_samples_stray_from_the_one_best(tmp_path):
