@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,11 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         print("\nskipped in CI for a missing package, browser or tool (install it in .ci/run):")
         print("\n".join(_unexpected_skips))
         session.exitstatus = 1
+
+
+@pytest.fixture
+def model_copy(tiny_model, tmp_path) -> Path:
+    """A copy of the tiny model that a test may damage."""
+    out = tmp_path / "work" / "m"
+    shutil.copytree(tiny_model, out)
+    return out

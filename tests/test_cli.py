@@ -4,6 +4,7 @@ import hashlib
 import json
 import re
 
+import numpy as np
 import pytest
 from conftest import TINY_SETTINGS as TINY_SETTINGS_FOR_CLI
 from typer.testing import CliRunner
@@ -196,11 +197,18 @@ def test_bench_train_prints_throughput(tiny_corpus):
     from mtx.config import build_config
     from mtx.data.prepare import prepare_data
 
+    # (the batches' rows from the data path; their tokens counted here from the text, with EOS on each side)
     data = prepare_data(build_config(None, TINY_SETTINGS), tiny_corpus)
     epoch = data.train.epoch(0)
-    batches = [data.train.collate(epoch[i % len(epoch)]) for i in range(1, 5)]
-    real = sum(int(b.src_mask.sum()) + b.n_tgt_tokens for b in batches)
-    padded = sum(b.src.numel() + b.tgt_out.numel() for b in batches)
+    de, en = ((tiny_corpus / f"train.{x}").read_text(encoding="utf-8").splitlines() for x in ("de", "en"))
+    sp = data.tokenizer.sp
+    real = padded = 0
+    for i in range(1, 5):
+        rows = data.train.rows[np.asarray(epoch[i % len(epoch)])]
+        src = [len(sp.encode(de[r].strip())) + 1 for r in rows]
+        tgt = [len(sp.encode(en[r].strip())) + 1 for r in rows]
+        real += sum(src) + sum(tgt)
+        padded += len(rows) * (max(src) + max(tgt))
     assert rec["steps"] == 4 and rec["tokens"] == real and rec["mfu"] is None
     assert rec["padding_fraction"] == pytest.approx(1 - real / padded, abs=1e-4)
 
@@ -264,3 +272,14 @@ def test_each_key_declares_its_option_and_resume_rule():
     assert flags["decode.beam"] == "--beam" and flags["train.time_budget_min"] == "--time-budget"
     with pytest.raises(UsageError, match=r"decode.beam=0 \(--beam\): must be >= 1"):
         build_config(None, ["decode.beam=0"])
+
+
+def test_ctrl_c_exits_130(monkeypatch, tiny_model):
+    import mtx.cli.model as model_cli
+
+    def interrupted(model):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model_cli, "describe", interrupted)
+    r = CliRunner().invoke(app, ["info", "--model", str(tiny_model)])
+    assert r.exit_code == 130 and "mtx: interrupted" in r.stderr

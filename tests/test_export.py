@@ -1,6 +1,9 @@
 """CTranslate2 export and engine: the exported model decodes as mtx does; what cannot be exported is refused."""
 
 import json
+import os
+import shutil
+import time
 
 import pytest
 import torch
@@ -9,6 +12,7 @@ from typer.testing import CliRunner
 from mtx import checkpoint
 from mtx.cli.main import app
 from mtx.config import Config, DecodeConfig
+from mtx.decode.ct2 import exported_dir
 
 pytest.importorskip("ctranslate2")
 
@@ -192,3 +196,16 @@ def test_argos_package_translates_as_engine_ct2(tiny_model, tiny_corpus, tmp_pat
     assert r.exit_code == 0 and got == r.stdout.splitlines()
     again = CliRunner().invoke(app, ["export", "--format", "argos", str(tiny_model), str(out)])
     assert again.exit_code != 0 and "exists" in again.output  # not replaced without --force
+
+
+def test_a_ctranslate2_copy_older_than_the_weights_is_exported_again(tiny_model, tmp_path, logs):
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model, ignore=shutil.ignore_patterns("ct2"))
+    out = exported_dir(model)
+    first = (out / "model.bin").stat().st_mtime_ns
+    assert exported_dir(model) == out and (out / "model.bin").stat().st_mtime_ns == first  # up to date: kept
+    later = time.time() + 5
+    os.utime(model / "model.safetensors", (later, later))  # newer weights
+    exported_dir(model)
+    assert (out / "model.bin").stat().st_mtime_ns != first
+    assert sum("exporting" in x for x in logs) == 2

@@ -335,3 +335,28 @@ def test_downloads_are_kept_per_client():
     assert store.get(mine) == ("a.txt", "x")
     with pytest.raises(StoreFull):
         store.put("10.0.0.3", "big.txt", "z" * 200)
+
+
+class Failing(FunctionTranslator):
+    """Fails its first batch, then translates into upper case."""
+
+    def __init__(self):
+        super().__init__(str.upper)
+        self.calls = 0
+
+    def decode_ids(self, ids, **options):
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("the engine broke")
+        return super().decode_ids(ids, **options)
+
+
+def test_an_engine_error_is_a_500_and_the_server_goes_on(logs):
+    with Running(Service(Failing(), [("de", "en")], Limits(wait_ms=1))) as r:
+        status, out = _post(r.port, {"q": "ein hund.", "source": "de", "target": "en"})
+        assert status == 500 and out["error"].startswith("internal error") and "RuntimeError" in out["error"]
+        assert _post(r.port, {"q": "ein hund.", "source": "de", "target": "en"}) == (
+            200,
+            {"translatedText": "EIN HUND."},
+        )
+    assert any("the engine broke" in x for x in logs)

@@ -7,6 +7,7 @@ import torch
 
 import mtx.decode.translator as translator_mod
 from mtx import checkpoint
+from mtx.config import DecodeConfig
 from mtx.decode.translator import Translator
 from mtx.errors import MtxError
 
@@ -70,3 +71,22 @@ def test_decoding_settings_per_call(translator, sources):
         (res,) = greedy_search(translator.model, src, src != 0, translator.cfg.max_len_a, translator.cfg.max_len_b)
         want.append(translator.tokenizer.decode([res[0][0]])[0])
     assert [t.text for t in greedy] == want and translator.cfg.beam == 3
+
+
+def test_an_over_long_input_is_truncated_with_a_warning(tiny_model, logs, monkeypatch):
+    model, tok, cfg, _ = checkpoint.load(tiny_model)
+    translator = Translator(model, tok, DecodeConfig(beam=1), torch.device("cpu"))
+    lengths = []
+    real = translator_mod.search
+
+    def spy(model, src, *args):
+        lengths.append(src.shape[1])
+        return real(model, src, *args)
+
+    monkeypatch.setattr(translator_mod, "search", spy)
+    line = "Ein Hund rennt hier " * 100
+    n = len(tok.encode([line])[0])
+    assert n > 255
+    (out,) = translator.translate([line])
+    assert lengths == [256] and out.text  # 255 pieces and EOS
+    assert any(f"input line 1 has {n} pieces; truncated to 255" in x for x in logs)
