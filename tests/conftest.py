@@ -89,11 +89,17 @@ def tiny_model(tiny_corpus, tmp_path_factory) -> Path:
     from mtx.cli.main import app
 
     out = tmp_path_factory.mktemp("model") / "m"
+    kept = os.environ.get("MTX_TEST_MODEL_CACHE")  # scripts/mutate.py: one model for all of a module's mutants
+    if kept and (Path(kept) / "m" / "model.safetensors").is_file():
+        shutil.copytree(Path(kept) / "m", out)
+        return out
     args = ["train", "--data", str(tiny_corpus), "--out", str(out), "--device", "cpu"]
     for s in TINY_SETTINGS:
         args += ["--set", s]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    if kept:
+        shutil.copytree(out, Path(kept) / "m", dirs_exist_ok=True)
     return out
 
 
