@@ -29,7 +29,7 @@ def main(module: str, tests: str) -> None:
     cache = (work / "model").resolve()
     command = f"env MTX_TEST_MODEL_CACHE={cache} {sys.executable} -m pytest -x -q -p no:cacheprovider {tests}"
     config.write_text(  # JSON strings are TOML basic strings
-        f"[cosmic-ray]\nmodule-path = {json.dumps(module)}\ntimeout = 300.0\nexcluded-modules = []\n"
+        f"[cosmic-ray]\nmodule-path = {json.dumps(module)}\ntimeout = 60.0\nexcluded-modules = []\n"
         f'test-command = {json.dumps(command)}\n\n[cosmic-ray.distributor]\nname = "local"\n',
         encoding="utf-8",
     )
