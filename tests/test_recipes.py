@@ -234,3 +234,29 @@ def test_sampling_draws_from_the_softmax_at_the_temperature(temperature):
     assert (got - want).abs().sum() < 0.03, (got, want)
     cold = sample_tokens(logp.expand(500, -1).clone(), Sampling(temperature=0.01), g)
     assert bool((cold == (logp[0].clone().index_fill(0, torch.tensor([0, 2]), -1e9)).argmax()).all())
+
+
+def test_score_lines_cut_over_long_sides_and_print_four_decimals(tiny_model, tmp_path):
+    """A side longer than the model's positions is scored as its first max_len - 1 pieces (EOS makes max_len);
+    alpha defaults to 1; `mtx score` prints score and log-probability with four decimals, as text or JSON."""
+    from mtx import checkpoint
+    from mtx.decode.scoring import score_files, score_lines
+
+    model, tok, cfg, _ = checkpoint.load(tiny_model)
+    limit = cfg.model.max_len - 1
+    long_src = " ".join(["Ein Hund rennt hier."] * 80)
+    long_tgt = " ".join(["A dog runs here."] * 80)
+    src_ids, tgt_ids = tok.encode([long_src])[0], tok.encode([long_tgt])[0]
+    assert len(src_ids) > limit and len(tgt_ids) > limit
+    (got,) = score_lines(model, tok, [(long_src, long_tgt)])
+    (want,) = score_ids(model, [src_ids[:limit]], [tgt_ids[:limit]], 1.0)
+    assert (got.tokens, got.logprob, got.score) == (limit + 1, pytest.approx(want.logprob, abs=1e-4),
+                                                    pytest.approx(want.score, abs=1e-4))  # fmt: skip
+    pairs = [("Ein Hund rennt.", "A dog runs."), ("Zwei Katzen.", "Two cats.")]
+    (tmp_path / "s").write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
+    (tmp_path / "r").write_text("".join(r + "\n" for _, r in pairs), encoding="utf-8")
+    scores = list(score_lines(model, tok, pairs, alpha=1.0))
+    text = list(score_files(tiny_model, tmp_path / "s", tmp_path / "r", "cpu"))
+    assert text == [f"{s.score:.4f}\t{s.logprob:.4f}" for s in scores]
+    js = [json.loads(x) for x in score_files(tiny_model, tmp_path / "s", tmp_path / "r", "cpu", as_json=True)]
+    assert js == [{"score": round(s.score, 4), "logprob": round(s.logprob, 4), "tokens": s.tokens} for s in scores]
