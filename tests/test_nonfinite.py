@@ -61,14 +61,15 @@ def test_many_nonfinite_in_a_row_stop_with_a_clear_error(tiny_corpus, tmp_path, 
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_clip_grad_norm_matches_torch():
+@pytest.mark.parametrize("scale", [1.0, 1e-5])  # gradient norms far above and near max_norm
+def test_clip_grad_norm_matches_torch(scale):
     from conftest import random_model
 
     for max_norm in (0.0, 1e-3, 1e3):
         a, b = random_model(seed=1), random_model(seed=1)
         src, tgt = torch.randint(4, 50, (2, 5)), torch.randint(4, 50, (2, 4))
         for m in (a, b):
-            m(src, torch.ones(2, 5, dtype=torch.bool), tgt).sum().backward()
+            (m(src, torch.ones(2, 5, dtype=torch.bool), tgt).sum() * scale).backward()
         got = step_mod.clip_grad_norm(list(a.parameters()), max_norm)
         want = torch.nn.utils.clip_grad_norm_(b.parameters(), max_norm or math.inf)
         torch.testing.assert_close(got, want)
@@ -99,3 +100,22 @@ def test_logged_loss_leaves_out_skipped_steps(tiny_corpus, tmp_path, monkeypatch
     want = sum(loss for loss, _ in good) / sum(n for _, n in good)
     got = float(re.search(r"loss ([0-9.]+)", shown[1]).group(1))
     assert got == pytest.approx(want, abs=1e-3)
+
+
+def test_a_non_finite_gradient_with_a_finite_loss_skips_the_update():
+    """One parameter's gradient made infinite (the loss stays finite): the step is flagged and changes nothing."""
+    from conftest import random_model
+
+    from mtx.config import TrainConfig
+    from mtx.data.batching import collate
+
+    model = random_model(seed=0)
+    tc = TrainConfig(amp="fp32")
+    opt = step_mod.make_optimizer(model, tc)
+    batch = collate([[5, 6, 7], [8, 9]], [[10, 11], [12]])
+    before = [p.detach().clone() for p in model.parameters()]
+    hook = next(model.parameters()).register_hook(lambda g: g * float("inf"))
+    loss, bad = step_mod.train_step(model, opt, [batch], 1.0 / batch.n_tgt_tokens, tc, torch.device("cpu"))
+    hook.remove()
+    assert torch.isfinite(loss).item() and bad.item()
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
