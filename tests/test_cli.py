@@ -211,6 +211,20 @@ def test_bench_train_prints_throughput(tiny_corpus):
         padded += len(rows) * (max(src) + max(tgt))
     assert rec["steps"] == 4 and rec["tokens"] == real and rec["mfu"] is None
     assert rec["padding_fraction"] == pytest.approx(1 - real / padded, abs=1e-4)
+    assert rec["warmup"] == 1
+    without = [a for i, a in enumerate(args) if a != "--warmup" and args[i - 1] != "--warmup"]
+    default = run(*without)  # without --warmup: 10 untimed steps on a CPU (one epoch on CUDA)
+    assert default.exit_code == 0 and json.loads(default.stdout)["warmup"] == 10, default.output
+
+
+def test_the_gpu_preset_stops_on_its_time_budget_not_its_epochs():
+    """On an H200 the GPU preset trains about 200 epochs of Multi30k in 4.5 minutes (docs/gpu.md): its epoch limit
+    must stay above what its time budget holds, and the CPU preset's too (about 1.5 epochs in 15 minutes)."""
+    from mtx.train.presets import preset
+
+    gpu, cpu = preset("cuda"), preset("cpu")
+    assert gpu.train.max_epochs >= 207 * gpu.train.time_budget_min / 4.5
+    assert cpu.train.max_epochs >= 2 and cpu.train.time_budget_min == 15.0
 
 
 def test_evaluate_ci_and_compare(tiny_model, tiny_corpus, tmp_path):

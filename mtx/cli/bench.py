@@ -60,7 +60,7 @@ def train(
     device: str = o.DEVICE,
     batch_tokens: int | None = Opt(None, help="Training batch size in tokens.", show_default="the preset's"),
     steps: int = Opt(50, help="Timed steps."),
-    warmup: int | None = Opt(None, help="Untimed steps first.", show_default="10; on CUDA one epoch"),
+    warmup: int | None = Opt(None, help="Untimed steps first.", show_default="10; on CUDA an epoch, at most 500"),
     config: Path | None = o.CONFIG,
     set_: list[str] | None = Opt(None, "--set", help="Override, e.g. model.d_model=512."),
     peak_tflops: float | None = Opt(None, help="Peak for MFU.", show_default="989, bf16 dense H100/H200 SXM, on CUDA"),

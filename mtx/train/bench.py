@@ -25,9 +25,9 @@ def bench(data: Path | None, device: str, batch_tokens: int | None, steps: int, 
           items: list[str] | None, peak_tflops: float | None, compile_: bool) -> dict:  # fmt: skip
     """`mtx bench train`: `train_throughput` of the device's preset under the config file, the `--set` items and
     the options, on `data` (default: the default corpus); MFU against `peak_tflops` (on CUDA, by default the bf16
-    dense peak of an H100/H200 SXM). `warmup` None: 10 steps on a CPU; on CUDA one epoch, every batch shape once,
-    since a shape's first step costs far more there (an H200's first 50 training steps ran at 85k tokens/s, the
-    rest at 680k: docs/gpu.md)."""
+    dense peak of an H100/H200 SXM). `warmup` None: 10 steps on a CPU; on CUDA one epoch (at most 500 steps),
+    every batch shape once, since a shape's first step costs far more there (an H200's first 50 training steps
+    ran at 85k tokens/s, the rest at 680k: docs/gpu.md)."""
     check_positive(steps=steps)
     if warmup is not None:
         check_positive(zero_ok=True, warmup=warmup)
@@ -72,8 +72,8 @@ def train_throughput(
     stepper = compiled(model) if cfg.train.compile else model
     batches = data.train.epoch(0)
     cuda = device.type == "cuda"
-    if warmup is None:
-        warmup = len(batches) if cuda else 10
+    if warmup is None:  # an epoch, but bounded: a large corpus's epoch would be the whole benchmark
+        warmup = min(len(batches), 500) if cuda else 10
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     marks, real, padded, flops = [], 0, 0, 0.0
