@@ -84,22 +84,28 @@ TINY_SETTINGS = [
 @pytest.fixture(scope="session")
 def tiny_model(tiny_corpus, tmp_path_factory) -> Path:
     """A model directory trained by `mtx train` until it fits the tiny corpus."""
+    out = tmp_path_factory.mktemp("model") / "m"
+    args = ["train", "--data", str(tiny_corpus), "--out", str(out), "--device", "cpu"]
+    for s in TINY_SETTINGS:
+        args += ["--set", s]
+    return cli_trained(args, out, "m")
+
+
+def cli_trained(args: list[str], out: Path, name: str) -> Path:
+    """`out`, trained by `mtx` with `args`; under scripts/mutate.py (MTX_TEST_MODEL_CACHE) trained once, by the
+    unmutated code, and copied for each mutant's run."""
     from typer.testing import CliRunner
 
     from mtx.cli.main import app
 
-    out = tmp_path_factory.mktemp("model") / "m"
-    kept = os.environ.get("MTX_TEST_MODEL_CACHE")  # scripts/mutate.py: one model for all of a module's mutants
-    if kept and (Path(kept) / "m" / "model.safetensors").is_file():
-        shutil.copytree(Path(kept) / "m", out)
+    kept = os.environ.get("MTX_TEST_MODEL_CACHE")
+    if kept and (Path(kept) / name / "model.safetensors").is_file():
+        shutil.copytree(Path(kept) / name, out)
         return out
-    args = ["train", "--data", str(tiny_corpus), "--out", str(out), "--device", "cpu"]
-    for s in TINY_SETTINGS:
-        args += ["--set", s]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     if kept:
-        shutil.copytree(out, Path(kept) / "m", dirs_exist_ok=True)
+        shutil.copytree(out, Path(kept) / name, dirs_exist_ok=True)
     return out
 
 

@@ -5,7 +5,7 @@ import random
 
 import pytest
 import torch
-from conftest import LEXICON, TINY_SETTINGS
+from conftest import LEXICON, TINY_SETTINGS, cli_trained
 from typer.testing import CliRunner
 
 from mtx import checkpoint
@@ -114,9 +114,7 @@ def multi_model(corpus3, tmp_path_factory):
     args = ["train", "--data", str(corpus3), "--out", str(out), "--device", "cpu", "--pairs", "de-en,en-de,fr-en"]
     for s in MULTI:
         args += ["--set", s]
-    r = CliRunner().invoke(app, args)
-    assert r.exit_code == 0, r.output
-    return out
+    return cli_trained(args, out, "multi")
 
 
 def test_multi_pair_model_end_to_end(multi_model, corpus3):
