@@ -136,6 +136,18 @@ def test_concurrent_requests_are_batched_and_answered_each(loaded, tiny_corpus):
         (b'{"q": "Ein. Zwei. Drei. Vier. Fuenf.", "source": "de", "target": "en"}', "application/json", 413, "5 sen"),
         (b"q=Ein+Hund.&source=de&target=en&alternatives=x", "application/x-www-form-urlencoded", 400, "number"),
         (b'{"q": "Ein Hund.", "source": "de", "target": "en"}', "text/plain", 415, "multipart/form-data"),
+        (
+            b'{"q": "Ein Hund.", "source": "de", "target": "en", "no_repeat_ngram": -1}',
+            "application/json",
+            400,
+            "no_repeat_ngram must be a whole number",
+        ),
+        (
+            b"q=Ein+Hund.&source=de&target=en&repetition_penalty=0",
+            "application/x-www-form-urlencoded",
+            400,
+            "repetition_penalty must be a number above 0",
+        ),
     ],
     ids=[
         "malformed",
@@ -149,6 +161,8 @@ def test_concurrent_requests_are_batched_and_answered_each(loaded, tiny_corpus):
         "too-many-sentences",
         "form",
         "text-plain",
+        "no-repeat-ngram",
+        "repetition-penalty",
     ],  # fmt: skip
 )
 def test_bad_requests_get_a_4xx_json_error_and_the_server_goes_on(running, body, ctype, status, words):

@@ -53,6 +53,8 @@ FIELDS = [
     ("sample", "topp=0.5", lambda d, f: d.sample == "topp=0.5"),
     ("alternatives", 2, lambda d, f: d.nbest == 3 and d.beam >= 3),
     ("prefix", "Ein", lambda d, f: f is not None and f[0] != []),
+    ("no_repeat_ngram", 3, lambda d, f: d.no_repeat_ngram == 3 and not d.sample),
+    ("repetition_penalty", 1.25, lambda d, f: d.repetition_penalty == 1.25),
 ]
 
 

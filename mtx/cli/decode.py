@@ -41,10 +41,13 @@ def translate(
     seed: int | None = Opt(None, help="Sampling: the random seed.", show_default="0"),
     prefix: str | None = Opt(None, help="Every translation starts with this text; the search goes on from it."),
     prefix_file: Path | None = Opt(None, help="A --prefix for each input line (empty lines: none)."),
+    no_repeat_ngram: int | None = o.NO_REPEAT,
+    repetition_penalty: float | None = o.REPETITION_PENALTY,
 ) -> None:
     """Translate sentences: one output line per input line, in order; an empty line gives an empty line."""
     decoding = {"beam": beam, "alpha": alpha, "batch_tokens": batch_tokens, "nbest": nbest, "sample": sample}
     decoding |= {"temperature": temperature, "seed": seed}
+    decoding |= {"no_repeat_ngram": no_repeat_ngram, "repetition_penalty": repetition_penalty}
     drawing = (attention, attention_layer, attention_heads)
     args = (text, input, to, pair, json_, drawing, (prefix, prefix_file))
     for line in translate_lines(model, engine, device, decoding, *args):
@@ -67,11 +70,14 @@ def evaluate(
     engine: str = o.ENGINE,
     ci: bool = Opt(False, "--ci", help="95% confidence intervals (sacreBLEU's bootstrap)."),
     compare: Path | None = Opt(None, help=COMPARE),
+    no_repeat_ngram: int | None = o.NO_REPEAT,
+    repetition_penalty: float | None = o.REPETITION_PENALTY,
 ) -> None:
     """Decode a test set and print sacreBLEU and chrF with their signatures (--ci: with 95% intervals; --compare A:
     A decoded too, and sacreBLEU's paired bootstrap and approximate randomisation tests of this model against A).
     A model of several pairs is scored on each (a table), or on --pair."""
     decoding = {"beam": beam, "alpha": alpha, "batch_tokens": batch_tokens}
+    decoding |= {"no_repeat_ngram": no_repeat_ngram, "repetition_penalty": repetition_penalty}
     options = {"data": data, "split": split, "src_file": src_file, "ref_file": ref_file, "pair": pair}
     report = run_evaluation(model, engine, device, decoding, **options, output=output, ci=ci, compare=compare)
     for line in render(report, json_):

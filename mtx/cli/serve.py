@@ -15,6 +15,8 @@ def serve(
     host: str = Opt("127.0.0.1", help="Address to listen on."),
     port: int = Opt(5000, help="Port (0: any free one; the first line printed names it)."),
     beam: int | None = o.MODEL_BEAM,
+    no_repeat_ngram: int | None = o.NO_REPEAT,
+    repetition_penalty: float | None = o.REPETITION_PENALTY,
     device: str = o.DEVICE,
     max_chars: int = Opt(5000, "--max-chars", "--char-limit", help="Characters per request at most (prefix too)."),
     max_sentences: int = Opt(128, help="Sentences per request at most."),
@@ -38,4 +40,5 @@ def serve(
     keys = frozenset(read_keys(api_keys)) if api_keys else frozenset()
     limits = Limits(max_chars, max_sentences, batch_wait_ms, batch_tokens, workers, max_queue, req_limit, keys, metrics,
                     max_texts, tuple(cors_origins or ()), debug)  # fmt: skip
-    run_server(model, engine, host, port, beam, device, limits, allowed_hosts or [], forwarded_allow_ips)
+    decoding = {"beam": beam, "no_repeat_ngram": no_repeat_ngram, "repetition_penalty": repetition_penalty}
+    run_server(model, engine, host, port, decoding, device, limits, allowed_hosts or [], forwarded_allow_ips)

@@ -80,6 +80,8 @@ class CT2Translator(BatchTranslator):
             max_decoding_length=max(1, need, min(self.max_len, math.ceil(c.max_len_a * longest + c.max_len_b)) - 1),
             min_decoding_length=0,  # an empty translation is allowed, as in mtx
             patience=PATIENCE,
+            repetition_penalty=c.repetition_penalty,
+            no_repeat_ngram_size=c.no_repeat_ngram,
             return_scores=True,
         )
         out = []

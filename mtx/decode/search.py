@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from mtx.data.tokenizer import BOS, EOS, PAD
+from mtx.decode.repetition import Repetition, apply
 from mtx.models.base import Seq2Seq
 
 
@@ -40,15 +41,31 @@ def max_lengths(src_mask: torch.Tensor, a: float, b: int, limit: int, forced: to
     return lim.clamp(min=1, max=limit)
 
 
-def force(logp: torch.Tensor, forced: torch.Tensor | None, sents: torch.Tensor, t: int) -> torch.Tensor:
+def force(logp: torch.Tensor, forced: torch.Tensor | None, sents: torch.Tensor, t: int,
+          model_logp: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """`logp` (rows, V) with every token but the forced one at -inf on the rows whose sentence (`sents`: each
-    row's index in `forced`) has a forced token at position t; the others unchanged."""
+    row's index in `forced`) has a forced token at position t; the others unchanged. The forced token keeps its
+    log-probability in `model_logp` where given (the model's, before the repetition rules, which never block a
+    forced token), else in `logp`."""
     if forced is None or t >= forced.shape[1]:
         return logp
     want = forced[sents, t]
     on = want != PAD  # no host sync to skip rows without one: the prefix's few steps pay the where
-    only = torch.full_like(logp, float("-inf")).scatter_(1, want[:, None], logp.gather(1, want[:, None]))
+    src = logp if model_logp is None else model_logp
+    only = torch.full_like(logp, float("-inf")).scatter_(1, want[:, None], src.gather(1, want[:, None]))
     return torch.where(on[:, None], only, logp)
+
+
+def next_logp(logits: torch.Tensor, seqs: torch.Tensor, forced: torch.Tensor | None, sents: torch.Tensor, t: int,
+              repetition: Repetition | None) -> torch.Tensor:  # fmt: skip
+    """The log-probabilities a search goes by at step t: the model's `logits` (rows, V) changed by the repetition
+    rules (on each row's output so far, `seqs`), then the forced prefix's token where there is one."""
+    logits = logits.float()
+    changed = apply(logits, seqs, repetition)
+    logp = F.log_softmax(changed, dim=-1)
+    if forced is None or changed is logits or t >= forced.shape[1]:
+        return force(logp, forced, sents, t)
+    return force(logp, forced, sents, t, F.log_softmax(logits, dim=-1))
 
 
 @dataclass(frozen=True)
@@ -164,11 +181,11 @@ def _dropped(drop: Drop | None, sent: torch.Tensor) -> torch.Tensor | None:
 def greedy_search(model: Seq2Seq, src: torch.Tensor, src_mask: torch.Tensor, max_len_a: float = 1.5,
                   max_len_b: int = 10, use_cache: bool = True, alpha: float = 1.0, on_done: Done | None = None,
                   forced: torch.Tensor | None = None, choose: Callable[[torch.Tensor], torch.Tensor] = best_tokens,
-                  drop: Drop | None = None) -> list[Result]:  # fmt: skip
+                  drop: Drop | None = None, repetition: Repetition | None = None) -> list[Result]:  # fmt: skip
     """Pick the most likely token at every step (or the one `choose` picks from the log-probabilities); scored as
     beam search scores (see the module's docstring). A sentence leaves the batch (and the cache) at its EOS, as
     in beam search, and `on_done` hears of it; one that `drop()` names leaves at once. `forced`: (B, P) target
-    prefixes, PAD-padded."""
+    prefixes, PAD-padded; `repetition`: rules against repeats (repetition.py)."""
     B, dev = src.shape[0], src.device
     memory = model.encode(src, src_mask)
     limits = max_lengths(src_mask, max_len_a, max_len_b, model.config.max_len, forced)
@@ -180,7 +197,7 @@ def greedy_search(model: Seq2Seq, src: torch.Tensor, src_mask: torch.Tensor, max
     scores = torch.zeros(B, device=dev)
     lengths = torch.zeros(B, device=dev)  # tokens with EOS
     for t in range(T):
-        logp = force(F.log_softmax(step(seqs, t).float(), dim=-1), forced, live, t)
+        logp = next_logp(step(seqs, t), seqs, forced, live, t, repetition)
         tok = torch.where(t + 1 >= limits[live], EOS, choose(logp))
         scores[live] += logp.gather(1, tok[:, None])[:, 0]
         out[live, t] = tok
@@ -220,10 +237,11 @@ def beam_search(
     on_done: Done | None = None,
     forced: torch.Tensor | None = None,
     drop: Drop | None = None,
+    repetition: Repetition | None = None,
 ) -> list[Result]:
     """Batched beam search; returns the `nbest` best finished hypotheses per sentence, best first, and tells
     `on_done` of each sentence as soon as its search ends (one that `drop()` names ends at once, with what it has
-    found so far). `forced`: (B, P) target prefixes, PAD-padded.
+    found so far). `forced`: (B, P) target prefixes, PAD-padded; `repetition`: rules against repeats.
 
     A sentence leaves the batch when its K-th best finished hypothesis scores at least the best live beam's
     score divided by the length penalty of `stop`'s length: "current", the next step's (a live beam is taken
@@ -253,9 +271,8 @@ def beam_search(
         Bl = sent.shape[0]
         # The 2K best candidates of a sentence are among the 2K best tokens of each of its beams: only those
         # are added to the beams' scores (no further (B * K, V) tensor).
-        logp = F.log_softmax(step(seqs, t).float(), dim=-1)  # (Bl * K, V)
-        if forced is not None:
-            logp = force(logp, forced, sent.repeat_interleave(K), t)
+        rows_sent = sent.repeat_interleave(K) if forced is not None else sent
+        logp = next_logp(step(seqs, t), seqs, forced, rows_sent, t, repetition)  # (Bl * K, V)
         row_lp, row_tok = top_tokens(logp, C)  # (Bl * K, C)
         # EOS forced at the length limit: on (Bl * K, C) candidates, cheap enough to do without asking the device
         lim = (t + 1 >= limits[sent]).repeat_interleave(K)[:, None]
@@ -339,24 +356,27 @@ def search(
     forced: torch.Tensor | None = None,
     sampling: Sampling | None = None,
     drop: Drop | None = None,
+    repetition: Repetition | None = None,
 ) -> list[Result]:
     """Sampling when `sampling` is given; else greedy for beam 1 (n-best 1), beam search otherwise."""
     if sampling is not None:
-        return sample_search(model, src, src_mask, sampling, alpha, a, b, use_cache, forced)
+        return sample_search(model, src, src_mask, sampling, alpha, a, b, use_cache, forced, repetition)
     if beam <= 1 and nbest <= 1:
-        return greedy_search(model, src, src_mask, a, b, use_cache, alpha, on_done, forced, drop=drop)
-    return beam_search(model, src, src_mask, beam, alpha, a, b, nbest, use_cache, stop, on_done, forced, drop)
+        return greedy_search(model, src, src_mask, a, b, use_cache, alpha, on_done, forced, drop=drop,
+                             repetition=repetition)  # fmt: skip
+    return beam_search(model, src, src_mask, beam, alpha, a, b, nbest, use_cache, stop, on_done, forced, drop,
+                       repetition)  # fmt: skip
 
 
 def sample_search(model: Seq2Seq, src: torch.Tensor, src_mask: torch.Tensor, s: Sampling, alpha: float = 1.0,
                   a: float = 1.5, b: int = 10, use_cache: bool = True, forced: torch.Tensor | None = None,
-                  ) -> list[Result]:  # fmt: skip
+                  repetition: Repetition | None = None) -> list[Result]:  # fmt: skip
     """`s.draws` samples of each sentence, decoded as one batch (each sentence repeated), best score first."""
     n = s.draws
     g = torch.Generator(device=src.device).manual_seed(s.seed)
     rep = None if forced is None else forced.repeat_interleave(n, dim=0)
     out = greedy_search(
         model, src.repeat_interleave(n, dim=0), src_mask.repeat_interleave(n, dim=0), a, b, use_cache, alpha,
-        forced=rep, choose=lambda logp: sample_tokens(logp, s, g),
+        forced=rep, choose=lambda logp: sample_tokens(logp, s, g), repetition=repetition,
     )  # fmt: skip
     return [sorted((r for (r,) in out[i : i + n]), key=lambda x: -x[1]) for i in range(0, len(out), n)]

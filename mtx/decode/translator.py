@@ -21,6 +21,7 @@ import torch
 from mtx.config import DecodeConfig
 from mtx.data.batching import collate, pad, sorted_batches
 from mtx.data.tokenizer import Tokenizer
+from mtx.decode.repetition import Repetition
 from mtx.decode.search import Done, Drop, Result, Sampling, search
 from mtx.device import autocast
 from mtx.errors import MtxError
@@ -228,6 +229,7 @@ class Translator(BatchTranslator):
                     heads,
                     sampling_of(c),
                     drop,
+                    repetition_of(c),
                 )
         except torch.OutOfMemoryError:
             if self.device.type == "cuda":
@@ -269,6 +271,12 @@ class Translator(BatchTranslator):
             for b, i in enumerate(idx):
                 out[i] = w[b, : len(targets[i]), len(prefix) : len(prefix) + len(ids[i])].float().cpu()
         return out
+
+
+def repetition_of(c: DecodeConfig) -> Repetition | None:
+    """What `decode.no_repeat_ngram` and `decode.repetition_penalty` ask for (None: neither)."""
+    r = Repetition(c.no_repeat_ngram, c.repetition_penalty)
+    return r if r else None
 
 
 def sampling_of(c: DecodeConfig) -> Sampling | None:

@@ -166,11 +166,11 @@ def default_workers(device: str) -> int:
 
 
 def serve(
-    model: Path | list[Path], engine: str, host: str, port: int, beam: int | None, device: str, limits: Limits,
+    model: Path | list[Path], engine: str, host: str, port: int, decoding: dict, device: str, limits: Limits,
     hosts: list[str], forwarded_allow_ips: list[str] | None = None,
 ) -> None:  # fmt: skip
     """Serve `model` (several: their ensemble) until SIGTERM or Ctrl-C; the log's first line names the port
-    (useful with port 0). `hosts`: the names clients may give in their Host header besides loopback's and
+    (useful with port 0). `decoding`: the server's decode.* options (None: the model's), which requests may change. `hosts`: the names clients may give in their Host header besides loopback's and
     `host` ("*": any)."""
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port}: expected 0 to 65535")
@@ -179,7 +179,7 @@ def serve(
     workers = limits.workers = limits.workers or default_workers(device)
     if workers > 1:  # the CPU threads shared by the batches decoded at once
         torch.set_num_threads(max(1, torch.get_num_threads() // workers))
-    translator, cfg = load(model, engine, device, beam=beam, workers=workers)
+    translator, cfg = load(model, engine, device, workers=workers, **decoding)
     service = Service(translator, P.pairs_of(cfg.data), limits, engine)
     try:
         sock = listen(host, port)

@@ -56,6 +56,8 @@ class Fields(BaseModel):
     sample: Text | None = None
     temperature: Annotated[float, Number, Field(ge=0.01, le=100)] | None = None
     seed: Annotated[int, Number, Field(ge=0, lt=2**63)] | None = None
+    no_repeat_ngram: Annotated[int, Number, Field(ge=0, le=64)] | None = None
+    repetition_penalty: Annotated[float, Number, Field(gt=0, le=100)] | None = None
     translation: Texts | None = None
     file: Any = None  # an upload (/translate_file)
 
@@ -75,7 +77,12 @@ HINTS = {
     "alternatives": f"alternatives must be a whole number from 0 to {MAX_ALTERNATIVES}",
     "temperature": "temperature must be a number from 0.01 to 100",
     "seed": "seed must be a whole number >= 0",
+    "no_repeat_ngram": "no_repeat_ngram must be a whole number from 0 (off) to 64",
+    "repetition_penalty": "repetition_penalty must be a number above 0 and at most 100 (1: off)",
 }
+
+
+REPEATS = ("no_repeat_ngram", "repetition_penalty")  # decode.* keys of the same names
 
 
 def parse(data: Any) -> Fields:
@@ -122,7 +129,7 @@ async def fields_of(headers, body: bytes) -> Fields:
         data[key] = values[0] if len(values) == 1 else values
         if not values and isinstance(form[key], UploadFile):  # a file (/translate_file)
             data[key] = form[key]
-    for key in ("alternatives", "seed", "temperature", "sample", "prefix", "api_key", "format"):
+    for key in ("alternatives", "seed", "temperature", "sample", "prefix", "api_key", "format", *REPEATS):
         if data.get(key) == "":  # an empty form field: not given
             del data[key]
     return parse(data)

@@ -20,7 +20,7 @@ from mtx.errors import UsageError, check_positive
 from mtx.serve.batcher import Batcher
 from mtx.serve.detect import Detector
 from mtx.serve.metrics import Metrics
-from mtx.serve.schema import Fields, RequestError
+from mtx.serve.schema import REPEATS, Fields, RequestError
 from mtx.specs import parse_sample
 
 log = logging.getLogger(__name__)
@@ -135,8 +135,12 @@ class Service:
 
     def options(self, f: Fields) -> DecodeConfig:
         """A request's decoding options, one frozen DecodeConfig: the server's, with LibreTranslate's
-        `alternatives` (N more candidates) or mtx's `sample` ("topk=K" or "topp=P"), `temperature`, `seed`."""
+        `alternatives` (N more candidates) or mtx's `sample` ("topk=K" or "topp=P"), `temperature`, `seed`, and
+        mtx's `no_repeat_ngram` and `repetition_penalty` (in either)."""
         c, more = self.translator.cfg, f.alternatives
+        repeats = {k: getattr(f, k) for k in REPEATS if getattr(f, k) is not None}
+        if repeats:
+            c = dataclasses.replace(c, **repeats)
         if f.sample is None and f.temperature is None and f.seed is None:
             return dataclasses.replace(c, nbest=more + 1, beam=max(c.beam, more + 1)) if more else c
         sample = f.sample or ""
