@@ -170,8 +170,8 @@ def serve(
     hosts: list[str], forwarded_allow_ips: list[str] | None = None,
 ) -> None:  # fmt: skip
     """Serve `model` (several: their ensemble) until SIGTERM or Ctrl-C; the log's first line names the port
-    (useful with port 0). `decoding`: the server's decode.* options (None: the model's), which requests may change. `hosts`: the names clients may give in their Host header besides loopback's and
-    `host` ("*": any)."""
+    (useful with port 0). `decoding`: the server's decode.* options (None: the model's), which requests may
+    change. `hosts`: the names clients may give in their Host header besides loopback's and `host` ("*": any)."""
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port}: expected 0 to 65535")
     memory.bound_kernel_cache()
