@@ -42,6 +42,7 @@ def _between(lo, hi, lo_open=False, hi_open=False) -> Callable[[Any, Any], bool]
 POS: Rule = ("must be > 0", lambda v, c: v > 0)
 NONNEG: Rule = ("must be >= 0", lambda v, c: v >= 0)
 PROB: Rule = ("must be in [0, 1)", _between(0, 1, hi_open=True))
+SHARE: Rule = ("must be in [0, 1]", _between(0, 1))
 
 
 def at_least(n: int) -> Rule:
@@ -151,6 +152,12 @@ class DataConfig:
     # with sentencepiece's smoothing alpha (unigram; BPE: dropout probability); 0: off. Which sides: src, tgt, both
     subword_alpha: float = key(0.0, ("must be in [0, 1]", _between(0, 1)))
     subword_sides: str = key("src", _in("src", "tgt", "both"))
+    # Case and punctuation augmentation (mtx/data/augment.py): the probability that a training batch has both
+    # sides in capitals, in title case (upper + title at most 1), and, drawn apart, without final punctuation
+    augment_upper: float = key(0.0, SHARE, ("augment_upper + augment_title must be <= 1",
+                                           lambda v, c: v + c.data.augment_title <= 1))  # fmt: skip
+    augment_title: float = key(0.0, SHARE)
+    augment_nopunct: float = key(0.0, SHARE)
     # A model directory whose tokenizer to use instead of training one (models of one tokenizer can be ensembled)
     tokenizer: str = key("", flag="--tokenizer")
     spm_model_type: str = key("unigram", _in("unigram", "bpe", "char", "word"))

@@ -131,6 +131,8 @@ class TrainBatches:
         self.batch_tokens, self.seed, self.groups = batch_tokens, seed, groups
         # subword regularisation (resegment.py): resample(rows, side) -> sampled (ids, lengths) of those sides
         self.resample = None
+        # case and punctuation augmentation (augment.py): augment(rows, sampled sides) -> None or both sides anew
+        self.augment = None
         # decoder positions: BOS y (in) and y EOS (out); a batch costs n * max(src_len, tgt_len) tokens
         n_tags = 0 if tags is None else (tags != PAD).sum(1)
         self.src_len = torch.from_numpy(self.src.lengths[self.rows] + 1 + n_tags)
@@ -178,8 +180,12 @@ class TrainBatches:
         """The same batch as `collate(src[idx], tgt[idx])` (with each source's tag), gathered from the columns."""
         rows = self.rows[np.asarray(idx)]
         sampled = self.resample.sides if self.resample is not None else ()
-        x, xn = self.resample(rows, "src") if "src" in sampled else self.src.gather(rows)
-        y, yn = self.resample(rows, "tgt") if "tgt" in sampled else self.tgt.gather(rows)
+        changed = self.augment(rows, sampled) if self.augment is not None else None
+        if changed is not None:
+            (x, xn), (y, yn) = changed["src"], changed["tgt"]
+        else:
+            x, xn = self.resample(rows, "src") if "src" in sampled else self.src.gather(rows)
+            y, yn = self.resample(rows, "tgt") if "tgt" in sampled else self.tgt.gather(rows)
         src = _ends(x, xn, None, EOS) if self.tags is None else _tagged(x, xn, self.tags[np.asarray(idx)])
         return Batch(src, src != PAD, _ends(y, yn, BOS, None), _ends(y, yn, None, EOS))
 

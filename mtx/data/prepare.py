@@ -21,6 +21,7 @@ import numpy as np
 from mtx.config import Config, DataConfig
 from mtx.console import spinner
 from mtx.data import pairs as P
+from mtx.data.augment import Augmenter
 from mtx.data.batching import TrainBatches
 from mtx.data.encode import IdColumn, encode_split, tokenizer_cache
 from mtx.data.resegment import Resegmenter
@@ -146,11 +147,16 @@ def prepare_data(
         rows=np.concatenate(rows),
         tags=tag_cols if tag_cols.shape[1] else None,
     )
+    limit = cfg.model.max_len - 1 - (0 if tag_cols is None or not tag_cols.shape[1] else tag_cols.shape[1])
+    splits = [p.train for p in parts]
     if d.subword_alpha > 0:
-        limit = cfg.model.max_len - 1 - (0 if tag_cols is None or not tag_cols.shape[1] else tag_cols.shape[1])
-        splits = [p.train for p in parts]
         batches.resample = Resegmenter(tok, splits, d.subword_alpha, d.subword_sides, cfg.train.seed, limit)
         log.info(f"subword regularisation: {d.subword_sides} sides resampled (alpha {d.subword_alpha:g})")
+    if d.augment_upper or d.augment_title or d.augment_nopunct:
+        texts = batches.resample or Resegmenter(tok, splits, d.subword_alpha, "", cfg.train.seed, limit)
+        batches.augment = Augmenter(texts, d.augment_upper, d.augment_title, d.augment_nopunct, cfg.train.seed)
+        log.info(f"augmentation: batches in capitals {d.augment_upper:g}, title case {d.augment_title:g}, "
+                 f"without final punctuation {d.augment_nopunct:g}")  # fmt: skip
     return Data(tok, batches, sets, JOIN.join(str(c) for c in specs), report, seconds)
 
 

@@ -22,8 +22,9 @@ class Resegmenter:
     """Sampled ids of training rows (indices into the splits end to end), for the sides `sides` names."""
 
     def __init__(self, tok: Tokenizer, splits: list[PairSplit], alpha: float, sides: str, seed: int, limit: int):
+        """`sides`: src, tgt, both, or "" (none: the texts only, for augment.py)."""
         self.sp, self.splits, self.alpha, self.limit = tok.sp, splits, alpha, limit
-        self.sides = ("src", "tgt") if sides == "both" else (sides,)
+        self.sides = ("src", "tgt") if sides == "both" else (sides,) if sides else ()
         self.starts = np.cumsum([0, *(len(s) for s in splits)])
         self.seed = seed
 
@@ -41,15 +42,26 @@ class Resegmenter:
 
     def __call__(self, rows: np.ndarray, side: str) -> tuple[np.ndarray, np.ndarray]:
         """(ids (B, M) int64 padded with PAD, lengths (B,)) of a sampled segmentation of `rows`' `side`."""
+        return self.encode(self.texts(rows, side), rows, side, True)
+
+    def encode(self, texts: list[str], rows: np.ndarray, side: str, sample: bool) -> tuple[np.ndarray, np.ndarray]:
+        """`texts` (those of `rows`' `side`, maybe changed: augment.py) encoded, with a sampled segmentation if
+        `sample`, cut to the model's positions: (ids (B, M) int64 padded with PAD, lengths (B,))."""
+        if not sample:
+            return padded([x[: self.limit] for x in self.sp.encode(texts, out_type=int)])
         # Encoding on one thread seeds that thread's generator from the global seed: a seed of the rows (and of
         # the training's seed) makes each batch's samples the same in every run, resumed ones too, and a sentence
         # in another batch (another epoch) gets another sample
         spm.set_random_generator_seed(zlib.crc32(rows.astype(np.int64).tobytes() + side.encode(), self.seed) or 1)
-        ids = self.sp.encode(self.texts(rows, side), out_type=int, enable_sampling=True, alpha=self.alpha,
-                             nbest_size=-1, num_threads=1)  # fmt: skip
-        ids = [x[: self.limit] for x in ids]
-        lens = np.fromiter(map(len, ids), np.int64, count=len(ids))
-        out = np.full((len(ids), int(lens.max(initial=0))), PAD, np.int64)
-        for i, x in enumerate(ids):
-            out[i, : len(x)] = x
-        return out, lens
+        ids = self.sp.encode(texts, out_type=int, enable_sampling=True, alpha=self.alpha, nbest_size=-1,
+                             num_threads=1)  # fmt: skip
+        return padded([x[: self.limit] for x in ids])
+
+
+def padded(ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids (B, M) int64 padded with PAD, lengths (B,)) of the rows `ids`."""
+    lens = np.fromiter(map(len, ids), np.int64, count=len(ids))
+    out = np.full((len(ids), int(lens.max(initial=0))), PAD, np.int64)
+    for i, x in enumerate(ids):
+        out[i, : len(x)] = x
+    return out, lens
