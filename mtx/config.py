@@ -237,8 +237,9 @@ class DecodeConfig:  # frozen and hashable: one request's decoding options, neve
     # current | exact: when beam search drops a sentence (mtx/decode/search.py, docs/deploy.md)
     stop: str = key("current", _in("current", "exact"))
     # Against runaway repetitions (mtx/decode/repetition.py; CTranslate2's options of the same names): no n-gram
-    # of this size twice in an output (0: off), and the CTRL penalty on tokens already output (1: off)
-    no_repeat_ngram: int = key(0, NONNEG, at_most(64), flag="--no-repeat-ngram")
+    # of this many pieces twice in an output (0: off; 4 chosen on val: docs/recipes.md), and the CTRL penalty on
+    # tokens already output (1: off)
+    no_repeat_ngram: int = key(4, NONNEG, at_most(64), flag="--no-repeat-ngram")
     repetition_penalty: float = key(1.0, POS, at_most(100), flag="--repetition-penalty")
 
 

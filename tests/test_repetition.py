@@ -79,7 +79,7 @@ def test_the_options_change_no_greedy_output_without_repetitions(tiny_model, tin
     from mtx.decode.load import load
 
     lines = (tiny_corpus / "val.de").read_text().splitlines()[:40]
-    plain, _ = load(tiny_model, beam=1)
+    plain, _ = load(tiny_model, beam=1, no_repeat_ngram=0)
     base = plain.translate(lines)
     for options, clean in [
         ({"no_repeat_ngram": 2}, lambda x: not _repeats(x, 2)),
@@ -91,6 +91,12 @@ def test_the_options_change_no_greedy_output_without_repetitions(tiny_model, tin
         assert len(kept) >= 10, "too few outputs without repetitions: the test would show little"
         out = [t.tokens for t in ruled.translate([lines[i] for i in kept])]
         assert out == [base[i].tokens for i in kept], options
+
+
+def test_the_default_is_no_repeated_4_gram():
+    from mtx.config import DecodeConfig
+
+    assert (DecodeConfig().no_repeat_ngram, DecodeConfig().repetition_penalty) == (4, 1.0)
 
 
 def test_off_is_the_plain_search():
@@ -115,7 +121,7 @@ def test_a_forced_prefix_is_never_blocked():
             assert EOS not in tokens
 
 
-@pytest.mark.parametrize("options", [{"no_repeat_ngram": 2}, {"repetition_penalty": 4.0}])
+@pytest.mark.parametrize("options", [{"no_repeat_ngram": 2}, {"repetition_penalty": 4.0, "no_repeat_ngram": 0}])
 def test_ct2_engine_applies_the_same_rules(tmp_path, options):
     """CTranslate2's options of the same names give mtx's greedy outputs on an untrained model."""
     pytest.importorskip("ctranslate2")
@@ -141,7 +147,7 @@ def test_ct2_engine_applies_the_same_rules(tmp_path, options):
     decode = DecodeConfig(beam=1, max_len_a=1.0, max_len_b=5, batch_tokens=1, **options)
     a = [t.text for t in Translator(model, tok, decode, torch.device("cpu")).translate(texts)]
     b = [t.text for t in CT2Translator(tmp_path / "ct2", decode, torch.device("cpu")).translate(texts)]
-    plain = DecodeConfig(beam=1, max_len_a=1.0, max_len_b=5, batch_tokens=1)
+    plain = DecodeConfig(beam=1, max_len_a=1.0, max_len_b=5, batch_tokens=1, no_repeat_ngram=0)
     c = [t.text for t in Translator(model, tok, plain, torch.device("cpu")).translate(texts)]
     assert a == b and a != c
 
@@ -160,6 +166,7 @@ def test_translate_with_the_options(tiny_model):
     r = CliRunner().invoke(app, ["translate", "--model", str(tiny_model), "--no-repeat-ngram", "3",
                                  "--repetition-penalty", "1.2", "--json", "ein hund"])  # fmt: skip
     assert r.exit_code == 0, r.output
-    plain = CliRunner().invoke(app, ["translate", "--model", str(tiny_model), "--json", "ein hund"])
+    plain = CliRunner().invoke(app, ["translate", "--model", str(tiny_model), "--no-repeat-ngram", "0", "--json",
+                                     "ein hund"])  # fmt: skip
     # the tiny model's translation repeats nothing: the same text, with a score of the changed distribution
     assert json.loads(r.output)["translation"] == json.loads(plain.output)["translation"]

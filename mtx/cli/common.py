@@ -18,7 +18,7 @@ MODEL_BEAM = Opt(None, help="Beam size (1 = greedy).", show_default="the model's
 ALPHA = Opt(None, help="Length penalty exponent (GNMT; 0 = none).", show_default="the model's")
 BATCH_TOKENS = Opt(None, help="Tokens per decoding batch.")
 ENGINE = Opt("mtx", help="mtx (its own search) or ct2 (CTranslate2; exports on first use).")
-NO_REPEAT = Opt(None, help="No n-gram of this size twice in a translation (0: off).", show_default="the model's, 0")
+NO_REPEAT = Opt(None, help="No n-gram of this size twice in a translation (0: off).", show_default="the model's, 4")
 REPETITION_PENALTY = Opt(None, help="Penalty on tokens already output (CTRL; 1: off, 1.2: usual).",
                          show_default="the model's, 1")  # fmt: skip
 CONFIG = Opt(None, help="TOML or JSON config file.")
