@@ -97,12 +97,15 @@ def test_evaluate_prints_scores_and_writes_hypotheses(tiny_model, tiny_corpus, t
     assert "BLEU = 100.00" in result.stdout
     assert "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:" in result.stdout
     assert "chrF2 = 100.00" in result.stdout and "sent/s" in result.stdout
+    assert "beam 2, alpha 1.0, no repeated 4-gram, cpu:" in result.stdout  # the rules in force
     ref = (tiny_corpus / "test_2016_flickr.en").read_text(encoding="utf-8")
     assert out.read_text(encoding="utf-8") == ref
     result = run(
-        "evaluate", "--model", tiny_model, "--src-file", tiny_corpus / "val.de", "--ref-file", tiny_corpus / "val.en"
-    )
+        "evaluate", "--model", tiny_model, "--src-file", tiny_corpus / "val.de", "--ref-file", tiny_corpus / "val.en",
+        "--no-repeat-ngram", 0, "--repetition-penalty", 1.1,
+    )  # fmt: skip
     assert result.exit_code == 0 and "BLEU = 100.00" in result.stdout
+    assert "alpha 1.0, repetition penalty 1.1, cpu:" in result.stdout
 
 
 def test_error_missing_model_directory(tmp_path):

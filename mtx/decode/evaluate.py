@@ -35,6 +35,7 @@ class Report:
     comparison: dict = field(default_factory=dict)  # paired tests against a baseline (--compare)
     baseline: Path | None = None
     model: Path | None = None
+    rules: str = ""  # the repetition rules in force, for the summary line ("" when off)
 
 
 def evaluate(
@@ -90,6 +91,7 @@ def evaluate(
         rows.append(score_pair(translator, sources, refs, split, hyp_file, prefix) | {"pair": name, "split": split})
     d = cfg.decode
     report = Report(rows, d.beam, d.alpha, str(translator.device), time.time() - t0, model=model, baseline=compare)
+    report.rules = rules_text(d.no_repeat_ngram, d.repetition_penalty)
     if ci and baseline is None:
         report.confidence = with_confidence(rows[0]["hyps"], rows[0]["refs"])
     if baseline is not None:
@@ -179,15 +181,22 @@ def render(report: Report, as_json: bool = False) -> list[str]:
         out = [s.bleu_text, f"chrF2 = {s.chrf:.2f}", f"BLEU signature: {s.bleu_signature}"]
         out += [f"chrF signature: {s.chrf_signature}"]
         out += [
-            f"{r['sentences']} sentences, beam {report.beam}, alpha {report.alpha}, {report.device}: decoding "
-            f"{r['decode_s']:.1f}s ({r['sents_per_s']:.1f} sent/s), total {report.total_s:.1f}s; hypotheses in "
-            f"{r['hyp_file']}"
+            f"{r['sentences']} sentences, beam {report.beam}, alpha {report.alpha}{report.rules}, {report.device}: "
+            f"decoding {r['decode_s']:.1f}s ({r['sents_per_s']:.1f} sent/s), total {report.total_s:.1f}s; hypotheses "
+            f"in {r['hyp_file']}"
         ]
     for name, c in report.confidence.items():
         out.append(f"{name} = {c['score']:.2f}, 95% interval {c['mean']:.2f} ± {c['ci']:.2f} (bootstrap, 1000)")
     if report.comparison:
         out += _comparison(report.comparison, report.baseline, report.model)
     return out
+
+
+def rules_text(no_repeat_ngram: int, penalty: float) -> str:
+    """What is on of the two repetition rules, for the summary line: ", no repeated 4-gram", ", repetition
+    penalty 1.2", both, or "" for neither."""
+    out = f", no repeated {no_repeat_ngram}-gram" if no_repeat_ngram else ""
+    return out + (f", repetition penalty {penalty:g}" if penalty != 1.0 else "")
 
 
 def _table(report: Report) -> list[str]:
