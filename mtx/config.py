@@ -61,25 +61,16 @@ def is_name(text: str) -> bool:
 NAME: Rule = ("must be a split's name (letters, digits, . _ -), not a path", lambda v, c: is_name(v))
 
 
-def _sample_ok(text: str, c) -> bool:
-    try:
-        return not text or bool(parse_sample(text))
-    except ValueError:
-        return False
+def _parses(parse):
+    """A rule's check: the text is empty or `parse` accepts it (a ValueError: it does not)."""
 
+    def ok(text: str, c) -> bool:
+        try:
+            return not text or bool(parse(text))
+        except ValueError:
+            return False
 
-def _corpora_ok(text: str, c) -> bool:
-    try:
-        return not text or bool(parse_corpora(text))
-    except ValueError:
-        return False
-
-
-def _pairs_ok(text: str, c) -> bool:
-    try:
-        return not text or bool(parse_pairs(text))
-    except ValueError:
-        return False
+    return ok
 
 
 @dataclass
@@ -121,7 +112,7 @@ class DataConfig:
         "",
         (
             "expected PATH[,weight=W][,tag=NAME] [+ PATH...]: W > 0, NAME of letters, digits or _, each path once",
-            _corpora_ok,
+            _parses(parse_corpora),
         ),
     )
     # a table's source and target columns, e.g. de,en (1,2: a TSV/CSV without a header)
@@ -132,7 +123,7 @@ class DataConfig:
     valid_split: str = key("val", NAME)
     test_split: str = key("test_2016_flickr", NAME, resume=True)  # what `mtx evaluate` decodes unless --split says
     # Several directions in one model (--pairs de-en,en-de,...): then src and tgt are not read (mtx/data/pairs.py)
-    pairs: str = key("", ("expected SRC-TGT[,SRC-TGT...], e.g. de-en,en-de", _pairs_ok), flag="--pairs")
+    pairs: str = key("", ("expected SRC-TGT[,SRC-TGT...], e.g. de-en,en-de", _parses(parse_pairs)), flag="--pairs")
     temperature: float = key(5.0, POS)  # pair i sampled in proportion to n_i ** (1 / temperature)
     # training pairs with a longer side (in pieces) are dropped, with a count; <= max_len
     max_tokens: int = key(
@@ -152,8 +143,7 @@ class DataConfig:
     # with sentencepiece's smoothing alpha (unigram; BPE: dropout probability); 0: off. Which sides: src, tgt, both
     subword_alpha: float = key(0.0, ("must be in [0, 1]", _between(0, 1)))
     subword_sides: str = key("src", _in("src", "tgt", "both"))
-    # Case and punctuation augmentation (mtx/data/augment.py): the probability that a training batch has both
-    # sides in capitals, in title case (upper + title at most 1), and, drawn apart, without final punctuation
+    # Augmentation (mtx/data/augment.py): shares of batches in capitals, in title case, without final punctuation
     augment_upper: float = key(0.0, SHARE, ("augment_upper + augment_title must be <= 1",
                                            lambda v, c: v + c.data.augment_title <= 1))  # fmt: skip
     augment_title: float = key(0.0, SHARE)
@@ -222,23 +212,22 @@ class DecodeConfig:  # frozen and hashable: one request's decoding options, neve
     # rows (sentences x beams) x source length per batch; 0: 12000 on CPU, 100000 on CUDA
     batch_tokens: int = key(0, NONNEG, flag="--batch-tokens")
     # candidates returned: the best of the beam's finished hypotheses, or samples drawn (with decode.sample)
-    nbest: int = key(
-        1,
-        ("must be between 1 and decode.beam", lambda v, c: v >= 1 and (v <= c.decode.beam or bool(c.decode.sample))),
-        flag="--nbest",
-    )
+    nbest: int = key(1, ("must be between 1 and decode.beam", lambda v, c: v >= 1 and (v <= c.decode.beam
+                                                                                      or bool(c.decode.sample))),
+                     flag="--nbest")  # fmt: skip
     # Sample instead of searching: topk=K (from the K most likely tokens; 0: all) or topp=P (the fewest tokens
     # whose probabilities reach P); "": beam search (or greedy)
-    sample: str = key("", ("expected topk=K or topp=P, e.g. topk=10 or topp=0.9", _sample_ok), flag="--sample")
+    sample: str = key(
+        "", ("expected topk=K or topp=P, e.g. topk=10 or topp=0.9", _parses(parse_sample)), flag="--sample"
+    )
     temperature: float = key(1.0, POS, flag="--temperature")  # sampling: logits divided by it
     seed: int = key(0, NONNEG, flag="--seed")  # sampling: the same input, settings and seed draw the same samples
     # fp32 | bf16 | fp16: autocast while decoding (why fp32: docs/performance.md)
     precision: str = key("fp32", _in("fp32", "bf16", "fp16"))
     # current | exact: when beam search drops a sentence (mtx/decode/search.py, docs/deploy.md)
     stop: str = key("current", _in("current", "exact"))
-    # Against runaway repetitions (mtx/decode/repetition.py; CTranslate2's options of the same names): no n-gram
-    # of this many pieces twice in an output (0: off; 4 chosen on val: docs/recipes.md), and the CTRL penalty on
-    # tokens already output (1: off)
+    # Against runaway repetitions (mtx/decode/repetition.py; CTranslate2's options): no n-gram of this many pieces
+    # twice (0: off; 4 chosen on val: docs/recipes.md); the CTRL penalty on tokens already output (1: off)
     no_repeat_ngram: int = key(4, NONNEG, at_most(64), flag="--no-repeat-ngram")
     repetition_penalty: float = key(1.0, POS, at_most(100), flag="--repetition-penalty")
 
