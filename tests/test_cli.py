@@ -102,10 +102,10 @@ def test_evaluate_prints_scores_and_writes_hypotheses(tiny_model, tiny_corpus, t
     assert out.read_text(encoding="utf-8") == ref
     result = run(
         "evaluate", "--model", tiny_model, "--src-file", tiny_corpus / "val.de", "--ref-file", tiny_corpus / "val.en",
-        "--no-repeat-ngram", 0, "--repetition-penalty", 1.1,
+        "--no-repeat-ngram", 0, "--repetition-penalty", 0.9,
     )  # fmt: skip
     assert result.exit_code == 0 and "BLEU = 100.00" in result.stdout
-    assert "alpha 1.0, repetition penalty 1.1, cpu:" in result.stdout
+    assert "alpha 1.0, repetition penalty 0.9, cpu:" in result.stdout
 
 
 def test_error_missing_model_directory(tmp_path):

@@ -96,3 +96,14 @@ def test_config_files(tmp_path, suffix):
     path.write_text("[model]\nd_modl = 128\n" if suffix == ".toml" else '{"model": {"d_modl": 128}}')
     with pytest.raises(UsageError, match=f"c{suffix}: unknown config key 'model.d_modl'"):
         build_config(path)
+
+
+@pytest.mark.parametrize(
+    "item, says",
+    [("decode.sample=topk=x", "expected topk=K or topp=P"), ("data.pairs=de", "expected SRC-TGT"),
+     ("data.path=a,weight=x", "data.path")],
+)  # fmt: skip
+def test_parsed_keys_refuse_what_does_not_parse(item, says):
+    with pytest.raises(UsageError, match=says):
+        build_config(None, [item])
+    build_config(None, [item.split("=")[0] + "="])  # empty: the default's meaning
