@@ -1,7 +1,7 @@
 #!/bin/bash
 # Equal-steps comparison of the preset and the augmented preset (issue 34), then BLEU on val, and on test as is,
 # in capitals and without final punctuation (docs/recipes.md). From the project's root: bash scripts/augment_bench.sh
-# (S=400 steps; models and variants under /tmp).
+# (S=400 steps, validation every E=S steps; a model already under /tmp is kept; variants under /tmp).
 export HF_HOME=${HF_HOME:-/tmp/hf}
 D=../shared/data/multi30k
 mkdir -p /tmp/variants
@@ -14,11 +14,15 @@ for lang in ("de", "en"):
     open(f"/tmp/variants/nopunct.{lang}", "w").write("\n".join(map(no_final_punctuation, lines)) + "\n")
 PY
 S=${S:-400}
+E=${E:-$S}
+AUG=${AUG:-"--set data.augment_upper=0.1 --set data.augment_title=0.05 --set data.augment_nopunct=0.2"}
 date
-.venv/bin/mtx train --out /tmp/base$S --time-budget 0 --set train.max_steps=$S --set train.eval_every=$S > /tmp/base$S.log 2>&1
+[ -f /tmp/base$S/model.safetensors ] ||
+  .venv/bin/mtx train --out /tmp/base$S --time-budget 0 --set train.max_steps=$S --set train.eval_every=$E > /tmp/base$S.log 2>&1
 date
-.venv/bin/mtx train --out /tmp/aug$S --time-budget 0 --set train.max_steps=$S --set train.eval_every=$S \
-  --set data.augment_upper=0.1 --set data.augment_title=0.05 --set data.augment_nopunct=0.2 > /tmp/aug$S.log 2>&1
+# shellcheck disable=SC2086
+[ -f /tmp/aug$S/model.safetensors ] ||
+  .venv/bin/mtx train --out /tmp/aug$S --time-budget 0 --set train.max_steps=$S --set train.eval_every=$E $AUG > /tmp/aug$S.log 2>&1
 date
 for m in base$S aug$S; do
   tail -1 /tmp/$m.log

@@ -9,15 +9,15 @@ from conftest import TINY_SETTINGS, write_corpus
 from test_cli import run
 
 from mtx.config import build_config
-from mtx.data.augment import Augmenter, no_final_punctuation, title, upper
+from mtx.data.augment import Augmenter, no_final_punctuation, title, upper, with_case_copies
 from mtx.data.prepare import prepare_data
 from mtx.data.tokenizer import EOS, PAD
 from mtx.errors import UsageError
 
 
-def _data(root, seed=1, **augment):
+def _data(root, seed=1, tok=None, **augment):
     settings = [*TINY_SETTINGS, "model.vocab_size=150", *(f"data.{k}={v}" for k, v in augment.items())]
-    return prepare_data(build_config(None, [*settings, f"train.seed={seed}"]), root)
+    return prepare_data(build_config(None, [*settings, f"train.seed={seed}"]), root, tok)
 
 
 def _text(tok, t) -> list[str]:
@@ -51,9 +51,9 @@ def test_the_share_of_batches_each_change_takes():
 @pytest.mark.parametrize("subword_alpha", [0.0, 0.5])
 def test_a_chosen_batch_has_both_sides_changed_and_the_others_are_untouched(tmp_path, subword_alpha):
     root = write_corpus(tmp_path / "c", {"train": 120, "val": 10})
-    plain = _data(root, 1, subword_alpha=subword_alpha, subword_sides="both")
     aug = _data(root, 1, augment_upper=0.5, augment_nopunct=0.5, subword_alpha=subword_alpha, subword_sides="both")
     tok, n = aug.tokenizer, len(aug.train)
+    plain = _data(root, 1, tok, subword_alpha=subword_alpha, subword_sides="both")  # the same vocabulary
     g = np.random.default_rng(1)
     seen = {"upper": 0, "plain": 0}
     for _ in range(30):
@@ -75,6 +75,21 @@ def test_a_chosen_batch_has_both_sides_changed_and_the_others_are_untouched(tmp_
     again = _data(root, 1, augment_upper=0.5, augment_nopunct=0.5, subword_alpha=subword_alpha, subword_sides="both")
     idx = np.arange(16)
     assert again.train.collate(idx).src.equal(aug.train.collate(idx).src)  # reproducible by seed
+
+
+def test_the_tokenizer_learns_capitals_from_case_copies(tmp_path):
+    """The tokenizer's sample gets a copy in capitals (or title case) after the share of its lines the
+    augmentation puts in capitals (or title case), so that capitals get pieces of their own."""
+    lines = [f"ein hund {i}." for i in range(4000)]
+    out = list(with_case_copies(lines, 0.2, 0.1, seed=3))
+    uppers, titles = sum(x.startswith("EIN HUND") for x in out), sum(x.startswith("Ein Hund") for x in out)
+    assert abs(uppers / 4000 - 0.2) < 0.03 and abs(titles / 4000 - 0.1) < 0.03
+    assert [x for x in out if x == x.lower()] == lines  # every line, in order
+    assert list(with_case_copies(lines, 0, 0, seed=3)) == lines
+    root = write_corpus(tmp_path / "c", {"train": 300, "val": 10})
+    caps = [upper(x) for x in (root / "train.de").read_text().splitlines()[:50]]
+    plain, aug = _data(root).tokenizer, _data(root, augment_upper=0.3).tokenizer
+    assert sum(map(len, aug.encode(caps))) < 0.8 * sum(map(len, plain.encode(caps)))
 
 
 def test_probabilities_are_checked_in_one_line():

@@ -230,7 +230,7 @@ def test_early_stopping_waits_for_a_long_hypothesis_the_length_penalty_favours()
 def test_block_argmax_and_topk_equal_torch(V):
     """best_tokens and top_tokens, searched block by block, give argmax's and topk's answers: on random rows,
     with the best value in the last, short block, and with equal maxima (argmax's first one)."""
-    from mtx.decode.search import best_tokens, top_tokens
+    from mtx.decode.fastk import best_tokens, top_tokens
 
     g = torch.Generator().manual_seed(V)
     x = torch.randn(40, V, generator=g)

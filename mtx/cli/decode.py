@@ -43,13 +43,14 @@ def translate(
     prefix_file: Path | None = Opt(None, help="A --prefix for each input line (empty lines: none)."),
     no_repeat_ngram: int | None = o.NO_REPEAT,
     repetition_penalty: float | None = o.REPETITION_PENALTY,
+    glossary: Path | None = o.GLOSSARY,
 ) -> None:
     """Translate sentences: one output line per input line, in order; an empty line gives an empty line."""
     decoding = {"beam": beam, "alpha": alpha, "batch_tokens": batch_tokens, "nbest": nbest, "sample": sample}
     decoding |= {"temperature": temperature, "seed": seed}
     decoding |= {"no_repeat_ngram": no_repeat_ngram, "repetition_penalty": repetition_penalty}
     drawing = (attention, attention_layer, attention_heads)
-    args = (text, input, to, pair, json_, drawing, (prefix, prefix_file))
+    args = (text, input, to, pair, json_, drawing, (prefix, prefix_file), glossary)
     for line in translate_lines(model, engine, device, decoding, *args):
         typer.echo(line)
 
@@ -72,6 +73,7 @@ def evaluate(
     compare: Path | None = Opt(None, help=COMPARE),
     no_repeat_ngram: int | None = o.NO_REPEAT,
     repetition_penalty: float | None = o.REPETITION_PENALTY,
+    glossary: Path | None = o.GLOSSARY,
 ) -> None:
     """Decode a test set and print sacreBLEU and chrF with their signatures (--ci: with 95% intervals; --compare A:
     A decoded too, and sacreBLEU's paired bootstrap and approximate randomisation tests of this model against A).
@@ -79,7 +81,8 @@ def evaluate(
     decoding = {"beam": beam, "alpha": alpha, "batch_tokens": batch_tokens}
     decoding |= {"no_repeat_ngram": no_repeat_ngram, "repetition_penalty": repetition_penalty}
     options = {"data": data, "split": split, "src_file": src_file, "ref_file": ref_file, "pair": pair}
-    report = run_evaluation(model, engine, device, decoding, **options, output=output, ci=ci, compare=compare)
+    report = run_evaluation(model, engine, device, decoding, **options, output=output, ci=ci, compare=compare,
+                            glossary=glossary)  # fmt: skip
     for line in render(report, json_):
         typer.echo(line)
 

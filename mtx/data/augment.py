@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import unicodedata
 import zlib
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -68,3 +69,18 @@ class Augmenter:
                 texts = [change(t) for t in texts]
             out[side] = self.texts.encode(texts, rows, side, side in sampled)
         return out
+
+
+def with_case_copies(lines: Iterable[str], p_upper: float, p_title: float, seed: int) -> Iterator[str]:
+    """The tokenizer's training sample, and after a seeded share of its lines a copy in capitals (`p_upper`) or
+    in title case (`p_title`): so that the vocabulary has pieces for the words the augmented batches spell in
+    capitals, instead of cutting them into letters (3 to 4 times as many pieces under a cased vocabulary)."""
+    rng = np.random.default_rng([seed, 34])
+    for line in lines:
+        yield line
+        if p_upper or p_title:
+            r = rng.random()
+            if r < p_upper:
+                yield upper(line)
+            elif r < p_upper + p_title:
+                yield title(line)

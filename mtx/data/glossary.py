@@ -97,3 +97,16 @@ def read_glossary(path: Path) -> Glossary:
         if line_no == i:  # the first of a term's lines
             entries[source] = target
     return Glossary(entries)
+
+
+def terms_used(glossary: Glossary, sources: list[str], outputs: list[str]) -> tuple[int, int]:
+    """(terms found in the sources, terms whose translation the outputs hold): a target term needed k times in a
+    sentence counts as used as many times as its output holds it, up to k."""
+    found = used = 0
+    for src, out in zip(sources, outputs, strict=True):
+        need: dict[str, int] = {}
+        for t in glossary.find(src):
+            need[t.target] = need.get(t.target, 0) + 1
+        found += sum(need.values())
+        used += sum(min(k, out.count(target)) for target, k in need.items())
+    return found, used

@@ -21,7 +21,7 @@ import numpy as np
 from mtx.config import Config, DataConfig
 from mtx.console import spinner
 from mtx.data import pairs as P
-from mtx.data.augment import Augmenter
+from mtx.data.augment import Augmenter, with_case_copies
 from mtx.data.batching import TrainBatches
 from mtx.data.encode import IdColumn, encode_split, tokenizer_cache
 from mtx.data.resegment import Resegmenter
@@ -225,7 +225,9 @@ def _read_and_encode(
         symbols += tuple(dict.fromkeys(corpus_tag(c.tag) for c in specs if c.tag))
         vocab, kind, coverage = cfg.model.vocab_size, d.spm_model_type, d.spm_character_coverage
         keys = [p.train.key for p in parts]
+        cases = (d.augment_upper, d.augment_title)
         settings = (vocab, kind, coverage, symbols, d.spm_sample_sentences, cfg.train.seed, keys)
+        settings += (cases,) if any(cases) else ()
         path = tokenizer_cache(repr(settings))
         if path.is_file():
             proto = path.read_bytes()
@@ -233,6 +235,7 @@ def _read_and_encode(
         else:
             with spinner("training the tokenizer"):
                 sample = tokenizer_sample(pairs, [p.train for p in parts], d.spm_sample_sentences, cfg.train.seed)
+                sample = with_case_copies(sample, *cases, cfg.train.seed)
                 proto = Tokenizer.train(sample, vocab, kind, coverage, symbols=symbols).proto
             for p in parts:
                 p.train.release()

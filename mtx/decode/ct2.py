@@ -22,9 +22,13 @@ from mtx.data.tokenizer import Tokenizer
 from mtx.decode.export import MTX_JSON, engine_module, export_ct2, read_exported
 from mtx.decode.search import Done, Drop, Result, length_penalty
 from mtx.decode.translator import BatchTranslator
+from mtx.errors import MtxError
 from mtx.specs import parse_sample
 
 log = logging.getLogger(__name__)
+
+
+NO_TERMS = "the ct2 engine has no constrained search: glossary terms need the mtx engine (leave out --engine ct2)"
 
 
 def exported_dir(model_dir: Path) -> Path:
@@ -60,9 +64,13 @@ class CT2Translator(BatchTranslator):
         )
 
     def _search(self, ids: list[list[int]], c: DecodeConfig, use_cache: bool, on_done: Done | None,
-                forced: list[list[int]] | None = None, drop: Drop | None = None) -> list[Result]:  # fmt: skip
+                forced: list[list[int]] | None = None, drop: Drop | None = None,
+                terms: list[list[list[int]]] | None = None) -> list[Result]:  # fmt: skip
         """CTranslate2's beam search (or sampling) over the pieces of `ids`, from the pieces of `forced`; its
-        finished hypotheses ranked by mtx's score. (A batch runs to its end: `drop` is not heard.)"""
+        finished hypotheses ranked by mtx's score. (A batch runs to its end: `drop` is not heard.) CTranslate2
+        has no constrained search: `terms` are refused."""
+        if terms is not None and any(terms):
+            raise MtxError(NO_TERMS)
         sp = self.tokenizer.sp
         longest = max(len(x) for x in ids) + 1
         need = max((len(f) for f in forced or []), default=0)  # a forced prefix always fits

@@ -12,9 +12,11 @@ from pathlib import Path
 
 from mtx.console import ProgressBar
 from mtx.data import pairs as P
+from mtx.data.glossary import Glossary, read_glossary, terms_used
 from mtx.data.multi30k import ensure_data_dir
 from mtx.data.sources import Corpus, data_spec
 from mtx.data.text import check_parallel, read_lines
+from mtx.decode.ct2 import NO_TERMS
 from mtx.decode.load import load
 from mtx.decode.metrics import paired_tests, score, with_confidence
 from mtx.decode.translator import BatchTranslator
@@ -52,11 +54,16 @@ def evaluate(
     output: Path | None = None,
     ci: bool = False,
     compare: Path | None = None,
+    glossary: Path | None = None,
 ) -> Report:
     """Score `model` on each of its pairs (or `pair`) of the corpus' `split`, or on `src_file`/`ref_file`;
-    `decoding`: options of `load` (beam, alpha, batch_tokens)."""
+    `decoding`: options of `load` (beam, alpha, batch_tokens); `glossary`: a file of terms whose translations
+    the hypotheses must hold (the report counts those they do)."""
     t0 = time.time()
     decoding = decoding or {}
+    if glossary is not None and engine != "mtx":
+        raise UsageError(NO_TERMS)
+    terms = read_glossary(glossary) if glossary is not None else None
     translator, cfg = load(model, engine, device, **decoding)
     models = model if isinstance(model, list) else [model]
     model, ensemble = models[0], len(models) > 1  # an ensemble's hypotheses go beside its first model's
@@ -88,7 +95,8 @@ def evaluate(
             ("ensemble." if ensemble else "") + hypothesis_name(split, (src, tgt), len(trained))
         )
         prefix = P.prefix_ids(translator.tokenizer, trained, tgt)
-        rows.append(score_pair(translator, sources, refs, split, hyp_file, prefix) | {"pair": name, "split": split})
+        row = score_pair(translator, sources, refs, split, hyp_file, prefix, terms)
+        rows.append(row | {"pair": name, "split": split})
     d = cfg.decode
     report = Report(rows, d.beam, d.alpha, str(translator.device), time.time() - t0, model=model, baseline=compare)
     report.rules = rules_text(d.no_repeat_ngram, d.repetition_penalty)
@@ -99,7 +107,7 @@ def evaluate(
         r, (src, tgt) = rows[0], directions[0]
         hyp_file = compare / hypothesis_name(split, (src, tgt), len(P.pairs_of(base_cfg.data)))
         prefix = P.prefix_ids(base.tokenizer, P.pairs_of(base_cfg.data), tgt)
-        base_hyps = decode_to_file(base, r["sources"], split, hyp_file, prefix)
+        base_hyps = decode_to_file(base, r["sources"], split, hyp_file, prefix, terms)
         report.comparison = paired_tests(base_hyps, r["hyps"], r["refs"])
     return report
 
@@ -133,25 +141,24 @@ def test_split(corpus: Corpus, split: str | None, src: str, tgt: str) -> tuple[l
     return cols["src"], cols["tgt"], ps.name
 
 
-def decode_to_file(
-    translator: BatchTranslator, sources: list[str], split: str, output: Path, prefix: list[int]
-) -> list[str]:
+def decode_to_file(translator: BatchTranslator, sources: list[str], split: str, output: Path, prefix: list[int],
+                   glossary: Glossary | None = None) -> list[str]:  # fmt: skip
     """Translate `sources` (a progress bar on a terminal) and write the hypotheses to `output`."""
     with ProgressBar(len(sources), f"decoding {split}") as bar:
-        hyps = [tr.text for tr in translator.translate(sources, prefix=prefix, on_progress=bar.advance)]
+        trs = translator.translate(sources, prefix=prefix, glossary=glossary, on_progress=bar.advance)
+        hyps = [tr.text for tr in trs]
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     return hyps
 
 
-def score_pair(
-    translator: BatchTranslator, sources: list[str], refs: list[str], split: str, hyp_file: Path, prefix: list[int]
-) -> dict:
+def score_pair(translator: BatchTranslator, sources: list[str], refs: list[str], split: str, hyp_file: Path,
+               prefix: list[int], glossary: Glossary | None = None) -> dict:  # fmt: skip
     t1 = time.time()
-    hyps = decode_to_file(translator, sources, split, hyp_file, prefix)
+    hyps = decode_to_file(translator, sources, split, hyp_file, prefix, glossary)
     decode_s = time.time() - t1
     s = score(hyps, refs)
-    return {
+    return ({"terms": terms_used(glossary, sources, hyps)} if glossary is not None else {}) | {
         "bleu": round(s.bleu, 2),
         "chrf": round(s.chrf, 2),
         "sentences": len(sources),
@@ -185,6 +192,9 @@ def render(report: Report, as_json: bool = False) -> list[str]:
             f"decoding {r['decode_s']:.1f}s ({r['sents_per_s']:.1f} sent/s), total {report.total_s:.1f}s; hypotheses "
             f"in {r['hyp_file']}"
         ]
+        if "terms" in r:
+            found, used = r["terms"]
+            out.append(f"glossary: {found} terms found in the sources, {used} used ({100 * used / max(found, 1):.1f}%)")
     for name, c in report.confidence.items():
         out.append(f"{name} = {c['score']:.2f}, 95% interval {c['mean']:.2f} ± {c['ci']:.2f} (bootstrap, 1000)")
     if report.comparison:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from mtx.console import ProgressBar
 from mtx.data import pairs as P
+from mtx.data.glossary import read_glossary
 from mtx.data.text import lines
 from mtx.decode.attention import attention_of, draw
+from mtx.decode.ct2 import NO_TERMS
 from mtx.decode.load import load
 from mtx.errors import UsageError
 
@@ -31,11 +33,12 @@ def translate_lines(
     as_json: bool,
     drawing: tuple[Path | None, int, bool],
     start: tuple[str | None, Path | None] = (None, None),
+    glossary: Path | None = None,
 ) -> Iterator[str]:
     """The output lines of `mtx translate`: `text`, else the lines of `source` (stdin for None), translated into
     `to` (or by `pair`) with the `decoding` options; `drawing` (png, layer, per head): the attention picture of
     the one sentence of `text`; `start` (a target prefix for every line, a file of one a line): what each
-    translation starts with."""
+    translation starts with; `glossary`: a file of terms whose translations the outputs hold."""
     attention, layer, per_head = drawing
     if attention is not None and (not text or len(text) != 1):
         raise UsageError("--attention draws one sentence: give exactly one TEXT argument")
@@ -43,6 +46,9 @@ def translate_lines(
         raise UsageError("--attention draws one model's attention: give one --model")
     if attention is not None and engine != "mtx":
         raise UsageError("--attention draws mtx's own attention: leave out --engine ct2")
+    if glossary is not None and engine != "mtx":
+        raise UsageError(NO_TERMS)
+    terms = read_glossary(glossary) if glossary is not None else None
     translator, cfg = load(model, engine, device, **decoding)
     trained = P.pairs_of(cfg.data)
     src_lang, tgt_lang = P.choose(trained, to, pair, log.warning)
@@ -59,7 +65,9 @@ def translate_lines(
         raise UsageError("--prefix and --prefix-file: give one of them")
     heads = start[0] if start[1] is None else _aligned(start[1], text, source)
     with ProgressBar(total, "translating") as bar:
-        for tr in translator.stream(inputs, prefix=prefix, target_prefix=heads, on_progress=bar.advance):
+        for tr in translator.stream(
+            inputs, prefix=prefix, target_prefix=heads, glossary=terms, on_progress=bar.advance
+        ):
             if as_json:
                 rec = {"translation": tr.text, "nbest": [{"text": t, "score": round(s, 4)} for t, s in tr.nbest]}
                 yield json.dumps(rec | {"pair": f"{src_lang or '?'}-{tgt_lang}"}, ensure_ascii=False)

@@ -22,7 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from mtx.data.tokenizer import BOS, EOS, PAD
+from mtx.decode.constraints import Constraints, Guide
+from mtx.decode.fastk import best_tokens, top_tokens
 from mtx.decode.repetition import Repetition, apply
+from mtx.errors import MtxError
 from mtx.models.base import Seq2Seq
 
 
@@ -97,43 +100,6 @@ def sample_tokens(logp: torch.Tensor, s: Sampling, g: torch.Generator) -> torch.
         cols = None
     pick = torch.multinomial(logits.softmax(dim=1), 1, generator=g)[:, 0]
     return pick if cols is None else cols.gather(1, pick[:, None])[:, 0]
-
-
-BLOCK = 64  # columns per block in best_tokens and top_tokens
-
-
-def best_tokens(logp: torch.Tensor) -> torch.Tensor:
-    """`logp.argmax(dim=1)`, the same indices (the first of equal maxima), faster on CPU, where argmax over wide
-    rows is slow: the maximum of each block of columns, the best block, then the best column in it."""
-    N, V = logp.shape
-    nb = V // BLOCK
-    if logp.device.type != "cpu" or nb < 2:
-        return logp.argmax(dim=1)
-    head = logp[:, : nb * BLOCK].view(N, nb, BLOCK)
-    block_max = head.amax(dim=2)  # (N, nb)
-    b = block_max.argmax(dim=1)
-    best = b * BLOCK + head[torch.arange(N, device=logp.device), b].argmax(dim=1)
-    if nb * BLOCK < V:  # the last columns, fewer than a block: they win only when strictly better
-        tail_max, tail_arg = logp[:, nb * BLOCK :].max(dim=1)
-        best = torch.where(tail_max > block_max.gather(1, b[:, None])[:, 0], nb * BLOCK + tail_arg, best)
-    return best
-
-
-def top_tokens(logp: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`logp.topk(k, dim=1)` (values and columns, best first), faster on CPU: a row's k best values lie in the k
-    blocks of columns with the highest maxima, so only those blocks (and the last columns) are searched. Equal
-    values may come in another order than topk's."""
-    N, V = logp.shape
-    nb = V // BLOCK
-    if logp.device.type != "cpu" or nb <= k:
-        return logp.topk(k, dim=1)
-    head = logp[:, : nb * BLOCK].view(N, nb, BLOCK)
-    blocks = head.amax(dim=2).topk(k, dim=1).indices  # (N, k)
-    cols = (blocks[:, :, None] * BLOCK + torch.arange(BLOCK, device=logp.device)).view(N, k * BLOCK)
-    if nb * BLOCK < V:
-        cols = torch.cat([cols, torch.arange(nb * BLOCK, V, device=logp.device).expand(N, -1)], dim=1)
-    values, j = logp.gather(1, cols).topk(k, dim=1)
-    return values, cols.gather(1, j)
 
 
 class CachedStepper:
@@ -238,6 +204,8 @@ def beam_search(
     forced: torch.Tensor | None = None,
     drop: Drop | None = None,
     repetition: Repetition | None = None,
+    constraints: Constraints | None = None,
+    choose: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[Result]:
     """Batched beam search; returns the `nbest` best finished hypotheses per sentence, best first, and tells
     `on_done` of each sentence as soon as its search ends (one that `drop()` names ends at once, with what it has
@@ -247,12 +215,24 @@ def beam_search(
     score divided by the length penalty of `stop`'s length: "current", the next step's (a live beam is taken
     not to gain from growing longer, as Hugging Face's default and fairseq do); "exact", the longest the live
     beam may reach, so that no hypothesis the beam would find later can beat what is returned (slower: on the
-    15-minute de-en model, 22% more decoding steps for the same val outputs; docs/deploy.md)."""
+    15-minute de-en model, 22% more decoding steps for the same val outputs; docs/deploy.md).
+
+    `constraints`: token sequences each output must hold (constraints.py): the beam is then at least one more
+    than a sentence's constraint tokens, and the length limit leaves room for them. `choose` (with constraints
+    only): one free candidate a row, the token it picks from the row's log-probabilities (sampling)."""
+    B, dev = src.shape[0], src.device
+    limits = max_lengths(src_mask, max_len_a, max_len_b, model.config.max_len, forced)  # (B,)
+    guide = None
+    if constraints is not None:
+        need = constraints.sizes() + (0 if forced is None else (forced != PAD).sum(1))
+        if int(need.max()) + 1 > model.config.max_len:
+            raise MtxError(f"constraints of {int(need.max())} tokens do not fit the model's {model.config.max_len}")
+        beam = max(beam, int(constraints.sizes().max()) + 1)
+        limits = torch.maximum(limits, need + 1)
+        guide = Guide(constraints, beam)
     K, V = beam, model.config.vocab_size
     nbest = min(nbest, K)
-    B, dev = src.shape[0], src.device
     memory = model.encode(src, src_mask)
-    limits = max_lengths(src_mask, max_len_a, max_len_b, model.config.max_len, forced)  # (B,)
     T = int(limits.max())
     step = (CachedStepper if use_cache else FullStepper)(model, memory, src_mask, K, T)
 
@@ -264,25 +244,37 @@ def beam_search(
     fin_scores = torch.full((B, K), neg_inf, device=dev)
     fin_tokens = torch.full((B, K, T), PAD, dtype=torch.long, device=dev)
     offsets = torch.arange(K, device=dev)
-    C = min(2 * K, V)  # candidates taken from each beam
+    C = min(2 * K, V) if choose is None else 1  # free candidates taken from each beam
     lp_max = length_penalty(limits.float(), alpha)  # largest penalty a live beam can reach
 
     for t in range(T):
         Bl = sent.shape[0]
         # The 2K best candidates of a sentence are among the 2K best tokens of each of its beams: only those
         # are added to the beams' scores (no further (B * K, V) tensor).
-        rows_sent = sent.repeat_interleave(K) if forced is not None else sent
-        logp = next_logp(step(seqs, t), seqs, forced, rows_sent, t, repetition)  # (Bl * K, V)
-        row_lp, row_tok = top_tokens(logp, C)  # (Bl * K, C)
+        rows_sent = sent.repeat_interleave(K) if forced is not None or guide else sent
+        logits = step(seqs, t)
+        logp = next_logp(logits, seqs, forced, rows_sent, t, repetition)  # (Bl * K, V)
+        if guide:
+            model_lp = force(F.log_softmax(logits.float(), -1), forced, rows_sent, t) if repetition else logp
+            logp = guide.close(logp, rows_sent)
+        if choose is None:
+            row_lp, row_tok = top_tokens(logp, C)  # (Bl * K, C)
+        else:
+            row_tok = choose(logp)[:, None]
+            row_lp = logp.gather(1, row_tok)
         # EOS forced at the length limit: on (Bl * K, C) candidates, cheap enough to do without asking the device
         lim = (t + 1 >= limits[sent]).repeat_interleave(K)[:, None]
         eos_lp = torch.full_like(row_lp, neg_inf)
         eos_lp[:, 0] = logp[:, EOS]
         row_lp = torch.where(lim, eos_lp, row_lp)
         row_tok = torch.where(lim, EOS, row_tok)
-        cand = (scores.view(-1, 1) + row_lp).view(Bl, K * C)
-        top_s, top_i = cand.topk(2 * K, dim=1)  # (Bl, 2K)
-        origin, tok = top_i // C, row_tok.view(Bl, K * C).gather(1, top_i)
+        if guide:
+            room = (limits[sent] - t - 1).repeat_interleave(K)
+            row_lp, row_tok = guide.extend(row_lp, row_tok, model_lp, rows_sent, room)
+        N = row_lp.shape[1]
+        cand = (scores.view(-1, 1) + row_lp).view(Bl, K * N)
+        top_s, top_i = guide.pick(cand, 2 * K) if guide else cand.topk(2 * K, dim=1)  # (Bl, 2K)
+        origin, tok = top_i // N, row_tok.view(Bl, K * N).gather(1, top_i)
         is_eos = tok == EOS
 
         # Finished: EOS among the K best candidates, merged with the sentence's finished list.
@@ -297,12 +289,14 @@ def beam_search(
         fin_tokens[sent] = merged_tok
 
         # Live: the K best candidates that do not end in EOS.
-        scores, pick = torch.where(is_eos, neg_inf, top_s).topk(K, dim=1)
+        scores, pick = guide.live(top_s, is_eos) if guide else torch.where(is_eos, neg_inf, top_s).topk(K, dim=1)
         rows = (torch.arange(Bl, device=dev)[:, None] * K + origin.gather(1, pick)).view(-1)
         seqs = torch.cat([seqs.index_select(0, rows), tok.gather(1, pick).view(-1, 1)], dim=1)
+        if guide:
+            guide.advance(rows, seqs[:, -1], rows_sent)
 
         # A sentence is done when no live beam can beat its K-th finished hypothesis, or at its limit.
-        best_live = scores[:, 0]
+        best_live = scores.amax(1)
         lp_next = length_penalty(t + 2, alpha)
         if stop == "exact":
             bound = torch.where(best_live < 0, best_live / lp_max[sent], best_live / lp_next)
@@ -323,6 +317,8 @@ def beam_search(
             keep_rows = (keep[:, None] * K + offsets).view(-1)
             seqs = seqs.index_select(0, keep_rows)
             step.reorder(rows.view(Bl, K)[keep].view(-1), keep)
+            if guide:
+                guide.keep(keep_rows)
         else:
             step.reorder(rows, None)
 
@@ -357,26 +353,36 @@ def search(
     sampling: Sampling | None = None,
     drop: Drop | None = None,
     repetition: Repetition | None = None,
+    constraints: Constraints | None = None,
 ) -> list[Result]:
-    """Sampling when `sampling` is given; else greedy for beam 1 (n-best 1), beam search otherwise."""
+    """Sampling when `sampling` is given; else greedy for beam 1 (n-best 1), beam search otherwise. With
+    `constraints`, greedy search is beam search (as wide as beam_search makes it for them)."""
     if sampling is not None:
-        return sample_search(model, src, src_mask, sampling, alpha, a, b, use_cache, forced, repetition)
-    if beam <= 1 and nbest <= 1:
+        return sample_search(model, src, src_mask, sampling, alpha, a, b, use_cache, forced, repetition, constraints)
+    if beam <= 1 and nbest <= 1 and constraints is None:
         return greedy_search(model, src, src_mask, a, b, use_cache, alpha, on_done, forced, drop=drop,
                              repetition=repetition)  # fmt: skip
     return beam_search(model, src, src_mask, beam, alpha, a, b, nbest, use_cache, stop, on_done, forced, drop,
-                       repetition)  # fmt: skip
+                       repetition, constraints)  # fmt: skip
 
 
 def sample_search(model: Seq2Seq, src: torch.Tensor, src_mask: torch.Tensor, s: Sampling, alpha: float = 1.0,
                   a: float = 1.5, b: int = 10, use_cache: bool = True, forced: torch.Tensor | None = None,
-                  repetition: Repetition | None = None) -> list[Result]:  # fmt: skip
-    """`s.draws` samples of each sentence, decoded as one batch (each sentence repeated), best score first."""
+                  repetition: Repetition | None = None,
+                  constraints: Constraints | None = None) -> list[Result]:  # fmt: skip
+    """`s.draws` samples of each sentence, decoded as one batch (each sentence repeated), best score first. With
+    `constraints`, each draw is a beam search whose beams take a sampled token each (beside the constraints'
+    tokens): the draw is its best finished hypothesis."""
     n = s.draws
     g = torch.Generator(device=src.device).manual_seed(s.seed)
     rep = None if forced is None else forced.repeat_interleave(n, dim=0)
-    out = greedy_search(
-        model, src.repeat_interleave(n, dim=0), src_mask.repeat_interleave(n, dim=0), a, b, use_cache, alpha,
-        forced=rep, choose=lambda logp: sample_tokens(logp, s, g), repetition=repetition,
-    )  # fmt: skip
+    src, src_mask = src.repeat_interleave(n, dim=0), src_mask.repeat_interleave(n, dim=0)
+    choose = lambda logp: sample_tokens(logp, s, g)  # noqa: E731
+    if constraints is not None:
+        cons = constraints.rows(torch.arange(len(constraints.tok), device=src.device).repeat_interleave(n))
+        out = beam_search(model, src, src_mask, 1, alpha, a, b, 1, use_cache, forced=rep, repetition=repetition,
+                          constraints=cons, choose=choose)  # fmt: skip
+    else:
+        out = greedy_search(model, src, src_mask, a, b, use_cache, alpha, forced=rep, choose=choose,
+                            repetition=repetition)  # fmt: skip
     return [sorted((r for (r,) in out[i : i + n]), key=lambda x: -x[1]) for i in range(0, len(out), n)]

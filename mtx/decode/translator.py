@@ -20,7 +20,9 @@ import torch
 
 from mtx.config import DecodeConfig
 from mtx.data.batching import collate, pad, sorted_batches
+from mtx.data.glossary import Glossary
 from mtx.data.tokenizer import Tokenizer
+from mtx.decode.constraints import Constraints
 from mtx.decode.repetition import Repetition
 from mtx.decode.search import Done, Drop, Result, Sampling, search
 from mtx.device import autocast
@@ -69,6 +71,8 @@ class BatchTranslator:
         *,
         prefix: list[int] | None = None,
         target_prefix: str | Iterable[str] | None = None,
+        glossary: Glossary | None = None,
+        constraints: Iterable[list[str]] | None = None,
         decode: DecodeConfig | None = None,
         use_cache: bool = True,
         on_sentence: OnSentence | None = None,
@@ -78,29 +82,35 @@ class BatchTranslator:
         """Translations of `lines`, in order, `chunk` lines at a time. `prefix`: ids put before every source
         sentence (the target-language tag of a multi-target model); `decode`: settings for this call (default: the
         translator's); `target_prefix`: text every translation starts with (one for all lines, or one a line, ""
-        for none), the search going on from its pieces; `on_sentence(i, translation)` as each sentence's search
-        ends, before its batch's; `on_progress(n)` as sentences get done."""
+        for none), the search going on from its pieces; `glossary`: its terms found in a line make their
+        translations constraints, which the output holds whole (search.py; the mtx engine only), as do a line's
+        `constraints` (target texts, one list a line, or None); `on_sentence(i, translation)` as each sentence's
+        search ends, before its batch's; `on_progress(n)` as sentences get done."""
         opts = (prefix or [], decode or self.cfg, use_cache, on_sentence, on_progress)
+        terms = repeat([]) if constraints is None else constraints
         starts = (
             repeat(target_prefix or "") if target_prefix is None or isinstance(target_prefix, str) else target_prefix
         )
         buf: list[str] = []
         heads: list[str] = []
+        wanted: list[list[str]] = []  # each line's target terms
         done = 0
-        for line, head in zip(lines, starts, strict=False):  # starts: as many, or endless
+        for line, head, own in zip(lines, starts, terms, strict=False):  # starts, terms: as many, or endless
             buf.append(line)
             heads.append(head)
+            wanted.append([t.target for t in glossary.find(line)] + list(own) if glossary else list(own))
             if len(buf) >= chunk:
-                yield from self._chunk(buf, heads, done, *opts)
+                yield from self._chunk(buf, heads, wanted, done, *opts)
                 done += len(buf)
-                buf, heads = [], []
+                buf, heads, wanted = [], [], []
         if buf:
-            yield from self._chunk(buf, heads, done, *opts)
+            yield from self._chunk(buf, heads, wanted, done, *opts)
 
     def _chunk(
         self,
         lines: list[str],
         heads: list[str],
+        wanted: list[list[str]],
         offset: int,
         prefix: list[int],
         c: DecodeConfig,
@@ -110,8 +120,10 @@ class BatchTranslator:
     ) -> list[Translation]:
         ids = self.tokenizer.encode([s.strip() for s in lines])
         forced = self.tokenizer.encode(heads) if any(heads) else None
+        flat = iter(self.tokenizer.encode([t for ts in wanted for t in ts]))
+        terms = [[next(flat) for _ in ts] for ts in wanted] if any(wanted) else None
         options = {"use_cache": use_cache, "on_sentence": on_sentence, "on_progress": on_progress, "offset": offset}
-        return self.decode_ids(ids, prefix=prefix, forced=forced, decode=c, **options)
+        return self.decode_ids(ids, prefix=prefix, forced=forced, terms=terms, decode=c, **options)
 
     def decode_ids(
         self,
@@ -119,6 +131,7 @@ class BatchTranslator:
         *,
         prefix: list[int] | None = None,
         forced: list[list[int]] | None = None,
+        terms: list[list[list[int]]] | None = None,
         decode: DecodeConfig | None = None,
         use_cache: bool = True,
         on_sentence: OnSentence | None = None,
@@ -127,8 +140,9 @@ class BatchTranslator:
         dropped: Dropped | None = None,
     ) -> list[Translation]:
         """Translations of sources already encoded (`ids`, without the tag or EOS), in order: the options of
-        `stream`, `forced` as ids; `dropped()`: the inputs no longer wanted (a server's clients gone), whose rows
-        leave the search at its next step (their translations are then whatever was found so far)."""
+        `stream`, `forced` and `terms` (each line's constraints) as ids; `dropped()`: the inputs no longer wanted
+        (a server's clients gone), whose rows leave the search at its next step (their translations are then
+        whatever was found so far)."""
         c, prefix = decode or self.cfg, prefix or []
         limit = self.max_len - 1 - len(prefix)  # room for EOS (and the tag)
         ids = list(ids)
@@ -174,8 +188,10 @@ class BatchTranslator:
             # each batch its own random numbers, the same for the same input and seed
             cb = dataclasses.replace(c, seed=c.seed * 1_000_003 + offset + idx[0]) if c.sample else c
             heads_ids = None if forced is None else [forced[i] for i in idx]
+            cons = None if terms is None or not any(terms[i] for i in idx) else [terms[i] for i in idx]
             on_done = done if on_sentence else None
-            results = self._search([ids[i] for i in idx], cb, use_cache, on_done, heads_ids, drop if dropped else None)
+            gone = drop if dropped else None
+            results = self._search([ids[i] for i in idx], cb, use_cache, on_done, heads_ids, gone, cons)
             left = [j for j, i in enumerate(idx) if out[i] is None]  # all of them without on_sentence
             if left:
                 finish([idx[j] for j in left], [results[j] for j in left])
@@ -191,11 +207,13 @@ class BatchTranslator:
         return [None] * len(ids)
 
     def _search(self, ids: list[list[int]], c: DecodeConfig, use_cache: bool, on_done: Done | None,
-                forced: list[list[int]] | None = None, drop: Drop | None = None) -> list[Result]:  # fmt: skip
+                forced: list[list[int]] | None = None, drop: Drop | None = None,
+                terms: list[list[list[int]]] | None = None) -> list[Result]:  # fmt: skip
         """The engine's hook: the n-best (token ids, score) of each source in `ids` (ids without EOS, prefix
         included), telling `on_done` of sentences whose search has ended, if it can, before it returns; each
         translation starting with its `forced` ids (a target prefix, may be empty); rows that `drop()` names
-        leave the search where the engine can stop them."""
+        leave the search where the engine can stop them; `terms`: each source's constraints (token ids), which
+        its translations must hold."""
         raise NotImplementedError
 
 
@@ -208,11 +226,13 @@ class Translator(BatchTranslator):
         self.oom_retries = 0
 
     def _search(self, ids: list[list[int]], c: DecodeConfig, use_cache: bool, on_done: Done | None,
-                forced: list[list[int]] | None = None, drop: Drop | None = None) -> list[Result]:  # fmt: skip
+                forced: list[list[int]] | None = None, drop: Drop | None = None,
+                terms: list[list[list[int]]] | None = None) -> list[Result]:  # fmt: skip
         """Search one batch; out of GPU memory, retry it as two halves (and tell the user once)."""
         try:
             batch = collate(ids).to(self.device)
             heads = None if forced is None or not any(forced) else pad(forced).to(self.device)
+            cons = None if terms is None else Constraints.build(terms, self.device)
             with autocast(self.device, c.precision):
                 return search(
                     self.model,
@@ -230,6 +250,7 @@ class Translator(BatchTranslator):
                     sampling_of(c),
                     drop,
                     repetition_of(c),
+                    cons,
                 )
         except torch.OutOfMemoryError:
             if self.device.type == "cuda":
@@ -245,12 +266,14 @@ class Translator(BatchTranslator):
                 on_done([half + r for r in rows], results)
 
             f1, f2 = (None, None) if forced is None else (forced[:half], forced[half:])
+            t1, t2 = (None, None) if terms is None else (terms[:half], terms[half:])
 
             def drop_later() -> list[int]:
                 return [r - half for r in drop() if r >= half]
 
-            first = self._search(ids[:half], c, use_cache, on_done, f1, drop)
-            return first + self._search(ids[half:], c, use_cache, later if on_done else None, f2, drop and drop_later)
+            first = self._search(ids[:half], c, use_cache, on_done, f1, drop, t1)
+            rest = self._search(ids[half:], c, use_cache, later if on_done else None, f2, drop and drop_later, t2)
+            return first + rest
 
     @torch.inference_mode()
     def align(self, ids: list[list[int]], targets: list[list[int]], prefix: list[int] | None = None) -> list:

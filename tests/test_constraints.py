@@ -1,0 +1,115 @@
+"""Lexically constrained search (issue 34): every output of greedy, beam, n-best, sampling and an ensemble holds
+every constraint whole, where the plain search does not; the bookkeeping is sound; the cache changes nothing;
+no constraints is the plain beam; scores are the model's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import random_batch, random_model
+
+from mtx.data.batching import collate
+from mtx.decode.constraints import Constraints, State, advance, allocate, counts
+from mtx.decode.scoring import score_ids
+from mtx.decode.search import Sampling, beam_search, search
+from mtx.models.ensemble import Ensemble
+
+
+def holds(tokens: list[int], term: list[int]) -> bool:
+    """`term` is a contiguous run of `tokens`."""
+    return any(tokens[i : i + len(term)] == term for i in range(len(tokens) - len(term) + 1))
+
+
+def test_state_is_sound_and_counts_agree_with_advance():
+    """Over random outputs (few distinct tokens, so that constraints start, break off and restart): where the state
+    says every position is met, every constraint is in the output, each apart; and `counts` gives, for every
+    candidate token, the positions `advance` then has met."""
+    g = torch.Generator().manual_seed(0)
+    terms = [[[5, 6], [7]], [[5, 6, 5], [6, 7]], [[8, 8]], [[5], [5, 6]]]
+    c = Constraints.build(terms)
+    rows = len(terms)
+    seen_done = 0
+    for _ in range(60):
+        s = State.empty(rows, c.tok.shape[1], "cpu")
+        out = torch.randint(4, 9, (rows, 12), generator=g)
+        for t in range(out.shape[1]):
+            cands = torch.arange(4, 9).expand(rows, -1)
+            want = counts(s, c, cands)
+            for j in range(cands.shape[1]):
+                assert torch.equal(advance(s, c, cands[:, j]).met.sum(1), want[:, j])
+            s = advance(s, c, out[:, t])
+            for r in range(rows):
+                if int(s.unmet(c)[r]) == 0:
+                    seen_done += 1
+                    prefix = out[r, : t + 1].tolist()
+                    assert all(holds(prefix, term) for term in terms[r]), (prefix, terms[r])
+    assert seen_done > 0
+
+
+def test_allocate_takes_banks_in_turns_fullest_first():
+    scores = torch.tensor([[-1.0, -2.0, -3.0, -4.0, -5.0, float("-inf")]])
+    banks = torch.tensor([[0, 0, 0, 1, 2, 2]])
+    assert allocate(scores, banks, 6).tolist() == [[4, 3, 0, 1, 2, 5]]
+    # a bank with one candidate leaves its turns: bank 0's others follow in score order
+    assert allocate(scores, torch.tensor([[0, 0, 0, 0, 1, 0]]), 3).tolist() == [[4, 0, 1]]
+
+
+def _terms(src: torch.Tensor, seed: int) -> list[list[list[int]]]:
+    """One to two random constraints a sentence (of one to three tokens), the last sentence none."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for b in range(src.shape[0] - 1):
+        k = 1 + b % 2
+        out.append([torch.randint(4, 50, (1 + (b + j) % 3,), generator=g).tolist() for j in range(k)])
+    return out + [[]]
+
+
+def test_every_search_output_holds_every_constraint():
+    """An untrained model never says the random terms by itself; with them, every output of every search does."""
+    model = random_model(seed=1)
+    b = collate([row[m].tolist() for row, m in zip(*random_batch(6, 9, seed=2), strict=True)])  # EOS-ended
+    src, mask = b.src, b.src_mask
+    terms = _terms(src, 3)
+    c = Constraints.build(terms)
+    plain = [r[0][0] for r in beam_search(model, src, mask, 4, 1.0, 1.5, 10)]
+    assert not all(all(holds(p, t) for t in ts) for p, ts in zip(plain, terms, strict=True))
+    outs = {
+        "greedy": search(model, src, mask, 1, 1.0, 1.5, 10, constraints=c),
+        "beam": search(model, src, mask, 4, 1.0, 1.5, 10, nbest=3, constraints=c),
+        "uncached": search(model, src, mask, 4, 1.0, 1.5, 10, nbest=3, use_cache=False, constraints=c),
+        "sample": search(model, src, mask, 1, 1.0, 1.5, 10, sampling=Sampling(draws=3, seed=4), constraints=c),
+        "ensemble": search(Ensemble([model, random_model(seed=5)]).eval(), src, mask, 3, 1.0, 1.5, 10, constraints=c),
+    }
+    for how, results in outs.items():
+        for result, ts in zip(results, terms, strict=True):
+            assert result, how
+            for tokens, score in result:
+                assert all(holds(tokens, t) for t in ts), (how, tokens, ts)
+                assert score > float("-inf")
+    for a, b in zip(outs["beam"], outs["uncached"], strict=True):  # the cache changes nothing
+        assert [x for x, _ in a] == [x for x, _ in b]
+        assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-4)
+    # the scores are the model's own: what `mtx score` gives the output
+    best = [r[0] for r in outs["beam"]]
+    ids = [row[m].tolist()[:-1] for row, m in zip(src, mask, strict=True)]  # score_ids puts the EOS back
+    scored = score_ids(model, ids, [t for t, _ in best], 1.0)
+    assert [s.score for s in scored] == pytest.approx([s for _, s in best], abs=1e-4)
+
+
+def test_no_constraints_is_the_plain_beam():
+    model = random_model(seed=1)
+    src, mask = random_batch(5, 8, seed=6)
+    c = Constraints.build([[] for _ in range(5)])
+    a = beam_search(model, src, mask, 4, 1.0, 1.5, 10, nbest=4, constraints=c)
+    b = beam_search(model, src, mask, 4, 1.0, 1.5, 10, nbest=4)
+    assert [[x for x, _ in r] for r in a] == [[x for x, _ in r] for r in b]
+
+
+def test_room_is_made_for_long_constraints():
+    """Constraints longer than the output limit: the limit grows, and they still come out whole."""
+    model = random_model(seed=2)
+    src, mask = random_batch(3, 2, seed=1)
+    terms = [[[9, 10, 11, 12, 13, 14, 15]], [[20, 21], [22, 23, 24], [25]], [[30]]]
+    out = beam_search(model, src, mask, 2, 1.0, 0.5, 1, constraints=Constraints.build(terms))
+    for (best, _), ts in zip((r[0] for r in out), terms, strict=True):
+        assert all(holds(best, t) for t in ts)
