@@ -113,3 +113,35 @@ def test_room_is_made_for_long_constraints():
     out = beam_search(model, src, mask, 2, 1.0, 0.5, 1, constraints=Constraints.build(terms))
     for (best, _), ts in zip((r[0] for r in out), terms, strict=True):
         assert all(holds(best, t) for t in ts)
+
+
+def _after(tokens: list[int], term: list[int]) -> list[int]:
+    """The tokens right after each place `term` ends in `tokens`."""
+    n = len(term)
+    return [tokens[i + n] for i in range(len(tokens) - n) if tokens[i : i + n] == term]
+
+
+def test_no_piece_goes_on_with_a_constraints_last_word():
+    """With `joins` (pieces that continue the word before them, as "s" after "dog"), none follows a constraint;
+    without it, the untrained model does follow one with such a piece (or the test would show nothing)."""
+    model = random_model(seed=3)
+    b = collate([row[m].tolist() for row, m in zip(*random_batch(8, 7, seed=4), strict=True)])
+    terms = [[[5 + i]] for i in range(8)]
+    joins = torch.zeros(50, dtype=torch.bool)
+    joins[10:] = True  # most of the vocabulary
+    loose = beam_search(model, b.src, b.src_mask, 3, 1.0, 1.5, 10, constraints=Constraints.build(terms))
+    tight = beam_search(model, b.src, b.src_mask, 3, 1.0, 1.5, 10, constraints=Constraints.build(terms, joins=joins))
+    assert any(x >= 10 for r, t in zip(loose, terms, strict=True) for x in _after(r[0][0], t[0]))
+    for r, t in zip(tight, terms, strict=True):
+        assert holds(r[0][0], t[0])
+        assert all(x < 10 for x in _after(r[0][0], t[0])), (r[0][0], t[0])
+
+
+def test_joins_are_the_pieces_that_go_on_with_a_word(tiny_model):
+    from mtx.data.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(tiny_model / "tokenizer.model")
+    pieces = [tok.sp.id_to_piece(i) for i in range(len(tok))]
+    for piece, j in zip(pieces, tok.joins(), strict=True):
+        assert j == (piece[:1].isalnum() and piece not in ("<pad>", "<unk>", "<s>", "</s>")), piece
+    assert any(tok.joins()) and not all(tok.joins())

@@ -17,6 +17,7 @@ NBEST = (
 )
 ATTENTION = "Draw the cross-attention of the one TEXT's translation into this PNG."
 COMPARE = "A baseline model directory: paired significance tests against it."
+CONSTRAINTS = 'For each input line, a JSON list of target terms its translation holds: ["term", ...] or [].'
 SAMPLE = "Sample instead of searching: topk=K (of the K likeliest tokens; 0: all) or topp=P; --nbest N: N samples."
 
 
@@ -44,13 +45,14 @@ def translate(
     no_repeat_ngram: int | None = o.NO_REPEAT,
     repetition_penalty: float | None = o.REPETITION_PENALTY,
     glossary: Path | None = o.GLOSSARY,
+    constraints: Path | None = Opt(None, help=CONSTRAINTS),
 ) -> None:
     """Translate sentences: one output line per input line, in order; an empty line gives an empty line."""
     decoding = {"beam": beam, "alpha": alpha, "batch_tokens": batch_tokens, "nbest": nbest, "sample": sample}
     decoding |= {"temperature": temperature, "seed": seed}
     decoding |= {"no_repeat_ngram": no_repeat_ngram, "repetition_penalty": repetition_penalty}
     drawing = (attention, attention_layer, attention_heads)
-    args = (text, input, to, pair, json_, drawing, (prefix, prefix_file), glossary)
+    args = (text, input, to, pair, json_, drawing, (prefix, prefix_file), (glossary, constraints))
     for line in translate_lines(model, engine, device, decoding, *args):
         typer.echo(line)
 

@@ -81,5 +81,12 @@ class Tokenizer:
     def encode(self, texts: list[str]) -> list[list[int]]:
         return self.sp.encode(texts, out_type=int)
 
+    def joins(self) -> list[bool]:
+        """For each id, whether its piece goes on with the word before it: it starts with a letter or digit, not
+        with sentencepiece's word-start mark "▁" (the special ids: False)."""
+        sp = self.sp
+        return [not sp.is_control(i) and not sp.is_unknown(i) and sp.id_to_piece(i)[:1].isalnum()
+                for i in range(len(self))]  # fmt: skip
+
     def decode(self, ids: list[list[int]]) -> list[str]:
         return self.sp.decode(ids)

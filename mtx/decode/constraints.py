@@ -7,6 +7,8 @@ over rows as in Hu et al. (2019):
 - a hypothesis carries which positions it has met (`met`) and the next position of the constraint it is in the
   middle of (`cur`, -1 for none). A token that goes on with that constraint meets its next position; another
   token abandons it (its positions are met no more) and may start an unmet constraint instead;
+- a constraint is a whole word or words: where `joins` (the tokens that go on with the word before them, pieces
+  without sentencepiece's leading "▁") is given, none may follow a constraint's last token ("dog" then "s");
 - a hypothesis' bank is how many positions it has met: dynamic beam allocation (Post & Vilar, 2018) takes the
   beam's candidates bank by bank, in turns, so that hypotheses on their way through the constraints keep places
   beside the unconstrained best ones (`allocate`).
@@ -27,9 +29,11 @@ class Constraints:
     start: torch.Tensor  # (B, L) the position where each position's constraint starts
     end: torch.Tensor  # (B, L) True where a constraint ends
     valid: torch.Tensor  # (B, L) True on the positions that hold a token
+    joins: torch.Tensor | None = None  # (V,) True for the tokens that go on with the word before them
 
     @classmethod
-    def build(cls, terms: list[list[list[int]]], device: torch.device | str = "cpu") -> Constraints:
+    def build(cls, terms: list[list[list[int]]], device: torch.device | str = "cpu",
+              joins: torch.Tensor | None = None) -> Constraints:  # fmt: skip
         """From each sentence's constraints (lists of token ids; empty ones left out)."""
         B = len(terms)
         L = max([sum(len(t) for t in ts) for ts in terms] + [1])
@@ -43,11 +47,12 @@ class Constraints:
                 start[b, p : p + len(t)] = p
                 end[b, p + len(t) - 1] = True
                 p += len(t)
-        return cls(tok.to(device), start.to(device), end.to(device), (tok != PAD).to(device))
+        joins = None if joins is None else joins.to(device)
+        return cls(tok.to(device), start.to(device), end.to(device), (tok != PAD).to(device), joins)
 
     def rows(self, idx: torch.Tensor) -> Constraints:
         """The constraints of the sentences `idx` (one per search row)."""
-        return Constraints(self.tok[idx], self.start[idx], self.end[idx], self.valid[idx])
+        return Constraints(self.tok[idx], self.start[idx], self.end[idx], self.valid[idx], self.joins)
 
     def sizes(self) -> torch.Tensor:
         """(B,) how many tokens each sentence's constraints hold."""
@@ -58,13 +63,15 @@ class Constraints:
 class State:
     met: torch.Tensor  # (rows, L) positions met
     cur: torch.Tensor  # (rows,) the next position of the constraint in progress, -1 for none
+    closed: torch.Tensor  # (rows,) whether the last token ended a constraint
 
     @classmethod
     def empty(cls, rows: int, L: int, device: torch.device | str) -> State:
-        return cls(torch.zeros((rows, L), dtype=torch.bool, device=device), torch.full((rows,), -1, device=device))
+        met = torch.zeros((rows, L), dtype=torch.bool, device=device)
+        return cls(met, torch.full((rows,), -1, device=device), torch.zeros(rows, dtype=torch.bool, device=device))
 
     def select(self, rows: torch.Tensor) -> State:
-        return State(self.met.index_select(0, rows), self.cur.index_select(0, rows))
+        return State(self.met.index_select(0, rows), self.cur.index_select(0, rows), self.closed.index_select(0, rows))
 
     def unmet(self, c: Constraints) -> torch.Tensor:
         """(rows,) the positions each row has still to meet."""
@@ -110,14 +117,17 @@ def advance(s: State, c: Constraints, tok: torch.Tensor) -> State:
     cur = s.cur.clamp(min=0)
     # going on: meet `cur`, then its next position unless it ended the constraint
     met_on = s.met | (go_on[:, None] & (pos == cur[:, None]))
-    cur_on = torch.where(c.end.gather(1, cur[:, None])[:, 0], -1, cur + 1)
+    ends_on = c.end.gather(1, cur[:, None])[:, 0]
+    cur_on = torch.where(ends_on, -1, cur + 1)
     # otherwise: the constraint in progress is given up, and the token may begin an unmet one (the first)
     hit = free & (c.tok == tok[:, None])
     begins = hit.any(1)
     first = torch.where(begins, hit.long().argmax(1), 0)
     met_new = (s.met & ~opened) | (begins[:, None] & (pos == first[:, None]))
-    cur_new = torch.where(begins & ~c.end.gather(1, first[:, None])[:, 0], first + 1, -1)
-    return State(torch.where(go_on[:, None], met_on, met_new), torch.where(go_on, cur_on, cur_new))
+    ends_new = begins & c.end.gather(1, first[:, None])[:, 0]
+    cur_new = torch.where(begins & ~ends_new, first + 1, -1)
+    met = torch.where(go_on[:, None], met_on, met_new)
+    return State(met, torch.where(go_on, cur_on, cur_new), torch.where(go_on, ends_on, ends_new))
 
 
 def allocate(scores: torch.Tensor, banks: torch.Tensor, n: int) -> torch.Tensor:
@@ -149,9 +159,12 @@ class Guide:
         self.banks: torch.Tensor | None = None
 
     def close(self, logp: torch.Tensor, rsent: torch.Tensor) -> torch.Tensor:
-        """`logp` with EOS at -inf on the rows that have positions left to meet."""
+        """`logp` with EOS at -inf on the rows that have positions left to meet, and the tokens that would go on
+        with a word at -inf on the rows whose last token ended a constraint."""
         open_rows = self.state.unmet(self.cons.rows(rsent)) > 0
         logp[:, EOS] = logp[:, EOS].masked_fill(open_rows, float("-inf"))
+        if self.cons.joins is not None:
+            logp.masked_fill_(self.state.closed[:, None] & self.cons.joins, float("-inf"))
         return logp
 
     def extend(self, lp: torch.Tensor, tok: torch.Tensor, model_lp: torch.Tensor, rsent: torch.Tensor,

@@ -33,12 +33,13 @@ def translate_lines(
     as_json: bool,
     drawing: tuple[Path | None, int, bool],
     start: tuple[str | None, Path | None] = (None, None),
-    glossary: Path | None = None,
+    terms: tuple[Path | None, Path | None] = (None, None),
 ) -> Iterator[str]:
     """The output lines of `mtx translate`: `text`, else the lines of `source` (stdin for None), translated into
     `to` (or by `pair`) with the `decoding` options; `drawing` (png, layer, per head): the attention picture of
     the one sentence of `text`; `start` (a target prefix for every line, a file of one a line): what each
-    translation starts with; `glossary`: a file of terms whose translations the outputs hold."""
+    translation starts with; `terms` (a glossary, a file of a JSON list of target terms a line): what the
+    translations must hold."""
     attention, layer, per_head = drawing
     if attention is not None and (not text or len(text) != 1):
         raise UsageError("--attention draws one sentence: give exactly one TEXT argument")
@@ -46,9 +47,9 @@ def translate_lines(
         raise UsageError("--attention draws one model's attention: give one --model")
     if attention is not None and engine != "mtx":
         raise UsageError("--attention draws mtx's own attention: leave out --engine ct2")
-    if glossary is not None and engine != "mtx":
+    if any(x is not None for x in terms) and engine != "mtx":
         raise UsageError(NO_TERMS)
-    terms = read_glossary(glossary) if glossary is not None else None
+    glossary = read_glossary(terms[0]) if terms[0] is not None else None
     translator, cfg = load(model, engine, device, **decoding)
     trained = P.pairs_of(cfg.data)
     src_lang, tgt_lang = P.choose(trained, to, pair, log.warning)
@@ -63,11 +64,11 @@ def translate_lines(
     inputs = iter(text) if text else lines(source)
     if start[0] is not None and start[1] is not None:
         raise UsageError("--prefix and --prefix-file: give one of them")
-    heads = start[0] if start[1] is None else _aligned(start[1], text, source)
+    heads = start[0] if start[1] is None else _aligned(start[1], text, source, "prefixes")
+    wanted = None if terms[1] is None else _term_lists(terms[1], _aligned(terms[1], text, source, "lines"))
     with ProgressBar(total, "translating") as bar:
-        for tr in translator.stream(
-            inputs, prefix=prefix, target_prefix=heads, glossary=terms, on_progress=bar.advance
-        ):
+        options = {"target_prefix": heads, "glossary": glossary, "constraints": wanted, "on_progress": bar.advance}
+        for tr in translator.stream(inputs, prefix=prefix, **options):
             if as_json:
                 rec = {"translation": tr.text, "nbest": [{"text": t, "score": round(s, 4)} for t, s in tr.nbest]}
                 yield json.dumps(rec | {"pair": f"{src_lang or '?'}-{tgt_lang}"}, ensure_ascii=False)
@@ -75,12 +76,27 @@ def translate_lines(
                 yield "\t".join(f"{t}\t{s:.4f}" for t, s in tr.nbest) if cfg.decode.nbest > 1 else tr.text
 
 
-def _aligned(path: Path, text: list[str] | None, source: Path | None) -> list[str]:
-    """The lines of a `--prefix-file`, one for each input line (checked when the input is not stdin)."""
+def _aligned(path: Path, text: list[str] | None, source: Path | None, what: str) -> list[str]:
+    """The lines of a `--prefix-file` or `--constraints` file, one for each input line (checked when the input is
+    not stdin)."""
     if text is None and source is None:
-        raise UsageError("--prefix-file needs the input as TEXT arguments or --input FILE, not stdin")
+        raise UsageError(f"{path}: a file of {what} for each input line needs TEXT arguments or --input FILE")
     heads = list(lines(path))
     n = len(text) if text else sum(1 for _ in lines(source))
     if len(heads) != n:
-        raise UsageError(f"{path}: {len(heads)} prefixes for {n} input lines (one a line, empty for none)")
+        raise UsageError(f"{path}: {len(heads)} {what} for {n} input lines (one a line)")
     return heads
+
+
+def _term_lists(path: Path, rows: list[str]) -> list[list[str]]:
+    """Each line of a `--constraints` file: a JSON list of non-empty strings (an empty line: none)."""
+    out = []
+    for i, row in enumerate(rows, 1):
+        try:
+            terms = json.loads(row) if row.strip() else []
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{path}:{i}: not JSON ({e.msg})") from None
+        if not isinstance(terms, list) or not all(isinstance(t, str) and t.strip() for t in terms):
+            raise UsageError(f'{path}:{i}: expected a list of target terms, like ["term", "another term"]')
+        out.append(terms)
+    return out

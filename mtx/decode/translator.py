@@ -224,6 +224,7 @@ class Translator(BatchTranslator):
         super().__init__(tokenizer, decode, device, model.config.max_len)
         self.model = model.eval()
         self.oom_retries = 0
+        self.joins = torch.tensor(tokenizer.joins())  # pieces that go on with a word: none after a constraint
 
     def _search(self, ids: list[list[int]], c: DecodeConfig, use_cache: bool, on_done: Done | None,
                 forced: list[list[int]] | None = None, drop: Drop | None = None,
@@ -232,7 +233,7 @@ class Translator(BatchTranslator):
         try:
             batch = collate(ids).to(self.device)
             heads = None if forced is None or not any(forced) else pad(forced).to(self.device)
-            cons = None if terms is None else Constraints.build(terms, self.device)
+            cons = None if terms is None else Constraints.build(terms, self.device, self.joins)
             with autocast(self.device, c.precision):
                 return search(
                     self.model,
