@@ -4,7 +4,8 @@ as documented, multi-word across spaces, longest first, never overlapping."""
 import pytest
 
 from mtx.data.glossary import Glossary, read_glossary
-from mtx.errors import MtxError
+from mtx.errors import MtxError, UsageError
+from mtx.serve.service import Limits, Service
 
 
 def _found(g: Glossary, sentence: str) -> list[tuple[str, str]]:
@@ -74,3 +75,95 @@ def test_invalid_utf8_and_a_missing_file_are_named(tmp_path):
         read_glossary(f)
     with pytest.raises(MtxError, match="file not found"):
         read_glossary(tmp_path / "none.tsv")
+
+
+# --- the glossary in use: translate, evaluate and serve (a tiny model whose "hund" is "dog") ---
+
+GLOSSARY = "hund\tcat\nmann\tbig woman\n"  # terms the model would never say for those words
+
+
+def _glossary(tmp_path):
+    path = tmp_path / "terms.tsv"
+    path.write_text(GLOSSARY, encoding="utf-8")
+    return path
+
+
+def test_translate_and_evaluate_use_the_glossary(tiny_model, tmp_path):
+    from test_cli import run
+
+    lines = ["Ein hund rennt.", "Ein mann schläft hier.", "Ein HUND und ein mann."]
+    plain = run("translate", "--model", tiny_model, *lines).output.splitlines()
+    assert not any("cat" in x for x in plain)
+    r = run("translate", "--model", tiny_model, "--glossary", _glossary(tmp_path), *lines)
+    assert r.exit_code == 0, r.output
+    out = r.output.splitlines()
+    assert "cat" in out[0] and "big woman" in out[1] and "cat" in out[2] and "big woman" in out[2], out
+    src, ref = tmp_path / "t.de", tmp_path / "t.en"
+    src.write_text("\n".join(lines) + "\n")
+    ref.write_text("A cat runs.\nA big woman sleeps here.\nA cat and a big woman.\n")
+    r = run("evaluate", "--model", tiny_model, "--src-file", src, "--ref-file", ref, "--glossary", _glossary(tmp_path),
+            "--output", tmp_path / "hyp")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "glossary: 4 terms found in the sources, 4 used (100.0%)" in r.output
+    cons = tmp_path / "c.jsonl"
+    cons.write_text('["small cat"]\n[]\n["there", "eats"]\n')
+    r = run("translate", "--model", tiny_model, "--constraints", cons, *lines)
+    out = r.output.splitlines()
+    assert "small cat" in out[0] and "there" in out[2] and "eats" in out[2], out
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--engine", "ct2"], "the ct2 engine has no constrained search"),
+        (["--constraints", "BAD"], "BAD:2: expected a list of target terms"),
+        (["--constraints", "SHORT"], "SHORT: 1 lines for 2 input lines"),
+    ],
+)
+def test_glossary_and_constraints_refused_in_one_line(tiny_model, tmp_path, args, says):
+    from test_cli import run
+
+    (tmp_path / "BAD").write_text('["a"]\n{"a": 1}\n')
+    (tmp_path / "SHORT").write_text('["a"]\n')
+    args = [str(tmp_path / a) if a in ("BAD", "SHORT") else a for a in args]
+    r = run("translate", "--model", tiny_model, "--glossary", _glossary(tmp_path), *args, "Ein hund.", "Ein mann.")
+    assert r.exit_code != 0 and says in r.output and "Traceback" not in r.output, r.output
+
+
+def test_serve_uses_its_glossary_and_each_requests(tiny_model, tmp_path):
+    import json
+
+    from test_serve import Running, _call, loaded
+
+    translator = loaded.__wrapped__(tiny_model)
+    service = Service(translator, [("de", "en")], Limits(wait_ms=1), glossary=read_glossary(_glossary(tmp_path)))
+
+    def ask(**fields):
+        return _call(r.port, "/translate", json.dumps({"source": "de", "target": "en", **fields}).encode())
+
+    with Running(service) as r:
+        status, out = ask(q=["Ein hund rennt.", "Ein kind isst."])
+        assert status == 200 and "cat" in out["translatedText"][0], out
+        status, out = ask(q=["Ein kind isst."], glossary={"kind": "red man"})
+        assert status == 200 and "red man" in out["translatedText"][0], out
+        status, out = ask(q=["Ein kind isst.", "Ein hund."], constraints=[["blue"], []])
+        assert status == 200 and "blue" in out["translatedText"][0] and "cat" in out["translatedText"][1], out
+        for fields, says in [
+            ({"q": ["Ein kind."], "constraints": [["a"], ["b"]]}, "2 lists for 1 texts"),
+            ({"q": ["Ein kind. Ein hund."], "constraints": [["blue"]]}, "has 2 sentences"),
+            ({"q": ["Ein kind."], "constraints": [["blue " * 600]]}, "pieces of output"),
+            ({"q": ["Ein kind."], "constraints": [[""]]}, "a target term is empty"),
+            ({"q": ["Ein kind."], "glossary": {"kind": ""}}, "term is empty"),
+            ({"q": ["Ein kind."], "glossary": ["kind"]}, "glossary must be an object"),
+        ]:
+            status, out = ask(**fields)
+            assert status == 400 and says in out["error"], (fields, out)
+        status, out = ask(q=["Ein hund rennt."])  # the server goes on
+        assert status == 200 and "cat" in out["translatedText"][0]
+
+
+def test_a_glossary_needs_the_mtx_engine_on_the_server(tiny_model):
+    from fakes import FunctionTranslator
+
+    with pytest.raises(UsageError, match="the ct2 engine has no constrained search"):
+        Service(FunctionTranslator(str.upper), [("de", "en")], Limits(), "ct2", Glossary({"a": "b"}))

@@ -26,8 +26,8 @@ class Recording(FunctionTranslator):
         super().__init__(str.upper)
         self.calls: list[tuple] = []
 
-    def decode_ids(self, ids, *, decode=None, forced=None, **options):
-        self.calls.append((decode, forced))
+    def decode_ids(self, ids, *, decode=None, forced=None, terms=None, **options):
+        self.calls.append((decode, forced, terms))
         return super().decode_ids(ids, decode=decode, forced=forced, **options)
 
 
@@ -55,20 +55,23 @@ FIELDS = [
     ("prefix", "Ein", lambda d, f: f is not None and f[0] != []),
     ("no_repeat_ngram", 3, lambda d, f: d.no_repeat_ngram == 3 and not d.sample),
     ("repetition_penalty", 1.25, lambda d, f: d.repetition_penalty == 1.25),
+    ("glossary", {"json": {"hund": "hound"}, "form": "hund\thound"}, lambda d, f, t: t is not None and t[0] != []),
 ]
 
 
 @pytest.mark.parametrize("how", ["json", "form", "multipart"])
 @pytest.mark.parametrize("field, value, reached", FIELDS, ids=[f[0] for f in FIELDS])
 def test_every_field_of_every_body_reaches_the_decoder(recording, how, field, value, reached):
+    if isinstance(value, dict) and "form" in value:  # a glossary: an object in JSON, TSV lines in a form
+        value = value["json" if how == "json" else "form"]
     fields = {"q": "ein hund.", "source": "de", "target": "en", field: value}
     if field in ("seed", "temperature"):
         fields["sample"] = "topk=3"
     before = len(recording.translator.calls)
     status, out = _call(recording.port, "/translate", *_encoded(fields, how))
     assert status == 200, out
-    decode, forced = recording.translator.calls[before]
-    assert reached(decode, forced), (field, decode, forced)
+    decode, forced, terms = recording.translator.calls[before]
+    assert reached(decode, forced, terms) if field == "glossary" else reached(decode, forced), (field, decode)
 
 
 ROUTES = {  # every route that reads q or a file, with a request that it answers 200

@@ -17,6 +17,7 @@ def serve(
     beam: int | None = o.MODEL_BEAM,
     no_repeat_ngram: int | None = o.NO_REPEAT,
     repetition_penalty: float | None = o.REPETITION_PENALTY,
+    glossary: Path | None = o.GLOSSARY,
     device: str = o.DEVICE,
     max_chars: int = Opt(5000, "--max-chars", "--char-limit", help="Characters per request at most (prefix too)."),
     max_sentences: int = Opt(128, help="Sentences per request at most."),
@@ -41,4 +42,4 @@ def serve(
     limits = Limits(max_chars, max_sentences, batch_wait_ms, batch_tokens, workers, max_queue, req_limit, keys, metrics,
                     max_texts, tuple(cors_origins or ()), debug)  # fmt: skip
     decoding = {"beam": beam, "no_repeat_ngram": no_repeat_ngram, "repetition_penalty": repetition_penalty}
-    run_server(model, engine, host, port, decoding, device, limits, allowed_hosts or [], forwarded_allow_ips)
+    run_server(model, engine, host, port, decoding, device, limits, allowed_hosts or [], forwarded_allow_ips, glossary)

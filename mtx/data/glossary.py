@@ -15,6 +15,7 @@ Matching, as documented in docs/recipes.md:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,20 +81,25 @@ def read_glossary(path: Path) -> Glossary:
     """A glossary file: UTF-8, a `source term<TAB>target term` line each; blank lines and lines starting with `#`
     skipped. A malformed line, an empty term or a source term given two translations is an error naming the file
     and line."""
+    return parse_glossary(lines(path), str(path))
+
+
+def parse_glossary(rows: Iterable[str], where: str) -> Glossary:
+    """A glossary from the lines of a file (or of a request's field), named `where` in errors."""
     entries: dict[str, str] = {}
     first: dict[str, tuple[int, str]] = {}  # a term's key -> (its first line, its translation)
-    for i, line in enumerate(lines(path), 1):
+    for i, line in enumerate(rows, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         cols = line.split("\t")
         if len(cols) != 2:
-            raise MtxError(f"{path}:{i}: expected 'source term<TAB>target term' (found {len(cols) - 1} tabs)")
+            raise MtxError(f"{where}:{i}: expected 'source term<TAB>target term' (found {len(cols) - 1} tabs)")
         source, target = (" ".join(c.split()) for c in cols)
         if not source or not target:
-            raise MtxError(f"{path}:{i}: empty {'source' if not source else 'target'} term")
+            raise MtxError(f"{where}:{i}: empty {'source' if not source else 'target'} term")
         line_no, known = first.setdefault(_key(source), (i, target))
         if known != target:
-            raise MtxError(f"{path}:{i}: {source!r} has another translation on line {line_no}")
+            raise MtxError(f"{where}:{i}: {source!r} has another translation on line {line_no}")
         if line_no == i:  # the first of a term's lines
             entries[source] = target
     return Glossary(entries)

@@ -172,11 +172,18 @@ class BatchTranslator:
                 if on_sentence is not None:
                     on_sentence(offset + i, out[i])
 
-        # Beam search holds K rows per sentence (sampling, a row per draw): budget the batch in rows * length.
-        lengths = [len(ids[i]) + 1 for i in todo]
+        # Beam search holds K rows per sentence (sampling, a row per draw): budget the batch in rows * length. With
+        # constraints the beam is at least a sentence's constraint tokens + 1: sentences are batched with those of
+        # the same beam only, so that a translation never depends on what else is in its batch.
         rows = c.nbest if c.sample else c.beam
-        for group in sorted_batches(lengths, max(self.budget(c) // max(rows, 1), 1)):
-            idx = [todo[j] for j in group]
+        width = {i: max(rows, sum(map(len, terms[i])) + 1) if terms and terms[i] else 0 for i in todo}
+        batches = []
+        for k in sorted(set(width.values())):
+            part = [i for i in todo if width[i] == k]
+            lengths = [len(ids[i]) + 1 for i in part]
+            per = max(self.budget(c) // max(k, rows, 1), 1)
+            batches += [[part[j] for j in g] for g in sorted_batches(lengths, per)]
+        for idx in batches:
 
             def done(rows: list[int], results: list[Result], idx=idx) -> None:
                 finish([idx[r] for r in rows], results)

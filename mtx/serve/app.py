@@ -21,6 +21,8 @@ import torch
 
 from mtx import memory
 from mtx.data import pairs as P
+from mtx.data.glossary import read_glossary
+from mtx.decode.ct2 import NO_TERMS
 from mtx.decode.load import load
 from mtx.device import resolve_device
 from mtx.errors import MtxError, UsageError
@@ -167,20 +169,24 @@ def default_workers(device: str) -> int:
 
 def serve(
     model: Path | list[Path], engine: str, host: str, port: int, decoding: dict, device: str, limits: Limits,
-    hosts: list[str], forwarded_allow_ips: list[str] | None = None,
+    hosts: list[str], forwarded_allow_ips: list[str] | None = None, glossary: Path | None = None,
 ) -> None:  # fmt: skip
     """Serve `model` (several: their ensemble) until SIGTERM or Ctrl-C; the log's first line names the port
     (useful with port 0). `decoding`: the server's decode.* options (None: the model's), which requests may
-    change. `hosts`: the names clients may give in their Host header besides loopback's and `host` ("*": any)."""
+    change. `hosts`: the names clients may give in their Host header besides loopback's and `host` ("*": any).
+    `glossary`: a file of terms whose translations every translation holds (a request may add terms)."""
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port}: expected 0 to 65535")
+    terms = read_glossary(glossary) if glossary is not None else None
+    if terms is not None and engine != "mtx":
+        raise UsageError(NO_TERMS)
     memory.bound_kernel_cache()
     memory.limit_arenas()
     workers = limits.workers = limits.workers or default_workers(device)
     if workers > 1:  # the CPU threads shared by the batches decoded at once
         torch.set_num_threads(max(1, torch.get_num_threads() // workers))
     translator, cfg = load(model, engine, device, workers=workers, **decoding)
-    service = Service(translator, P.pairs_of(cfg.data), limits, engine)
+    service = Service(translator, P.pairs_of(cfg.data), limits, engine, terms)
     try:
         sock = listen(host, port)
     except OSError as e:

@@ -37,6 +37,7 @@ class _Job:
     options: DecodeConfig
     future: asyncio.Future
     tokens: int
+    terms: list[list[list[int]]] | None = None  # each sentence's constraints (ids), or None
     texts: list[Translation | None] = field(default_factory=list)
     left: int = 0
     running: tuple | None = None  # (the running group's dropped set holder, this job's first input index)
@@ -75,15 +76,17 @@ class Batcher:
         return sum(len(j.ids) for j in self._pending)
 
     async def translate(self, tgt: str, ids: list[list[int]], heads: list[list[int]] | None,
-                        options: DecodeConfig) -> list[Translation]:  # fmt: skip
-        """The translations of one request's sentences, in order (Busy when the queue is full)."""
+                        options: DecodeConfig, terms: list[list[list[int]]] | None = None,
+                        ) -> list[Translation]:  # fmt: skip
+        """The translations of one request's sentences, in order (Busy when the queue is full); `terms`: each
+        sentence's constraints (token ids), which its translation holds."""
         if not ids:
             return []
         if self.queued + len(ids) > self.max_queue:
             self.stats["refused_busy"] += 1
             raise Busy(f"busy: {self.queued} sentences are waiting; retry in a second")
         tokens = sum(len(x) + 1 for x in ids)
-        job = _Job(tgt, ids, heads, options, asyncio.get_running_loop().create_future(), tokens)
+        job = _Job(tgt, ids, heads, options, asyncio.get_running_loop().create_future(), tokens, terms)
         self._pending.append(job)
         assert self._arrived is not None, "the batcher is not running"
         self._arrived.set()
@@ -176,8 +179,11 @@ class Batcher:
         heads = None
         if any(job.heads for job in jobs):
             heads = [h for job in jobs for h in (job.heads or [[]] * len(job.ids))]
-        options = {"prefix": self.prefixes[tgt], "forced": heads, "decode": options, "on_sentence": heard,
-                   "dropped": lambda: holder.gone}  # fmt: skip
+        terms = None
+        if any(job.terms for job in jobs):
+            terms = [t for job in jobs for t in (job.terms or [[]] * len(job.ids))]
+        options = {"prefix": self.prefixes[tgt], "forced": heads, "terms": terms, "decode": options,
+                   "on_sentence": heard, "dropped": lambda: holder.gone}  # fmt: skip
         try:
             out = await loop.run_in_executor(self.pool, lambda: self.translator.decode_ids(ids, **options))
         except Exception as e:  # this group's requests only: answered 500, the rest go on

@@ -58,6 +58,8 @@ class Fields(BaseModel):
     seed: Annotated[int, Number, Field(ge=0, lt=2**63)] | None = None
     no_repeat_ngram: Annotated[int, Number, Field(ge=0, le=64)] | None = None
     repetition_penalty: Annotated[float, Number, Field(gt=0, le=100)] | None = None
+    glossary: dict[Text, Text] | Text | None = None  # {source term: target term}, or TSV lines (a form)
+    constraints: list[list[Text]] | None = None  # target terms for each text of q
     translation: Texts | None = None
     file: Any = None  # an upload (/translate_file)
 
@@ -79,6 +81,8 @@ HINTS = {
     "seed": "seed must be a whole number >= 0",
     "no_repeat_ngram": "no_repeat_ngram must be a whole number from 0 (off) to 64",
     "repetition_penalty": "repetition_penalty must be a number above 0 and at most 100 (1: off)",
+    "glossary": 'glossary must be an object {"source term": "target term"} or lines of source term<TAB>target term',
+    "constraints": 'constraints must be a list with one list of target terms for each text of q, e.g. [["term"]]',
 }
 
 
@@ -129,7 +133,7 @@ async def fields_of(headers, body: bytes) -> Fields:
         data[key] = values[0] if len(values) == 1 else values
         if not values and isinstance(form[key], UploadFile):  # a file (/translate_file)
             data[key] = form[key]
-    for key in ("alternatives", "seed", "temperature", "sample", "prefix", "api_key", "format", *REPEATS):
+    for key in ("alternatives", "seed", "temperature", "sample", "prefix", "api_key", "format", "glossary", *REPEATS):
         if data.get(key) == "":  # an empty form field: not given
             del data[key]
     return parse(data)

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 from mtx.config import DecodeConfig
 from mtx.data import pairs as P
+from mtx.data.glossary import Glossary, parse_glossary
+from mtx.decode.ct2 import NO_TERMS
 from mtx.decode.scoring import Score, score_lines
 from mtx.decode.translator import BatchTranslator
-from mtx.errors import UsageError, check_positive
+from mtx.errors import MtxError, UsageError, check_positive
 from mtx.serve.batcher import Batcher
 from mtx.serve.detect import Detector
 from mtx.serve.metrics import Metrics
@@ -57,8 +59,12 @@ class Limits:
 class Service:
     """The model behind the API: directions, detection, options; the batcher that decodes every request."""
 
-    def __init__(self, translator: BatchTranslator, pairs: list[P.Pair], limits: Limits, engine: str = "mtx"):
+    def __init__(self, translator: BatchTranslator, pairs: list[P.Pair], limits: Limits, engine: str = "mtx",
+                 glossary: Glossary | None = None):  # fmt: skip
         self.translator, self.pairs, self.limits, self.engine = translator, pairs, limits, engine
+        if glossary is not None and engine != "mtx":
+            raise UsageError(NO_TERMS)
+        self.glossary = glossary  # the server's terms (--glossary), which a request's `glossary` adds to
         self.tokenizer = translator.tokenizer
         self.beam = translator.cfg.beam
         # what each target's sources start with: its tag, on a model of several targets
@@ -152,6 +158,22 @@ class Service:
             raise RequestError(400, 'sample must be "topk=K" or "topp=P", e.g. "topk=10"')
         temp = 1.0 if f.temperature is None else f.temperature
         return dataclasses.replace(c, sample=sample, temperature=temp, seed=f.seed or 0, nbest=more + 1)
+
+    def glossary_for(self, f: Fields) -> Glossary | None:
+        """The terms of a request: the server's, with its `glossary` field's added (and preferred)."""
+        if f.glossary is None:
+            return self.glossary
+        if self.engine != "mtx":
+            raise RequestError(400, f"glossary: {NO_TERMS}")
+        own = f.glossary
+        if isinstance(own, str):  # a form's TSV lines
+            try:
+                own = parse_glossary(own.splitlines(), "glossary")
+            except MtxError as e:
+                raise RequestError(400, str(e)) from None
+        elif not all(s.strip() and t.strip() for s, t in own.items()):
+            raise RequestError(400, "glossary: a source or target term is empty")
+        return Glossary({**(self.glossary.entries if self.glossary else {}), **own})
 
     def score(self, tgt: str, sources: list[str], translations: list[str]) -> list[Score]:
         """The model's scores of the translations (mtx's engine only). Model work: run it in a thread."""
