@@ -148,7 +148,7 @@ def test_requests_batched_together_keep_their_own_options():
         base = {"q": "ein hund.", "source": "de", "target": "en"}
         got = list(pool.map(lambda a: _call(r.port, "/translate", *_encoded({**base, **a}, "json")), asks))
     assert [g[0] for g in got] == [200, 200] and len(tr.calls) == 2
-    options = sorted((d for d, _ in tr.calls), key=lambda d: d.nbest)
+    options = sorted((d for d, _, _ in tr.calls), key=lambda d: d.nbest)
     assert (options[0].sample, options[0].seed, options[1].nbest, options[1].sample) == ("topk=3", 5, 3, "")
 
 

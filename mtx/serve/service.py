@@ -168,7 +168,7 @@ class Service:
         own = f.glossary
         if isinstance(own, str):  # a form's TSV lines
             try:
-                own = parse_glossary(own.splitlines(), "glossary")
+                own = parse_glossary(own.splitlines(), "glossary").entries
             except MtxError as e:
                 raise RequestError(400, str(e)) from None
         elif not all(s.strip() and t.strip() for s, t in own.items()):
