@@ -7,6 +7,7 @@ import re
 import torch
 
 from mtx.config import DecodeConfig
+from mtx.data.tokenizer import Tokenizer
 from mtx.decode.translator import BatchTranslator, Translation
 
 
@@ -36,6 +37,8 @@ class WordTokenizer:
 
     def decode(self, ids: list[list[int]]) -> list[str]:
         return [" ".join(self.sp.words[i] for i in x) for x in ids]
+
+    encode_groups = Tokenizer.encode_groups
 
 
 class FunctionTranslator(BatchTranslator):

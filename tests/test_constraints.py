@@ -145,3 +145,32 @@ def test_joins_are_the_pieces_that_go_on_with_a_word(tiny_model):
     for piece, j in zip(pieces, tok.joins(), strict=True):
         assert j == (piece[:1].isalnum() and piece not in ("<pad>", "<unk>", "<s>", "</s>")), piece
     assert any(tok.joins()) and not all(tok.joins())
+
+
+def test_sentences_are_batched_by_beam_width_and_counted_as_long_as_their_constraints():
+    """A batch holds sentences of one beam width (a translation never depends on its batch), and a sentence with
+    more constraint tokens than source pieces takes its constraints' length of the budget (the search's state
+    grows with rows x constraint tokens)."""
+    from fakes import WordTokenizer
+
+    from mtx.config import DecodeConfig
+    from mtx.decode.translator import BatchTranslator
+
+    class Batches(BatchTranslator):
+        def __init__(self):
+            super().__init__(WordTokenizer(), DecodeConfig(beam=2, batch_tokens=200), torch.device("cpu"), 256)
+            self.seen = []
+
+        def _search(self, ids, c, use_cache, on_done, forced=None, drop=None, terms=None):
+            self.seen.append((len(ids), None if terms is None else {sum(map(len, t)) for t in terms}))
+            return [[([3], 0.0)] for _ in ids]  # an id the fake tokenizer knows
+
+    tr = Batches()
+    ids = [[7, 8]] * 12
+    terms = [[]] * 4 + [[[9]]] * 4 + [[[9] * 12]] * 4
+    tr.decode_ids(ids, terms=terms)
+    # plain and width 2 (one token): 200 // 2 = 100 of sentences x length, all 4 of 3 pieces in one batch;
+    # width 13 (12 tokens): 200 // 13 = 15, each counted 12 long (not 3): one a batch
+    assert sorted(tr.seen, key=str) == sorted(
+        [(4, None), (4, {1}), (1, {12}), (1, {12}), (1, {12}), (1, {12})], key=str
+    )

@@ -167,3 +167,37 @@ def test_a_glossary_needs_the_mtx_engine_on_the_server(tiny_model):
 
     with pytest.raises(UsageError, match="the ct2 engine has no constrained search"):
         Service(FunctionTranslator(str.upper), [("de", "en")], Limits(), "ct2", Glossary({"a": "b"}))
+
+
+def test_a_requests_terms_win_where_they_overlap_the_servers():
+    from mtx.data.glossary import find_all
+
+    server, request = Glossary({"hund": "cat", "mann": "big woman"}), Glossary({"ein hund": "a small cat"})
+    got = [(t.source, t.target) for t in find_all([request, server], "Ein hund und ein mann.")]
+    assert got == [("ein hund", "a small cat"), ("mann", "big woman")]
+    assert [t.target for t in find_all([server], "Ein hund.")] == ["cat"]
+
+
+def test_serve_refuses_what_would_fail_a_shared_batch():
+    """Constraints on the ct2 engine, and more pieces of terms than --max-term-pieces, are the request's own 400
+    and 413: they never reach the batch that other requests share."""
+    import json
+
+    from fakes import FunctionTranslator
+    from test_serve import Running, _call
+
+    def ask(r, **fields):
+        return _call(r.port, "/translate", json.dumps({"source": "de", "target": "en", **fields}).encode())
+
+    with Running(Service(FunctionTranslator(str.upper), [("de", "en")], Limits(wait_ms=1), "ct2")) as r:
+        status, out = ask(r, q=["ein hund"], constraints=[["dog"]])
+        assert status == 400 and "constraints: the ct2 engine has no constrained search" in out["error"], out
+        status, out = ask(r, q=["ein hund"], glossary={"hund": "dog"})
+        assert status == 400 and "glossary: the ct2 engine" in out["error"], out
+    with Running(Service(FunctionTranslator(str.upper), [("de", "en")], Limits(wait_ms=1, max_term_pieces=3))) as r:
+        status, out = ask(r, q=["ein hund", "ein mann"], constraints=[["a b c"], ["a b c d"]])
+        assert status == 413 and "sentence 2 has 4 pieces of terms: over the limit of 3" in out["error"], out
+        status, out = ask(r, q=["hund hund"], glossary={"hund": "a b"})
+        assert status == 413 and "sentence 1 has 4 pieces" in out["error"], out
+        status, out = ask(r, q=["ein hund"], constraints=[["a b c"]])
+        assert status == 200, out

@@ -22,6 +22,7 @@ def serve(
     max_chars: int = Opt(5000, "--max-chars", "--char-limit", help="Characters per request at most (prefix too)."),
     max_sentences: int = Opt(128, help="Sentences per request at most."),
     max_texts: int = Opt(128, help="Texts (items of q) per request at most."),
+    max_term_pieces: int = Opt(32, help="Pieces of glossary terms and constraints per sentence at most."),
     batch_wait_ms: float = Opt(5.0, help="How long a batch collects requests."),
     batch_tokens: int | None = Opt(None, help="Source pieces a batch collects at most.", show_default="12,000 / beam"),
     max_queue: int = Opt(1024, help="Sentences waiting for a batch at most; beyond, a request is answered 503."),
@@ -40,6 +41,6 @@ def serve(
 
     keys = frozenset(read_keys(api_keys)) if api_keys else frozenset()
     limits = Limits(max_chars, max_sentences, batch_wait_ms, batch_tokens, workers, max_queue, req_limit, keys, metrics,
-                    max_texts, tuple(cors_origins or ()), debug)  # fmt: skip
+                    max_texts, tuple(cors_origins or ()), debug, max_term_pieces)  # fmt: skip
     decoding = {"beam": beam, "no_repeat_ngram": no_repeat_ngram, "repetition_penalty": repetition_penalty}
     run_server(model, engine, host, port, decoding, device, limits, allowed_hosts or [], forwarded_allow_ips, glossary)

@@ -61,6 +61,15 @@ class Glossary:
         return self.by_key.get(written) or self.by_key[written.casefold()]
 
 
+def find_all(glossaries: list[Glossary], sentence: str) -> list[Term]:
+    """The terms of several glossaries in `sentence`, left to right: each glossary's that overlap none of an
+    earlier glossary's (the first glossary wins where they overlap)."""
+    out: list[Term] = []
+    for g in glossaries:
+        out += [t for t in g.find(sentence) if all(t.end <= u.start or t.start >= u.end for u in out)]
+    return sorted(out, key=lambda t: t.start)
+
+
 def _key(term: str) -> str:
     """A term's key: spaces collapsed; case folded unless it is matched as written."""
     term = " ".join(term.split())

@@ -81,6 +81,11 @@ class Tokenizer:
     def encode(self, texts: list[str]) -> list[list[int]]:
         return self.sp.encode(texts, out_type=int)
 
+    def encode_groups(self, groups: list[list[str]]) -> list[list[list[int]]]:
+        """Each group's texts encoded (one call for them all): a sentence's constraints, say."""
+        flat = iter(self.encode([t for g in groups for t in g]))
+        return [[next(flat) for _ in g] for g in groups]
+
     def joins(self) -> list[bool]:
         """For each id, whether its piece goes on with the word before it: it starts with a letter or digit, not
         with sentencepiece's word-start mark "▁" (the special ids: False)."""

@@ -130,19 +130,20 @@ def advance(s: State, c: Constraints, tok: torch.Tensor) -> State:
     return State(met, torch.where(go_on, cur_on, cur_new), torch.where(go_on, ends_on, ends_new))
 
 
-def allocate(scores: torch.Tensor, banks: torch.Tensor, n: int) -> torch.Tensor:
+def allocate(scores: torch.Tensor, banks: torch.Tensor, n: int, nb: int | None = None) -> torch.Tensor:
     """Dynamic beam allocation: the indices (B, n) of the candidates to keep of each sentence's `scores` (B, N),
-    by turns over the banks (`banks` (B, N): positions met), the fullest bank first: each bank's best, then each
-    bank's second best, and so on; a bank with too few candidates leaves its turns to the others. Candidates at
-    -inf come last."""
-    B, N = scores.shape
+    by turns over the banks (`banks` (B, N): positions met, below `nb`), the fullest bank first: each bank's best,
+    then each bank's second best, and so on; a bank with too few candidates leaves its turns to the others.
+    Candidates at -inf come last. O(N log N), no host sync when `nb` is given."""
+    N = scores.shape[1]
+    nb = nb if nb is not None else int(banks.max()) + 1
     order = scores.argsort(dim=1, descending=True, stable=True)
-    b = banks.gather(1, order)
-    nb = int(banks.max()) + 1 if banks.numel() else 1
-    onehot = torch.nn.functional.one_hot(b, nb)  # (B, N, nb)
-    rank = (onehot.cumsum(1) * onehot).sum(2) - 1  # each candidate's place in its bank
-    key = (rank * nb + (nb - 1 - b)).float()
-    key = torch.where(torch.isinf(scores.gather(1, order)), float("inf"), key)
+    b = banks.gather(1, order)  # banks, best score first
+    by_bank, perm = b.sort(dim=1, stable=True)  # each bank's candidates together, best first
+    place = torch.arange(N, device=b.device).expand_as(b) - torch.searchsorted(by_bank, by_bank)
+    rank = torch.empty_like(place).scatter_(1, perm, place)  # each candidate's place in its bank
+    key = rank * nb + (nb - 1 - b)
+    key = key.masked_fill(torch.isinf(scores.gather(1, order)), N * nb)
     return order.gather(1, key.topk(n, dim=1, largest=False).indices)
 
 
@@ -157,11 +158,18 @@ class Guide:
         self.cons, self.K = cons, K
         self.state = State.empty(cons.tok.shape[0] * K, cons.tok.shape[1], cons.tok.device)
         self.banks: torch.Tensor | None = None
+        self._rows: tuple[torch.Tensor, Constraints] | None = None
+
+    def rows(self, rsent: torch.Tensor) -> Constraints:
+        """The constraints of each row (`rsent`: its sentence), gathered once a step."""
+        if self._rows is None or self._rows[0] is not rsent:
+            self._rows = (rsent, self.cons.rows(rsent))
+        return self._rows[1]
 
     def close(self, logp: torch.Tensor, rsent: torch.Tensor) -> torch.Tensor:
         """`logp` with EOS at -inf on the rows that have positions left to meet, and the tokens that would go on
         with a word at -inf on the rows whose last token ended a constraint."""
-        open_rows = self.state.unmet(self.cons.rows(rsent)) > 0
+        open_rows = self.state.unmet(self.rows(rsent)) > 0
         logp[:, EOS] = logp[:, EOS].masked_fill(open_rows, float("-inf"))
         if self.cons.joins is not None:
             logp.masked_fill_(self.state.closed[:, None] & self.cons.joins, float("-inf"))
@@ -171,7 +179,7 @@ class Guide:
                room: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """Each row's free candidates (`lp`, `tok`: (rows, C)) joined by its constraint candidates (rows, C + L);
         `room`: (rows,) tokens each row may still take before its EOS. Keeps their banks for `pick`."""
-        c = self.cons.rows(rsent)
+        c = self.rows(rsent)
         ok = allowed(self.state, c)
         c_lp = model_lp.gather(1, c.tok).masked_fill(~ok, float("-inf"))
         # one candidate a token: a constraint's stands for the same free one, the first of equal starts counts
@@ -188,7 +196,7 @@ class Guide:
     def pick(self, cand: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The `n` candidates a sentence keeps of `cand` (Bl, K * N) (the rows' candidates of `extend`), in the
         order `allocate` takes them: (scores, indices)."""
-        idx = allocate(cand, self.banks.view(cand.shape), n)
+        idx = allocate(cand, self.banks.view(cand.shape), n, self.cons.tok.shape[1] + 1)
         return cand.gather(1, idx), idx
 
     def live(self, top_s: torch.Tensor, is_eos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,7 +207,7 @@ class Guide:
 
     def advance(self, rows: torch.Tensor, tok: torch.Tensor, rsent: torch.Tensor) -> None:
         """The rows now continue rows `rows` of the last step with tokens `tok`; `rsent`: their sentences."""
-        self.state = advance(self.state.select(rows), self.cons.rows(rsent), tok)
+        self.state = advance(self.state.select(rows), self.rows(rsent), tok)
 
     def keep(self, rows: torch.Tensor) -> None:
         self.state = self.state.select(rows)

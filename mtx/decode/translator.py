@@ -120,8 +120,7 @@ class BatchTranslator:
     ) -> list[Translation]:
         ids = self.tokenizer.encode([s.strip() for s in lines])
         forced = self.tokenizer.encode(heads) if any(heads) else None
-        flat = iter(self.tokenizer.encode([t for ts in wanted for t in ts]))
-        terms = [[next(flat) for _ in ts] for ts in wanted] if any(wanted) else None
+        terms = self.tokenizer.encode_groups(wanted) if any(wanted) else None
         options = {"use_cache": use_cache, "on_sentence": on_sentence, "on_progress": on_progress, "offset": offset}
         return self.decode_ids(ids, prefix=prefix, forced=forced, terms=terms, decode=c, **options)
 
@@ -174,13 +173,15 @@ class BatchTranslator:
 
         # Beam search holds K rows per sentence (sampling, a row per draw): budget the batch in rows * length. With
         # constraints the beam is at least a sentence's constraint tokens + 1: sentences are batched with those of
-        # the same beam only, so that a translation never depends on what else is in its batch.
+        # the same beam only, so that a translation never depends on what else is in its batch; a sentence counts
+        # as long as its constraint tokens at least (the search's state holds rows x constraint tokens).
         rows = c.nbest if c.sample else c.beam
-        width = {i: max(rows, sum(map(len, terms[i])) + 1) if terms and terms[i] else 0 for i in todo}
+        need = {i: sum(map(len, terms[i])) if terms else 0 for i in todo}
+        width = {i: max(rows, need[i] + 1) if need[i] else 0 for i in todo}
         batches = []
         for k in sorted(set(width.values())):
             part = [i for i in todo if width[i] == k]
-            lengths = [len(ids[i]) + 1 for i in part]
+            lengths = [max(len(ids[i]) + 1, need[i]) for i in part]
             per = max(self.budget(c) // max(k, rows, 1), 1)
             batches += [[part[j] for j in g] for g in sorted_batches(lengths, per)]
         for idx in batches:

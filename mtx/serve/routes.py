@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mtx.data import pairs as P
-from mtx.data.glossary import Glossary
+from mtx.data.glossary import Glossary, find_all
+from mtx.decode.ct2 import NO_TERMS
 from mtx.serve import documents as D
 from mtx.serve.batcher import Busy
 from mtx.serve.downloads import StoreFull
@@ -79,8 +80,10 @@ def _heads(prefix, n: int) -> list[str]:
     return heads
 
 
-def _wanted(f: Fields, n: int) -> list[list[str]] | None:
+def _wanted(s: Service, f: Fields, n: int) -> list[list[str]] | None:
     """mtx's `constraints` field: a list of target terms for each of the `n` texts of q (None: not given)."""
+    if f.constraints is not None and s.engine != "mtx":
+        raise RequestError(400, f"constraints: {NO_TERMS}")
     if f.constraints is not None and len(f.constraints) != n:
         raise RequestError(400, f"constraints: {len(f.constraints)} lists for {n} texts of q (one a text)")
     if f.constraints is not None and not all(t.strip() for ts in f.constraints for t in ts):
@@ -88,33 +91,38 @@ def _wanted(f: Fields, n: int) -> list[list[str]] | None:
     return f.constraints
 
 
-def _terms(s: Service, docs, glossary: Glossary | None, wanted: list[list[str]] | None, forced):
-    """Each sentence's constraints as ids (None: none): the glossary's terms found in it, and its text's
-    `constraints` (a text of one sentence only); a 400 where they cannot fit the model's output."""
+def _terms(s: Service, docs, glossaries: list[Glossary], wanted: list[list[str]] | None, forced):
+    """Each sentence's constraints as ids (None: none): the glossaries' terms found in it, and its text's
+    `constraints` (a text of one sentence only); a 400 where they cannot fit the model's output, or hold more
+    pieces than --max-term-pieces (the search's cost grows as their cube: one request must not hold a worker for
+    minutes)."""
     per: list[list[str]] = []
     for i, d in enumerate(docs):
         own = wanted[i] if wanted else []
         if own and len(d.sentences) != 1:
             raise RequestError(400, f"constraints: text {i + 1} has {len(d.sentences)} sentences; constraints are "
                                "for one-sentence texts (a glossary's terms are found in every sentence)")  # fmt: skip
-        per += [([t.target for t in glossary.find(x)] if glossary else []) + own for x in d.sentences]
+        per += [[t.target for t in find_all(glossaries, x)] + own for x in d.sentences]
     if not any(per):
         return None
-    flat = iter(s.tokenizer.encode([t for ts in per for t in ts]))
-    terms = [[next(flat) for _ in ts] for ts in per]
+    terms = s.tokenizer.encode_groups(per)
     room = s.translator.max_len - 1
     for k, ts in enumerate(terms):
         need = sum(map(len, ts)) + (len(forced[k]) if forced else 0)
         if need > room:
             raise RequestError(400, f"constraints: sentence {k + 1} needs {need} pieces of output; the model's "
                                f"translations hold at most {room}")  # fmt: skip
+        if sum(map(len, ts)) > s.limits.max_term_pieces:
+            raise RequestError(413, f"constraints: sentence {k + 1} has {sum(map(len, ts))} pieces of terms: over "
+                               f"the limit of {s.limits.max_term_pieces}")  # fmt: skip
     return terms
 
 
-def _prepare(s: Service, texts: list[str], fmt: str, langs: list[str], heads: list[str],
-             glossary: Glossary | None = None, wanted: list[list[str]] | None = None):  # fmt: skip
+def _prepare(s: Service, texts: list[str], fmt: str, langs: list[str], heads: list[str], f: Fields | None = None,
+             wanted: list[list[str]] | None = None):  # fmt: skip
     """(CPU pool) The documents of a request, their sentences' ids, target prefixes' ids and constraints' ids
-    (None: none)."""
+    (None: none): the glossaries of `f` (its own, compiled here, off the event loop, and the server's), and
+    `wanted`, each text's constraints."""
     try:
         docs = [D.make_document(t, fmt, lang) for t, lang in zip(texts, langs, strict=True)]
     except PageError as e:
@@ -128,7 +136,8 @@ def _prepare(s: Service, texts: list[str], fmt: str, langs: list[str], heads: li
     if any(heads):
         per = iter(s.tokenizer.encode([h for d, h in zip(docs, heads, strict=True) if d.sentences]))
         forced = [next(per) if k == 0 else [] for d in docs for k in range(len(d.sentences))]
-    return docs, sentences, ids, forced, _terms(s, docs, glossary, wanted, forced)
+    glossaries = s.glossaries_for(f) if f is not None else []
+    return docs, sentences, ids, forced, _terms(s, docs, glossaries, wanted, forced)
 
 
 def _render(s: Service, tgt: str, docs, sentences, ids, translations, k: int) -> list[str]:
@@ -161,9 +170,9 @@ async def translated(request: Request, f: Fields, texts: list[str], fmt: str):
     """(translations, alternatives or None, detected languages or None) of `texts`; None when the client left."""
     s = service_of(request)
     heads = _heads(f.prefix, len(texts))
-    glossary, wanted = s.glossary_for(f), _wanted(f, len(texts))
     own = f.glossary.items() if isinstance(f.glossary, dict) else [(f.glossary or "", "")]
-    _sized(s, texts, heads + [a + b for a, b in own] + [t for ts in wanted or [] for t in ts])
+    _sized(s, texts, heads + [a + b for a, b in own] + [t for ts in f.constraints or [] for t in ts])
+    wanted = _wanted(s, f, len(texts))
     src, tgt = s.direction(f.source, f.target)
     options = s.options(f)
     if fmt == "html" and any(heads):
@@ -172,7 +181,7 @@ async def translated(request: Request, f: Fields, texts: list[str], fmt: str):
     if src is None:  # "auto": each text's language, as detected (it also picks the segmenter's rules)
         detected = await s.cpu(lambda: [s.detect(t, tgt)[0] for t in texts])
     langs = [d["language"] for d in detected] if detected else [src] * len(texts)
-    docs, sentences, ids, forced, terms = await s.cpu(_prepare, s, texts, fmt, langs, heads, glossary, wanted)
+    docs, sentences, ids, forced, terms = await s.cpu(_prepare, s, texts, fmt, langs, heads, f, wanted)
     s.stats["requests"] += 1
     work = asyncio.ensure_future(s.batcher.translate(tgt, ids, forced, options, terms))
     gone = asyncio.ensure_future(_hung_up(request))

@@ -45,10 +45,12 @@ class Limits:
     max_texts: int = 128  # texts in one request's q at most (every route)
     cors_origins: tuple[str, ...] = ()  # origins whose browser pages may call the API (none: same origin only)
     debug: bool = False  # a 500's traceback in the log
+    max_term_pieces: int = 32  # a sentence's constraint pieces at most: the search's cost grows as their cube
 
     def __post_init__(self) -> None:
         """Each limit checked, named by the `mtx serve` option that sets it."""
-        check_positive(max_chars=self.max_chars, max_sentences=self.max_sentences, max_texts=self.max_texts)
+        check_positive(max_chars=self.max_chars, max_sentences=self.max_sentences, max_texts=self.max_texts,
+                       max_term_pieces=self.max_term_pieces)  # fmt: skip
         if not math.isfinite(self.wait_ms):
             raise UsageError(f"--batch-wait-ms must be a finite number, got {self.wait_ms}")
         check_positive(zero_ok=True, batch_wait_ms=self.wait_ms)
@@ -159,21 +161,21 @@ class Service:
         temp = 1.0 if f.temperature is None else f.temperature
         return dataclasses.replace(c, sample=sample, temperature=temp, seed=f.seed or 0, nbest=more + 1)
 
-    def glossary_for(self, f: Fields) -> Glossary | None:
-        """The terms of a request: the server's, with its `glossary` field's added (and preferred)."""
+    def glossaries_for(self, f: Fields) -> list[Glossary]:
+        """The glossaries of a request: its `glossary` field's (an object, or a form's TSV lines, checked as a
+        glossary file is), then the server's; the request's terms win where the two overlap."""
+        server = [self.glossary] if self.glossary is not None else []
         if f.glossary is None:
-            return self.glossary
+            return server
         if self.engine != "mtx":
             raise RequestError(400, f"glossary: {NO_TERMS}")
-        own = f.glossary
-        if isinstance(own, str):  # a form's TSV lines
-            try:
-                own = parse_glossary(own.splitlines(), "glossary").entries
-            except MtxError as e:
-                raise RequestError(400, str(e)) from None
-        elif not all(s.strip() and t.strip() for s, t in own.items()):
+        if isinstance(f.glossary, dict) and not all(s.strip() and t.strip() for s, t in f.glossary.items()):
             raise RequestError(400, "glossary: a source or target term is empty")
-        return Glossary({**(self.glossary.entries if self.glossary else {}), **own})
+        rows = f.glossary.splitlines() if isinstance(f.glossary, str) else [f"{s}\t{t}" for s, t in f.glossary.items()]
+        try:
+            return [parse_glossary(rows, "glossary"), *server]
+        except MtxError as e:
+            raise RequestError(400, str(e)) from None
 
     def score(self, tgt: str, sources: list[str], translations: list[str]) -> list[Score]:
         """The model's scores of the translations (mtx's engine only). Model work: run it in a thread."""
