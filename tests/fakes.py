@@ -42,20 +42,23 @@ class WordTokenizer:
 
 
 class FunctionTranslator(BatchTranslator):
-    """Translates each sentence with `fn` (text -> text), one word for each source word: aligned on the diagonal."""
+    """Translates each sentence with `fn` (text -> text), one word for each source word: aligned on the diagonal;
+    a sentence's constraints (`terms`) are put after its translation, as " [term]"."""
 
     def __init__(self, fn):
         self.tokenizer, self.cfg, self.batch_tokens, self.fn = WordTokenizer(), DecodeConfig(beam=1), 1000, fn
         self.max_len, self.seen, self.device = 256, [], "cpu"
 
-    def decode_ids(self, ids, *, decode=None, on_sentence=None, forced=None, **options):
+    def decode_ids(self, ids, *, decode=None, on_sentence=None, forced=None, terms=None, **options):
         lines = self.tokenizer.decode(ids)
         self.seen.extend(lines)
         out = []
-        for i, (line, head) in enumerate(zip(lines, forced or [[]] * len(ids), strict=True)):
+        for i, (line, head, ts) in enumerate(zip(lines, forced or [[]] * len(ids), terms or [[]] * len(ids),
+                                                 strict=True)):  # fmt: skip
             text = self.fn(line)
             if head:
                 text = " ".join(self.tokenizer.decode([head])[0].split() + text.split()[len(head) :])
+            text += "".join(f" [{t}]" for t in self.tokenizer.decode(ts))
             tr = Translation(text, [(text, 0.0)] * (decode or self.cfg).nbest, self.tokenizer.encode([text])[0])
             out.append(tr)
             if on_sentence is not None:

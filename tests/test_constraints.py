@@ -54,6 +54,27 @@ def test_allocate_takes_banks_in_turns_fullest_first():
     assert allocate(scores, torch.tensor([[0, 0, 0, 0, 1, 0]]), 3).tolist() == [[4, 0, 1]]
 
 
+def test_the_search_gives_allocate_every_bank(monkeypatch):
+    """The bank count the search passes (so that allocate needs no host sync) covers every bank it meets, the
+    one of rows that met all their constraint tokens included: allocating with it equals allocating without."""
+    import mtx.decode.constraints as C
+
+    seen = []
+
+    def checked(scores, banks, n, nb=None):
+        got = allocate(scores, banks, n, nb)
+        seen.append(int(banks.max()))
+        assert nb is not None and torch.equal(got, allocate(scores, banks, n)), (nb, int(banks.max()))
+        return got
+
+    monkeypatch.setattr(C, "allocate", checked)
+    model = random_model(seed=1)
+    b = collate([row[m].tolist() for row, m in zip(*random_batch(4, 9, seed=2), strict=True)])
+    terms = [[[7, 8]], [[9]], [[10, 11, 12], [13]], [[14]]]
+    beam_search(model, b.src, b.src_mask, 6, 1.0, 1.5, 12, constraints=Constraints.build(terms))
+    assert max(seen) == 4  # a bank of rows that met every token was allocated
+
+
 def _terms(src: torch.Tensor, seed: int) -> list[list[list[int]]]:
     """One to two random constraints a sentence (of one to three tokens), the last sentence none."""
     g = torch.Generator().manual_seed(seed)
@@ -137,14 +158,22 @@ def test_no_piece_goes_on_with_a_constraints_last_word():
         assert all(x < 10 for x in _after(r[0][0], t[0])), (r[0][0], t[0])
 
 
-def test_joins_are_the_pieces_that_go_on_with_a_word(tiny_model):
+def test_joins_are_the_pieces_that_go_on_with_a_word():
+    """A piece that starts with a letter or a digit goes on with the word before it ("s" after "dog", "5" after
+    "room"); one that starts a word ("▁dog"), punctuation and the special pieces do not."""
     from mtx.data.tokenizer import Tokenizer
 
-    tok = Tokenizer.load(tiny_model / "tokenizer.model")
-    pieces = [tok.sp.id_to_piece(i) for i in range(len(tok))]
-    for piece, j in zip(pieces, tok.joins(), strict=True):
-        assert j == (piece[:1].isalnum() and piece not in ("<pad>", "<unk>", "<s>", "</s>")), piece
-    assert any(tok.joins()) and not all(tok.joins())
+    lines = ["room5 dogs cats 42 rooms.", "a dog, room7 and cat9!", "dogs 5 cats"] * 50
+    tok = Tokenizer.train(lines, vocab_size=40, model_type="bpe")
+    joins = dict(zip((tok.sp.id_to_piece(i) for i in range(len(tok))), tok.joins(), strict=True))
+    assert not any(joins[p] for p in ("<pad>", "<unk>", "<s>", "</s>"))
+    starts = [p for p in joins if p.startswith("▁")]
+    assert starts and not any(joins[p] for p in starts)
+    assert any(joins[p] for p in joins if p[0].isalpha()) and all(joins[p] for p in joins if p[0].isalpha())
+    digits = [p for p in joins if p[0].isdigit()]
+    assert digits and all(joins[p] for p in digits), digits
+    marks = [p for p in joins if p[0] in ".,!"]
+    assert marks and not any(joins[p] for p in marks), marks
 
 
 def test_sentences_are_batched_by_beam_width_and_counted_as_long_as_their_constraints():

@@ -106,10 +106,26 @@ def test_translate_and_evaluate_use_the_glossary(tiny_model, tmp_path):
     assert r.exit_code == 0, r.output
     assert "glossary: 4 terms found in the sources, 4 used (100.0%)" in r.output
     cons = tmp_path / "c.jsonl"
-    cons.write_text('["small cat"]\n[]\n["there", "eats"]\n')
+    cons.write_text('["small cat"]\n \n["there", "eats"]\n')  # a blank line: no constraints
     r = run("translate", "--model", tiny_model, "--constraints", cons, *lines)
     out = r.output.splitlines()
-    assert "small cat" in out[0] and "there" in out[2] and "eats" in out[2], out
+    assert "small cat" in out[0] and out[1] == plain[1] and "there" in out[2] and "eats" in out[2], out
+
+
+def test_a_constraint_comes_out_as_whole_words(tiny_model, tmp_path):
+    """A constraint that begins a word of the model's ("jump" of "jumps") is not continued into it: no piece that
+    goes on with a word follows a constraint's last piece."""
+    import re
+
+    from test_cli import run
+
+    lines = ["Ein kind springt.", "Ein mann isst.", "Eine frau schläft.", "Rot blau groß."]
+    terms = ["jump", "ma", "wo", "blu"]
+    cons = tmp_path / "c.jsonl"
+    cons.write_text("".join(f'["{t}"]\n' for t in terms))
+    r = run("translate", "--model", tiny_model, "--constraints", cons, *lines)
+    for out, term in zip(r.output.splitlines(), terms, strict=True):
+        assert re.search(rf"\b{term}\b", out), (term, out)
 
 
 @pytest.mark.parametrize(
@@ -118,6 +134,8 @@ def test_translate_and_evaluate_use_the_glossary(tiny_model, tmp_path):
         (["--engine", "ct2"], "the ct2 engine has no constrained search"),
         (["--constraints", "BAD"], "BAD:2: expected a list of target terms"),
         (["--constraints", "SHORT"], "SHORT: 1 lines for 2 input lines"),
+        (["--constraints", "EMPTY"], "EMPTY:2: expected a list of target terms"),
+        (["--constraints", "NOTJSON"], "NOTJSON:1: not JSON"),
     ],
 )
 def test_glossary_and_constraints_refused_in_one_line(tiny_model, tmp_path, args, says):
@@ -125,7 +143,9 @@ def test_glossary_and_constraints_refused_in_one_line(tiny_model, tmp_path, args
 
     (tmp_path / "BAD").write_text('["a"]\n{"a": 1}\n')
     (tmp_path / "SHORT").write_text('["a"]\n')
-    args = [str(tmp_path / a) if a in ("BAD", "SHORT") else a for a in args]
+    (tmp_path / "EMPTY").write_text('["a"]\n["b", " "]\n')
+    (tmp_path / "NOTJSON").write_text('["a"\n[]\n')
+    args = [str(tmp_path / a) if a in ("BAD", "SHORT", "EMPTY", "NOTJSON") else a for a in args]
     r = run("translate", "--model", tiny_model, "--glossary", _glossary(tmp_path), *args, "Ein hund.", "Ein mann.")
     assert r.exit_code != 0 and says in r.output and "Traceback" not in r.output, r.output
 
@@ -169,6 +189,22 @@ def test_a_glossary_needs_the_mtx_engine_on_the_server(tiny_model):
         Service(FunctionTranslator(str.upper), [("de", "en")], Limits(), "ct2", Glossary({"a": "b"}))
 
 
+def test_mtx_serve_reads_its_glossary_before_it_listens(tiny_model, tmp_path):
+    """`mtx serve --glossary` reaches the server: a bad file is named in one line (an address no one can listen
+    on stops a server that ignored the file)."""
+    from typer.testing import CliRunner
+
+    from mtx.cli.main import app
+
+    bad = tmp_path / "g.tsv"
+    bad.write_text("Hund\thound\nKatze cat\n", encoding="utf-8")
+    args = ["serve", "--model", str(tiny_model), "--host", "256.0.0.1", "--port", "0", "--glossary", str(bad)]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code != 0 and f"{bad}:2:" in r.output and "Traceback" not in r.output, r.output
+    r = CliRunner().invoke(app, [*args[:-1], str(_glossary(tmp_path)), "--engine", "ct2"])
+    assert r.exit_code != 0 and "the ct2 engine has no constrained search" in r.output, r.output
+
+
 def test_a_requests_terms_win_where_they_overlap_the_servers():
     from mtx.data.glossary import find_all
 
@@ -176,6 +212,10 @@ def test_a_requests_terms_win_where_they_overlap_the_servers():
     got = [(t.source, t.target) for t in find_all([request, server], "Ein hund und ein mann.")]
     assert got == [("ein hund", "a small cat"), ("mann", "big woman")]
     assert [t.target for t in find_all([server], "Ein hund.")] == ["cat"]
+    got = [t.target for t in find_all([request, server], "Ein mann und ein hund.")]  # left to right
+    assert got == ["big woman", "a small cat"]
+    got = [t.target for t in find_all([Glossary({"C++": "C++"}), Glossary({"-Code": "-code"})], "C++-Code")]
+    assert got == ["C++", "-code"]  # terms that touch do not overlap
 
 
 def test_serve_refuses_what_would_fail_a_shared_batch():
@@ -200,4 +240,42 @@ def test_serve_refuses_what_would_fail_a_shared_batch():
         status, out = ask(r, q=["hund hund"], glossary={"hund": "a b"})
         assert status == 413 and "sentence 1 has 4 pieces" in out["error"], out
         status, out = ask(r, q=["ein hund"], constraints=[["a b c"]])
-        assert status == 200, out
+        assert status == 200 and out["translatedText"] == ["EIN HUND [a b c]"], out
+    limits = Limits(wait_ms=1, max_term_pieces=1000, max_chars=700)
+    with Running(Service(FunctionTranslator(str.upper), [("de", "en")], limits)) as r:
+        # the model's output holds the prefix and the constraints: 200 + 100 pieces, over its 255
+        status, out = ask(r, q=["ein hund"], prefix="x " * 200, constraints=[["y " * 100]])
+        assert status == 400 and "sentence 1 needs 300 pieces of output" in out["error"], out
+        status, out = ask(r, q=["ein hund"], glossary={"hund": "x" * 700})  # terms count in the request's size
+        assert status == 413 and "characters: over the limit of 700" in out["error"], out
+        status, out = ask(r, q=["ein hund"], constraints=[["x" * 700]])
+        assert status == 413 and "characters: over the limit of 700" in out["error"], out
+
+
+def test_requests_with_and_without_terms_share_a_batch(tmp_path):
+    """Sentences of requests with terms and without, batched together, each get their own terms; a request's
+    glossary wins over the server's where they overlap."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fakes import FunctionTranslator
+    from test_serve import Running, _call
+
+    fake = FunctionTranslator(str.upper)
+    calls = []
+    decode_ids = fake.decode_ids
+    fake.decode_ids = lambda ids, **kw: calls.append(len(ids)) or decode_ids(ids, **kw)
+    service = Service(fake, [("de", "en")], Limits(wait_ms=300), glossary=Glossary({"hund": "cat"}))
+    asks = [
+        {"q": ["ein mann", "eine frau"]},
+        {"q": ["ein kind", "ein hund"], "constraints": [["blue"], []]},
+        {"q": ["ein hund rennt"], "glossary": {"ein hund": "red woman"}},
+    ]
+    with Running(service) as r, ThreadPoolExecutor(3) as pool:
+        body = lambda a: json.dumps({"source": "de", "target": "en", **a}).encode()  # noqa: E731
+        got = list(pool.map(lambda a: _call(r.port, "/translate", body(a)), asks))
+    assert [s for s, _ in got] == [200, 200, 200], got
+    assert [o["translatedText"] for _, o in got] == [
+        ["EIN MANN", "EINE FRAU"], ["EIN KIND [blue]", "EIN HUND [cat]"], ["EIN HUND RENNT [red woman]"]
+    ]  # fmt: skip
+    assert len(calls) < 3, calls  # some were batched together

@@ -211,9 +211,15 @@ def test_multi_target_model_serves_each_target_with_its_tag():
 
 
 def test_serve_cli_answers_in_flight_requests_on_sigterm(tiny_model, loaded, tmp_path):
-    """`mtx serve --port 0` names its port; SIGTERM while a request waits in the batcher: it is answered, exit 0."""
+    """`mtx serve --port 0` names its port; SIGTERM while a request waits in the batcher: it is answered, exit 0.
+    The server's --glossary is used."""
+    from mtx.data.glossary import read_glossary
+
+    glossary = tmp_path / "terms.tsv"
+    glossary.write_text("hund\tcat\n", encoding="utf-8")
     cmd = [sys.executable, "-m", "mtx", "serve", "--model", str(tiny_model), "--port", "0", "--device", "cpu"]
-    proc = subprocess.Popen([*cmd, "--batch-wait-ms", "1500"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*cmd, "--batch-wait-ms", "1500", "--glossary", str(glossary)], stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
     try:
         line = proc.stderr.readline()
         assert "listening on http://127.0.0.1:" in line, line
@@ -230,8 +236,8 @@ def test_serve_cli_answers_in_flight_requests_on_sigterm(tiny_model, loaded, tmp
                 time.sleep(0.01)
             proc.send_signal(signal.SIGTERM)
             status, out = pending.result(timeout=60)
-        want = loaded.translate(["Ein Hund."])[0].text
-        assert (status, out) == (200, {"translatedText": want})
+        want = loaded.translate(["Ein Hund."], glossary=read_glossary(glossary))[0].text
+        assert "cat" in want and (status, out) == (200, {"translatedText": want})
         assert proc.wait(60) == 0
         assert "stopped" in proc.stderr.read()
     finally:
