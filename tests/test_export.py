@@ -88,6 +88,18 @@ def test_engine_ct2_translates_and_evaluates_as_mtx(tiny_model, tiny_corpus, exp
     assert "BLEU = 100.00" in r.stdout and (tiny_model / "ct2" / "mtx.json").is_file()  # exported on first use
 
 
+def test_the_ct2_translator_refuses_constraints_it_cannot_keep(exported):
+    """A last guard under the CLI's and serve's refusals: constraints never reach CTranslate2 to be dropped."""
+    from mtx.config import DecodeConfig
+    from mtx.decode.ct2 import CT2Translator
+    from mtx.errors import MtxError
+
+    tr = CT2Translator(exported, DecodeConfig(beam=2), torch.device("cpu"))
+    assert tr.translate(["Ein hund."], constraints=[[]])[0].text  # no terms: translated
+    with pytest.raises(MtxError, match="the ct2 engine has no constrained search"):
+        tr.translate(["Ein hund."], constraints=[["cat"]])
+
+
 def test_quantized_export_and_refusals(tiny_model, tiny_corpus, exported, tmp_path):
     r = CliRunner().invoke(app, ["export", str(tiny_model), str(tmp_path / "q"), "--quantize", "int8"])
     assert r.exit_code == 0, r.output
