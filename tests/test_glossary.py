@@ -252,14 +252,13 @@ def test_serve_refuses_what_would_fail_a_shared_batch():
         assert status == 413 and "characters: over the limit of 700" in out["error"], out
 
 
-def test_requests_with_and_without_terms_share_a_batch(tmp_path):
+def test_requests_with_and_without_terms_share_a_batch():
     """Sentences of requests with terms and without, batched together, each get their own terms; a request's
     glossary wins over the server's where they overlap."""
-    import json
     from concurrent.futures import ThreadPoolExecutor
 
     from fakes import FunctionTranslator
-    from test_serve import Running, _call
+    from test_serve import Running, _post
 
     fake = FunctionTranslator(str.upper)
     calls = []
@@ -272,8 +271,7 @@ def test_requests_with_and_without_terms_share_a_batch(tmp_path):
         {"q": ["ein hund rennt"], "glossary": {"ein hund": "red woman"}},
     ]
     with Running(service) as r, ThreadPoolExecutor(3) as pool:
-        body = lambda a: json.dumps({"source": "de", "target": "en", **a}).encode()  # noqa: E731
-        got = list(pool.map(lambda a: _call(r.port, "/translate", body(a)), asks))
+        got = list(pool.map(lambda a: _post(r.port, {"source": "de", "target": "en", **a}), asks))
     assert [s for s, _ in got] == [200, 200, 200], got
     assert [o["translatedText"] for _, o in got] == [
         ["EIN MANN", "EINE FRAU"], ["EIN KIND [blue]", "EIN HUND [cat]"], ["EIN HUND RENNT [red woman]"]
