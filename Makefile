@@ -43,8 +43,10 @@ format:
 data: $(STAMP)
 	$(BIN)/mtx fetch --out data/multi30k
 
+# then the confidence's calibration on val (docs/quality.md)
 train: $(STAMP)
 	$(BIN)/mtx train
+	$(BIN)/mtx calibrate
 
 evaluate: $(STAMP)
 	$(BIN)/mtx evaluate

@@ -43,7 +43,8 @@ class WordTokenizer:
 
 class FunctionTranslator(BatchTranslator):
     """Translates each sentence with `fn` (text -> text), one word for each source word: aligned on the diagonal;
-    a sentence's constraints (`terms`) are put after its translation, as " [term]"."""
+    a sentence's constraints (`terms`) are put after its translation, as " [term]"; its confidence is 1 / its
+    source words."""
 
     def __init__(self, fn):
         self.tokenizer, self.cfg, self.batch_tokens, self.fn = WordTokenizer(), DecodeConfig(beam=1), 1000, fn
@@ -59,7 +60,8 @@ class FunctionTranslator(BatchTranslator):
             if head:
                 text = " ".join(self.tokenizer.decode([head])[0].split() + text.split()[len(head) :])
             text += "".join(f" [{t}]" for t in self.tokenizer.decode(ts))
-            tr = Translation(text, [(text, 0.0)] * (decode or self.cfg).nbest, self.tokenizer.encode([text])[0])
+            tr = Translation(text, [(text, 0.0)] * (decode or self.cfg).nbest, self.tokenizer.encode([text])[0],
+                             1 / max(len(line.split()), 1))  # fmt: skip
             out.append(tr)
             if on_sentence is not None:
                 on_sentence(i, tr)

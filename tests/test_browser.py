@@ -8,7 +8,7 @@ import shutil
 import urllib.request
 
 import pytest
-from fakes import WordTokenizer
+from fakes import FunctionTranslator, WordTokenizer
 from test_serve import Running, loaded  # noqa: F401  (the tiny model's translator, a fixture)
 
 from mtx.config import DecodeConfig
@@ -84,6 +84,26 @@ def test_switching_the_target_of_a_multilingual_model(browser):
         sync_api.expect(page.locator("#output")).to_have_text("EN: Ein Hund", timeout=WAIT_MS)
         page.locator("#target").select_option("fr")
         sync_api.expect(page.locator("#output")).to_have_text("FR: Ein Hund", timeout=WAIT_MS)
+        page.close()
+
+
+def test_sentences_of_low_confidence_are_marked_with_a_legend(browser):
+    """The fake's confidence is 1 / a sentence's words: the four-word sentence (0.25) is marked, the two-word one
+    (0.5, not below the mark) is not; the legend says so, and goes when nothing is marked."""
+    with Running(Service(FunctionTranslator(str.upper), [("de", "en")], Limits(wait_ms=1))) as r:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{r.port}/")
+        page.locator("#text").fill("Ein Hund. Ein kleiner grauer Hund. Hallo.")
+        output = page.locator("#output")
+        sync_api.expect(output).to_have_text("EIN HUND. EIN KLEINER GRAUER HUND. HALLO.", timeout=WAIT_MS)
+        sync_api.expect(output.locator("mark")).to_have_count(1)
+        sync_api.expect(output.locator("mark")).to_have_text("EIN KLEINER GRAUER HUND.")
+        sync_api.expect(output.locator("mark")).to_have_attribute("title", "confidence 0.25")
+        sync_api.expect(page.locator("#legend")).to_contain_text("a sentence the model is unsure of")
+        page.locator("#text").fill("Ein Hund.")
+        sync_api.expect(output).to_have_text("EIN HUND.", timeout=WAIT_MS)
+        sync_api.expect(output.locator("mark")).to_have_count(0)
+        sync_api.expect(page.locator("#legend")).to_have_text("")
         page.close()
 
 

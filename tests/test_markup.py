@@ -114,7 +114,10 @@ def words():
 
 def test_format_html_through_the_server(words):
     status, out = _post(words.port, {"q": PAGE, "source": "de", "target": "en", "format": "html"})
-    assert status == 200 and out == {"translatedText": EXPECTED}
+    assert status == 200 and out == {
+        "translatedText": EXPECTED,
+        "confidence": 0.125,
+    }  # its least sure sentence: 8 words
     status, out = _post(words.port, {"q": [PAGE, "<b>Hund</b>"], "source": "de", "target": "en", "format": "html"})
     assert status == 200 and out["translatedText"] == [EXPECTED, "<b>dog</b>"]
     status, out = _post(words.port, {"q": "x", "source": "de", "target": "en", "format": "pdf"})

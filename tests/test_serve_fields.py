@@ -74,6 +74,26 @@ def test_every_field_of_every_body_reaches_the_decoder(recording, how, field, va
     assert reached(decode, forced, terms) if field == "glossary" else reached(decode, forced), (field, decode)
 
 
+@pytest.mark.parametrize("how", ["json", "form", "multipart"])
+def test_each_text_has_its_least_confident_sentences_confidence(recording, how):
+    """`confidence`: a text's least confident sentence's (here 1 / its source words); `sentences` (mtx's field,
+    in any body): each sentence's translation and confidence, in order."""
+    fields = {"q": "Ein Hund. Ein kleiner grauer Hund.", "source": "de", "target": "en"}
+    status, out = _call(recording.port, "/translate", *_encoded(fields, how))
+    assert status == 200 and out["confidence"] == 0.25 and "sentences" not in out, out
+    status, out = _call(recording.port, "/translate", *_encoded(fields | {"sentences": "true"}, how))
+    assert status == 200, out
+    assert out["sentences"] == [{"text": "EIN HUND.", "confidence": 0.5}, {"text": "EIN KLEINER GRAUER HUND.",
+                                                                          "confidence": 0.25}]  # fmt: skip
+    texts = ["Ein Hund. Ein kleiner grauer Hund.", "", "katze."]
+    status, out = _call(recording.port, "/translate", *_encoded(fields | {"q": texts, "sentences": True}, "json"))
+    assert out["confidence"] == [0.25, 1.0, 1.0]  # an empty text: nothing to doubt
+    assert [[s["text"] for s in x] for x in out["sentences"]] == [["EIN HUND.", "EIN KLEINER GRAUER HUND."], [],
+                                                                  ["KATZE."]]  # fmt: skip
+    status, out = _call(recording.port, "/translate", *_encoded(fields | {"sentences": "maybe"}, "json"))
+    assert status == 400 and "sentences must be true or false" in out["error"]
+
+
 ROUTES = {  # every route that reads q or a file, with a request that it answers 200
     "/translate": lambda key: _encoded({"q": "ein hund.", "source": "de", "target": "en", **key}, "json"),
     "/detect": lambda key: _encoded({"q": "ein hund.", **key}, "json"),

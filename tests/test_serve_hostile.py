@@ -77,7 +77,7 @@ def test_deeply_nested_json_is_a_400(echo):
     assert code == 400 and "nested too deeply" in out["error"]
     assert _post(echo.port, {"q": "ein hund.", "source": "de", "target": "en"}) == (
         200,
-        {"translatedText": "EIN HUND."},
+        {"translatedText": "EIN HUND.", "confidence": 0.5},
     )
 
 
@@ -154,7 +154,10 @@ def test_work_for_clients_that_hung_up_is_dropped():
         _until(lambda: service.stats["dropped_sentences"] == 560)
         gate.release.set()
         first.join(30)
-        assert _post(r.port, {"q": "b.", "source": "de", "target": "en"}) == (200, {"translatedText": "B."})
+        assert _post(r.port, {"q": "b.", "source": "de", "target": "en"}) == (
+            200,
+            {"translatedText": "B.", "confidence": 1.0},
+        )
     assert service.queued == 0 and gate.seen == ["a.", "b."]  # nothing was decoded for nobody
 
 
@@ -257,7 +260,7 @@ def test_what_a_client_sends_is_a_4xx_naming_it(echo_small, path, body, words):
     assert 400 <= code < 500 and words in out["error"], (code, out)
     assert _post(echo_small.port, {"q": "ein hund.", "source": "de", "target": "en"}) == (
         200,
-        {"translatedText": "EIN HUND."},
+        {"translatedText": "EIN HUND.", "confidence": 0.5},
     )
 
 
@@ -357,6 +360,6 @@ def test_an_engine_error_is_a_500_and_the_server_goes_on(logs):
         assert status == 500 and out["error"].startswith("internal error") and "RuntimeError" in out["error"]
         assert _post(r.port, {"q": "ein hund.", "source": "de", "target": "en"}) == (
             200,
-            {"translatedText": "EIN HUND."},
+            {"translatedText": "EIN HUND.", "confidence": 0.5},
         )
     assert any("the engine broke" in x for x in logs)

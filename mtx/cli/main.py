@@ -20,6 +20,7 @@ for command in (
     decode.translate,
     decode.evaluate,
     decode.score,
+    decode.calibrate,
     model.export,
     model.info,
     model.plot,

@@ -16,10 +16,11 @@ from mtx.data.glossary import Glossary, read_glossary, terms_used
 from mtx.data.multi30k import ensure_data_dir
 from mtx.data.sources import Corpus, data_spec
 from mtx.data.text import check_parallel, read_lines
+from mtx.decode.confidence import decile_overlap, mean_logprob, spearman
 from mtx.decode.ct2 import NO_TERMS
 from mtx.decode.load import load
-from mtx.decode.metrics import paired_tests, score, with_confidence
-from mtx.decode.translator import BatchTranslator
+from mtx.decode.metrics import paired_tests, score, sentence_chrf, with_confidence
+from mtx.decode.translator import BatchTranslator, Translation
 from mtx.errors import MtxError, UsageError
 from mtx.specs import parse_corpora
 
@@ -107,7 +108,7 @@ def evaluate(
         r, (src, tgt) = rows[0], directions[0]
         hyp_file = compare / hypothesis_name(split, (src, tgt), len(P.pairs_of(base_cfg.data)))
         prefix = P.prefix_ids(base.tokenizer, P.pairs_of(base_cfg.data), tgt)
-        base_hyps = decode_to_file(base, r["sources"], split, hyp_file, prefix, terms)
+        base_hyps = [tr.text for tr in decode_to_file(base, r["sources"], split, hyp_file, prefix, terms)]
         report.comparison = paired_tests(base_hyps, r["hyps"], r["refs"])
     return report
 
@@ -142,22 +143,24 @@ def test_split(corpus: Corpus, split: str | None, src: str, tgt: str) -> tuple[l
 
 
 def decode_to_file(translator: BatchTranslator, sources: list[str], split: str, output: Path, prefix: list[int],
-                   glossary: Glossary | None = None) -> list[str]:  # fmt: skip
+                   glossary: Glossary | None = None) -> list[Translation]:  # fmt: skip
     """Translate `sources` (a progress bar on a terminal) and write the hypotheses to `output`."""
     with ProgressBar(len(sources), f"decoding {split}") as bar:
         trs = translator.translate(sources, prefix=prefix, glossary=glossary, on_progress=bar.advance)
-        hyps = [tr.text for tr in trs]
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
-    return hyps
+    output.write_text("".join(tr.text + "\n" for tr in trs), encoding="utf-8")
+    return trs
 
 
 def score_pair(translator: BatchTranslator, sources: list[str], refs: list[str], split: str, hyp_file: Path,
                prefix: list[int], glossary: Glossary | None = None) -> dict:  # fmt: skip
     t1 = time.time()
-    hyps = decode_to_file(translator, sources, split, hyp_file, prefix, glossary)
+    trs = decode_to_file(translator, sources, split, hyp_file, prefix, glossary)
     decode_s = time.time() - t1
+    hyps = [tr.text for tr in trs]
     s = score(hyps, refs)
+    conf, chrfs = [tr.confidence for tr in trs], sentence_chrf(hyps, refs)
+    alpha = translator.cfg.alpha
     return ({"terms": terms_used(glossary, sources, hyps)} if glossary is not None else {}) | {
         "bleu": round(s.bleu, 2),
         "chrf": round(s.chrf, 2),
@@ -171,6 +174,11 @@ def score_pair(translator: BatchTranslator, sources: list[str], refs: list[str],
         "refs": refs,
         "sources": sources,
         "decode_s": decode_s,
+        "confidence_spearman": round(spearman(conf, chrfs), 3),  # how well the confidence ranks the sentences
+        "confidence_worst_decile": round(decile_overlap(conf, chrfs), 3),
+        "confidence": [round(c, 4) for c in conf],  # each sentence's
+        "sentence_chrf": [round(c, 2) for c in chrfs],
+        "means": [mean_logprob(tr.nbest[0][1], len(tr.tokens), alpha) for tr in trs],
     }
 
 
@@ -179,7 +187,7 @@ def render(report: Report, as_json: bool = False) -> list[str]:
     confidence intervals or the paired tests."""
     rows = report.rows
     if as_json:
-        hidden = ("hyps", "refs", "score", "sources")
+        hidden = ("hyps", "refs", "score", "sources", "means")
         out = [json.dumps({k: v for k, v in r.items() if k not in hidden}) for r in rows]
     elif len(rows) > 1:
         out = _table(report)
@@ -192,6 +200,10 @@ def render(report: Report, as_json: bool = False) -> list[str]:
             f"decoding {r['decode_s']:.1f}s ({r['sents_per_s']:.1f} sent/s), total {report.total_s:.1f}s; hypotheses "
             f"in {r['hyp_file']}"
         ]
+        out.append(
+            f"confidence: Spearman {r['confidence_spearman']:.3f} with sentence chrF; the worst-chrF tenth is "
+            f"{100 * r['confidence_worst_decile']:.0f}% in the lowest-confidence tenth"
+        )
         if "terms" in r:
             found, used = r["terms"]
             out.append(f"glossary: {found} terms found in the sources, {used} used ({100 * used / max(found, 1):.1f}%)")

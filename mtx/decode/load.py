@@ -12,6 +12,7 @@ from mtx import checkpoint
 from mtx.config import Config
 from mtx.data.pairs import pairs_of
 from mtx.data.tokenizer import Tokenizer
+from mtx.decode.confidence import read_calibration
 from mtx.decode.ct2 import CT2Translator, exported_dir
 from mtx.decode.export import read_exported
 from mtx.decode.translator import BatchTranslator, Translator
@@ -68,6 +69,9 @@ def load(model_dir: Path | list[Path], engine: str = "mtx", device: str = "auto"
         d = dataclasses.replace(d, beam=max(d.beam, d.nbest))
     cfg.decode = d
     cfg.validate("")
-    if engine == "ct2":
-        return CT2Translator(path, d, dev, workers=workers), cfg
-    return Translator(model, tokenizer, d, dev), cfg
+    first = model_dir[0] if isinstance(model_dir, list) else model_dir
+    translator = (
+        CT2Translator(path, d, dev, workers=workers) if engine == "ct2" else Translator(model, tokenizer, d, dev)
+    )
+    translator.calibration = read_calibration(first)  # an ensemble: its first model's
+    return translator, cfg

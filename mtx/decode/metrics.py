@@ -24,6 +24,12 @@ def score(hyps: list[str], refs: list[str]) -> Scores:
     return Scores(b.score, c.score, str(bleu.get_signature()), str(chrf.get_signature()), str(b))
 
 
+def sentence_chrf(hyps: list[str], refs: list[str]) -> list[float]:
+    """Each hypothesis' chrF against its reference."""
+    chrf = CHRF()
+    return [chrf.sentence_score(h, [r]).score for h, r in zip(hyps, refs, strict=True)]
+
+
 def bleu(hyps: list[str], refs: list[str]) -> float:
     return BLEU().corpus_score(hyps, [refs]).score
 

@@ -70,7 +70,8 @@ def translate_lines(
         options = {"target_prefix": heads, "glossary": glossary, "constraints": wanted, "on_progress": bar.advance}
         for tr in translator.stream(inputs, prefix=prefix, **options):
             if as_json:
-                rec = {"translation": tr.text, "nbest": [{"text": t, "score": round(s, 4)} for t, s in tr.nbest]}
+                rec = {"translation": tr.text, "confidence": round(tr.confidence, 4)}
+                rec |= {"nbest": [{"text": t, "score": round(s, 4)} for t, s in tr.nbest]}
                 yield json.dumps(rec | {"pair": f"{src_lang or '?'}-{tgt_lang}"}, ensure_ascii=False)
             else:
                 yield "\t".join(f"{t}\t{s:.4f}" for t, s in tr.nbest) if cfg.decode.nbest > 1 else tr.text

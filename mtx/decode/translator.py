@@ -22,6 +22,7 @@ from mtx.config import DecodeConfig
 from mtx.data.batching import collate, pad, sorted_batches
 from mtx.data.glossary import Glossary
 from mtx.data.tokenizer import Tokenizer
+from mtx.decode.confidence import Calibration, confidence, mean_logprob
 from mtx.decode.constraints import Constraints
 from mtx.decode.repetition import Repetition
 from mtx.decode.search import Done, Drop, Result, Sampling, search
@@ -38,6 +39,7 @@ class Translation:
     text: str
     nbest: list[tuple[str, float]]  # (text, score), best first
     tokens: list[int] = field(default_factory=list)  # the best candidate's target ids (without EOS)
+    confidence: float = 1.0  # the best candidate's, in [0, 1] (confidence.py); an empty line's is 1
 
 
 OnSentence = Callable[[int, Translation], None]  # (input index, its translation), as each sentence's search ends
@@ -57,6 +59,7 @@ class BatchTranslator:
     def __init__(self, tokenizer: Tokenizer, decode: DecodeConfig, device: torch.device, max_len: int):
         self.tokenizer, self.cfg, self.device, self.max_len = tokenizer, decode, device, max_len
         self.batch_tokens = self.budget(decode)
+        self.calibration: Calibration | None = None  # the model's (confidence.py), where it has one
 
     def budget(self, decode: DecodeConfig) -> int:
         return batch_budget(decode, self.device)
@@ -167,7 +170,9 @@ class BatchTranslator:
                 nbest = [(texts[k + j], s) for j, (_, s) in enumerate(res)]
                 k += len(res)
                 nbest += [("", float("-inf"))] * (c.nbest - len(nbest))  # always nbest columns
-                out[i] = Translation(nbest[0][0], nbest, res[0][0] if res else [])
+                best = res[0][0] if res else []
+                mean = mean_logprob(nbest[0][1], len(best), c.alpha)
+                out[i] = Translation(nbest[0][0], nbest, best, confidence(mean, self.calibration))
                 if on_sentence is not None:
                     on_sentence(offset + i, out[i])
 

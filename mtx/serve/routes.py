@@ -27,6 +27,7 @@ from mtx.serve.service import Service
 
 FILE_TYPES = {".txt": "text", ".html": "html", ".htm": "html"}  # what /translate_file takes, as which format
 STATIC = {"page.js": "text/javascript", "page.css": "text/css"}
+UNSURE = 0.5  # the web page marks sentences of a lower confidence (calibrated: about chrF 50; docs/quality.md)
 CSP = "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 
@@ -167,7 +168,8 @@ async def _hung_up(request: Request) -> None:
 
 
 async def translated(request: Request, f: Fields, texts: list[str], fmt: str):
-    """(translations, alternatives or None, detected languages or None) of `texts`; None when the client left."""
+    """(translations, alternatives or None, detected languages or None, each text's sentences as (translation,
+    confidence) pairs) of `texts`; None when the client left."""
     s = service_of(request)
     heads = _heads(f.prefix, len(texts))
     own = f.glossary.items() if isinstance(f.glossary, dict) else [(f.glossary or "", "")]
@@ -202,7 +204,11 @@ async def translated(request: Request, f: Fields, texts: list[str], fmt: str):
         alternatives = [[c[i] for c in cands] for i in range(len(texts))]
     elif more:
         alternatives = [[] for _ in texts]
-    return best, alternatives, detected
+    per, at = [], 0
+    for d in docs:
+        per.append([(tr.text, tr.confidence) for tr in done[at : at + len(d.sentences)]])
+        at += len(d.sentences)
+    return best, alternatives, detected, per
 
 
 async def translate(request: Request) -> Response:
@@ -211,8 +217,11 @@ async def translate(request: Request) -> Response:
     got = await translated(request, f, texts, f.format or "text")
     if got is None:
         return Response(status_code=499)
-    best, alternatives, detected = got
-    answer = {"translatedText": best}
+    best, alternatives, detected, per = got
+    # mtx's own: each text's confidence, its least confident sentence's (confidence.py; 1 for a text without one)
+    answer = {"translatedText": best, "confidence": [round(min((c for _, c in p), default=1.0), 4) for p in per]}
+    if f.sentences:
+        answer["sentences"] = [[{"text": t, "confidence": round(c, 4)} for t, c in p] for p in per]
     if alternatives is not None:
         answer["alternatives"] = alternatives
     if detected is not None:
@@ -298,7 +307,8 @@ async def settings(request: Request) -> JSONResponse:
     """What LibreTranslate's web page asks first: whether keys are needed, the limits, the file formats."""
     lim = service_of(request).limits
     return JSONResponse({"apiKeys": bool(lim.keys), "keyRequired": bool(lim.keys), "charLimit": lim.max_chars,
-                         "frontendTimeout": 500, "filesTranslation": True, "supportedFilesFormat": list(FILE_TYPES),
+                         "frontendTimeout": 500, "confidenceBelow": UNSURE, "filesTranslation": True,
+                         "supportedFilesFormat": list(FILE_TYPES),
                          "language": {"source": {"code": "auto", "name": "Auto Detect"}}})  # fmt: skip
 
 

@@ -61,6 +61,7 @@ class Fields(BaseModel):
     glossary: dict[Text, Text] | Text | None = None  # {source term: target term}, or TSV lines (a form)
     constraints: list[list[Text]] | None = None  # target terms for each text of q
     translation: Texts | None = None
+    sentences: bool = False  # the answer lists each text's sentences with their confidences
     file: Any = None  # an upload (/translate_file)
 
     def texts(self, name: str = "q") -> tuple[list[str], bool]:
@@ -82,6 +83,7 @@ HINTS = {
     "no_repeat_ngram": "no_repeat_ngram must be a whole number from 0 (off) to 64",
     "repetition_penalty": "repetition_penalty must be a number above 0 and at most 100 (1: off)",
     "glossary": 'glossary must be an object {"source term": "target term"} or lines of source term<TAB>target term',
+    "sentences": "sentences must be true or false",
     "constraints": 'constraints must be a list with one list of target terms for each text of q, e.g. [["term"]]',
 }
 

@@ -28,11 +28,29 @@ function fillTargets() {
   if (targets.has(keep)) $("target").value = keep;
 }
 
+// The translation, its sentences of low confidence marked (their confidence on hover), and the legend when any is.
+function showTranslation(text, sentences) {
+  const below = state.settings.confidenceBelow ?? 0.5, parts = [];
+  let at = 0, marked = 0;
+  for (const s of sentences || []) {
+    const i = s.text ? text.indexOf(s.text, at) : -1;
+    if (i < 0 || s.confidence >= below) continue;
+    const m = document.createElement("mark");
+    m.className = "unsure"; m.textContent = s.text; m.title = `confidence ${s.confidence.toFixed(2)}`;
+    parts.push(text.slice(at, i), m); at = i + s.text.length; marked++;
+  }
+  parts.push(text.slice(at));
+  $("output").replaceChildren(...parts);
+  $("legend").textContent = marked
+    ? `Marked: ${marked === 1 ? "a sentence" : `${marked} sentences`} the model is unsure of (confidence below ${below}); check ${marked === 1 ? "it" : "them"}.`
+    : "";
+}
+
 function showAlternatives(list) {
   $("alternatives").replaceChildren(...list.map((text) => {
     const li = document.createElement("li"), b = document.createElement("button");
     b.type = "button"; b.textContent = text;
-    b.addEventListener("click", () => { $("output").textContent = text; });
+    b.addEventListener("click", () => showTranslation(text, []));
     li.append(b); return li;
   }));
   $("more").setAttribute("aria-expanded", list.length ? "true" : "false");
@@ -41,15 +59,15 @@ function showAlternatives(list) {
 async function translate(alternatives = 0) {
   const q = $("text").value;
   const seq = ++state.seq;
-  if (!q.trim()) { $("output").textContent = ""; $("detected").textContent = ""; showAlternatives([]); return; }
-  const body = { q, source: $("source").value, target: $("target").value, format: "text" };
+  if (!q.trim()) { showTranslation("", []); $("detected").textContent = ""; showAlternatives([]); return; }
+  const body = { q, source: $("source").value, target: $("target").value, format: "text", sentences: true };
   if (alternatives) body.alternatives = alternatives;
   $("status").textContent = "Translating…";
   try {
     const out = await api("/translate", body);
     if (seq !== state.seq) return;  // a newer request has been sent
     setError("");
-    $("output").textContent = out.translatedText;
+    showTranslation(out.translatedText, out.sentences);
     showAlternatives(out.alternatives || []);
     const d = out.detectedLanguage;
     $("detected").textContent = d ? `Detected: ${nameOf(d.language)} (${d.confidence}%)` : "";
