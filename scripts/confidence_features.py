@@ -39,8 +39,7 @@ def main() -> None:
         "search score (length-penalised)": [t.nbest[0][1] for t in trs],
         "n-best gap (best - second score)": [t.nbest[0][1] - t.nbest[1][1] for t in trs],
         "n-best agreement (mean chrF of the others to the best)": [
-            float(np.mean([chrf.sentence_score(h, [t.text]).score for h, _ in t.nbest[1:] if h] or [0.0]))
-            for t in trs
+            float(np.mean([chrf.sentence_score(h, [t.text]).score for h, _ in t.nbest[1:] if h] or [0.0])) for t in trs
         ],
         "source words (fewer: surer)": [-len(s.split()) for s in src],
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 
-from mtx.serve.markup import HtmlPage
+from mtx.documents.markup import HtmlPage
 
 
 def diagonal(source: str, target: str) -> list[tuple[int, int]]:

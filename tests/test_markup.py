@@ -1,4 +1,4 @@
-"""`format: "html"` (mtx/serve/markup.py) and `POST /translate_file`: runs translated as sentences across inline
+"""`format: "html"` (mtx/documents/markup.py) and `POST /translate_file`: runs translated as sentences across inline
 tags, every tag, attribute, entity and kept element written back, through the server too. A dictionary stands in
 for the model, so the expected pages are known."""
 
@@ -11,8 +11,8 @@ import pytest
 from fakes import FunctionTranslator, diagonal
 from test_serve import Running, _call, _post
 
-from mtx.serve.markup import HtmlPage
-from mtx.serve.segment import split_sentences
+from mtx.documents.markup import HtmlPage
+from mtx.documents.segment import split_sentences
 from mtx.serve.service import Limits, Service
 
 WORDS = {"ein": "a", "großer": "big", "hund": "dog", "rennt": "runs", "über": "across", "die": "the",

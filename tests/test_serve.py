@@ -20,8 +20,8 @@ import torch
 
 from mtx import checkpoint
 from mtx.decode.translator import Translator
+from mtx.documents.segment import split_sentences
 from mtx.serve.app import listen, make_app, server
-from mtx.serve.segment import split_sentences
 from mtx.serve.service import Limits, Service
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from test_markup import _file
 from test_serve import Running, _call, _multipart
 
-from mtx.serve.markup import HtmlPage
+from mtx.documents.markup import HtmlPage
 from mtx.serve.service import Limits, Service
 
 
@@ -207,7 +207,7 @@ def test_a_client_gone_mid_search_is_named_to_the_running_search():
 
 
 def test_plain_text_keeps_its_lines_blank_lines_and_their_edges():
-    from mtx.serve.documents import TextDocument
+    from mtx.documents.formats import TextDocument
 
     text = "  Ein Hund rennt. Eine Katze schläft.  \n\n\tZwei Kinder.\r"
     doc = TextDocument(text, "de")

@@ -18,10 +18,10 @@ from starlette.responses import JSONResponse, Response
 from mtx.data import pairs as P
 from mtx.data.glossary import Glossary, find_all
 from mtx.decode.ct2 import NO_TERMS
-from mtx.serve import documents as D
+from mtx.documents import formats as D
+from mtx.documents.markup import PageError
 from mtx.serve.batcher import Busy
 from mtx.serve.downloads import StoreFull
-from mtx.serve.markup import PageError
 from mtx.serve.schema import Fields, RequestError, fields_of
 from mtx.serve.service import Service
 

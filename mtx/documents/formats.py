@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from mtx.serve.markup import HtmlPage
-from mtx.serve.segment import split_sentences
+from mtx.documents.markup import HtmlPage
+from mtx.documents.segment import split_sentences
 
 
 class TextDocument:

@@ -28,7 +28,7 @@ from bs4.dammit import EntitySubstitution
 from bs4.element import PreformattedString
 from bs4.formatter import HTMLFormatter
 
-from mtx.serve.placement import PUNCT_ONLY, Node, build, origins, place, tokens
+from mtx.documents.placement import PUNCT_ONLY, Node, build, origins, place, tokens
 
 INLINE = frozenset({
     "a", "abbr", "b", "bdi", "bdo", "cite", "data", "del", "dfn", "em", "font", "i", "ins", "label", "mark", "q", "s",
