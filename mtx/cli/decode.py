@@ -9,7 +9,7 @@ from mtx.cli import common as o
 from mtx.decode.calibrate import calibrate as run_calibration
 from mtx.decode.evaluate import evaluate as run_evaluation
 from mtx.decode.evaluate import render
-from mtx.decode.output import translate_lines
+from mtx.decode.output import translate_lines, write_output
 from mtx.decode.scoring import score_files
 
 NBEST = (
@@ -26,7 +26,10 @@ def translate(
     text: list[str] | None = typer.Argument(None, help="Sentences to translate (else --input or stdin)."),
     model: list[Path] = o.MODELS,
     beam: int | None = o.MODEL_BEAM,
-    input: Path | None = Opt(None, "--input", "-i", help="File with one sentence a line."),
+    input: Path | None = Opt(None, "--input", "-i", help="A text file: translated line for line (N lines in, N out)."),
+    output: Path | None = Opt(
+        None, "--output", "-o", help="Write the translation here (whole, or not at all).", show_default="stdout"
+    ),  # fmt: skip
     nbest: int = Opt(1, help=NBEST),
     json_: bool = Opt(False, "--json", help="One JSON object a line, with the scores."),
     batch_tokens: int | None = o.BATCH_TOKENS,
@@ -48,13 +51,19 @@ def translate(
     glossary: Path | None = o.GLOSSARY,
     constraints: Path | None = Opt(None, help=CONSTRAINTS),
 ) -> None:
-    """Translate sentences: one output line per input line, in order; an empty line gives an empty line."""
+    """Translate text line for line: each line's sentences translated and joined again, its spaces, blank lines and
+    line ends kept (a line is one unit with --nbest, --prefix or --constraints)."""
     decoding = {"beam": beam, "alpha": alpha, "batch_tokens": batch_tokens, "nbest": nbest, "sample": sample}
     decoding |= {"temperature": temperature, "seed": seed}
     decoding |= {"no_repeat_ngram": no_repeat_ngram, "repetition_penalty": repetition_penalty}
     drawing = (attention, attention_layer, attention_heads)
     args = (text, input, to, pair, json_, drawing, (prefix, prefix_file), (glossary, constraints))
-    for line in translate_lines(model, engine, device, decoding, *args):
+    out = translate_lines(model, engine, device, decoding, *args)
+    if output is not None:
+        n = write_output(output, out, input if not text else None)
+        typer.echo(f"{n} lines translated into {output}", err=True)
+        return
+    for line in out:
         typer.echo(line)
 
 

@@ -16,8 +16,9 @@ CHUNK = 4 << 20  # bytes a block of `scan_text`
 NL = b"\n"
 
 
-def lines(path: Path | None) -> Iterator[str]:
-    """The lines of a UTF-8 file (or of stdin, for None), without their line ends, read as they are needed."""
+def lines(path: Path | None, keep_cr: bool = False) -> Iterator[str]:
+    """The lines of a UTF-8 file (or of stdin, for None), without their line ends ("\n", "\r\n"; `keep_cr`: a
+    CRLF line keeps its "\r"), read as they are needed."""
     name = str(path) if path else "<stdin>"
     try:
         stream = open(path, "rb") if path else sys.stdin.buffer  # noqa: SIM115
@@ -31,7 +32,17 @@ def lines(path: Path | None) -> Iterator[str]:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise MtxError(f"{name}:{i}: invalid UTF-8 at byte {e.start}") from None
-            yield text.removesuffix("\n").removesuffix("\r")
+            text = text.removesuffix("\n")
+            yield text if keep_cr else text.removesuffix("\r")
+
+
+def ends_with_newline(path: Path) -> bool:
+    """Whether a file's last line has its line end (an empty file: no)."""
+    with open(path, "rb") as f:
+        if f.seek(0, 2) == 0:
+            return False
+        f.seek(-1, 2)
+        return f.read(1) == NL
 
 
 def read_lines(path: Path) -> list[str]:

@@ -3,20 +3,25 @@ for sentences from the command line, a file or stdin; and the cross-attention pi
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from mtx.console import ProgressBar
 from mtx.data import pairs as P
 from mtx.data.glossary import read_glossary
-from mtx.data.text import lines
+from mtx.data.text import ends_with_newline, lines
 from mtx.decode.attention import attention_of, draw
 from mtx.decode.ct2 import NO_TERMS
 from mtx.decode.load import load
+from mtx.decode.translator import BatchTranslator, Translation
+from mtx.documents.formats import TextDocument
 from mtx.errors import UsageError
+from mtx.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +65,80 @@ def translate_lines(
         draw(src, tgt, weights, attention, layer, per_head)
         log.info(f"attention: {attention}")
     # A bar for a file whose translations go elsewhere than the terminal.
-    total = sum(1 for _ in lines(source)) if source is not None and not text and not sys.stdout.isatty() else 0
-    inputs = iter(text) if text else lines(source)
+    to_file = source is not None and not text and not sys.stdout.isatty()
+    total = sum(1 for _ in lines(source)) if to_file else 0
     if start[0] is not None and start[1] is not None:
         raise UsageError("--prefix and --prefix-file: give one of them")
     heads = start[0] if start[1] is None else _aligned(start[1], text, source, "prefixes")
     wanted = None if terms[1] is None else _term_lists(terms[1], _aligned(terms[1], text, source, "lines"))
+    # Line for line: each line's sentences translated and joined again, its spaces and CR kept; a line is one
+    # unit where what is asked is a line's (n-best lists, prefixes, constraints).
+    split = cfg.decode.nbest == 1 and heads is None and wanted is None
+    inputs = iter(text) if text else lines(source, keep_cr=split)
     with ProgressBar(total, "translating") as bar:
-        options = {"target_prefix": heads, "glossary": glossary, "constraints": wanted, "on_progress": bar.advance}
-        for tr in translator.stream(inputs, prefix=prefix, **options):
+        options = {"target_prefix": heads, "glossary": glossary, "constraints": wanted}
+        if split:
+            results = by_line(translator, inputs, src_lang or "en", bar.advance, prefix=prefix, **options)
+        else:
+            results = translator.stream(inputs, prefix=prefix, on_progress=bar.advance, **options)
+        for tr in results:
             if as_json:
-                rec = {"translation": tr.text, "confidence": round(tr.confidence, 4)}
-                rec |= {"nbest": [{"text": t, "score": round(s, 4)} for t, s in tr.nbest]}
+                rec = {"translation": tr.text.rstrip("\r"), "confidence": round(tr.confidence, 4)}
+                rec |= {"nbest": [{"text": t.rstrip("\r"), "score": round(s, 4)} for t, s in tr.nbest]}
                 yield json.dumps(rec | {"pair": f"{src_lang or '?'}-{tgt_lang}"}, ensure_ascii=False)
             else:
                 yield "\t".join(f"{t}\t{s:.4f}" for t, s in tr.nbest) if cfg.decode.nbest > 1 else tr.text
+
+
+def write_output(path: Path, out: Iterable[str], source: Path | None) -> int:
+    """Write `out` to `path` a line each, atomically (a failure leaves `path` as it was), with a last line end
+    where `source` has one; the number of lines written."""
+    if source is not None and path.resolve() == source.resolve():
+        raise UsageError(f"--output {path}: the input file itself; write the translation elsewhere")
+    if not path.parent.is_dir():
+        raise UsageError(f"--output {path}: no directory {path.parent}")
+    final = ends_with_newline(source) if source is not None else True
+    count = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal count
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            for line in out:
+                f.write(("\n" if count else "") + line)
+                count += 1
+            if count and final:
+                f.write("\n")
+
+    atomic_write(path, write)
+    return count
+
+
+def by_line(translator: BatchTranslator, inputs: Iterable[str], lang: str, on_line, **options) -> Iterator[Translation]:
+    """A translation for each line of `inputs`: its sentences (documents/segment.py, `lang`'s rules) translated
+    in one stream and put back in the line (spaces around and between kept as TextDocument keeps them); its
+    confidence its least confident sentence's, its score the sum of theirs. Streams: lines wait for their
+    sentences' translations only as long as the translator's chunk."""
+    waiting: deque[TextDocument] = deque()
+
+    def sentences() -> Iterator[str]:
+        for line in inputs:
+            doc = TextDocument(line, lang)
+            waiting.append(doc)
+            yield from doc.sentences
+
+    done: list[Translation] = []
+    for tr in itertools.chain(translator.stream(sentences(), **options), [None]):
+        if tr is not None:
+            done.append(tr)
+        while waiting and (len(done) >= len(waiting[0].sentences) or tr is None):
+            doc = waiting.popleft()
+            n = len(doc.sentences)
+            part, done = done[:n], done[n:]
+            text = doc.render([t.text for t in part])
+            score = sum(t.nbest[0][1] for t in part)
+            yield Translation(text, [(text, score)], [x for t in part for x in t.tokens],
+                              min((t.confidence for t in part), default=1.0))  # fmt: skip
+            on_line(1)
 
 
 def _aligned(path: Path, text: list[str] | None, source: Path | None, what: str) -> list[str]:
