@@ -63,7 +63,8 @@ def test_a_file_is_translated_line_for_line(tiny_model, loaded, sentences, tmp_p
     assert len(got.splitlines()) == len(text.splitlines()) == 6
     # stdout: the same lines, a CR kept before each CRLF line's end (bytes: click's `stdout` drops CRs)
     r = run("translate", "--model", tiny_model, "--device", "cpu", "--beam", 2, "--input", src)
-    assert r.stdout_bytes.decode("utf-8") == "".join(w + ("\r" if e == "\r\n" else "") + "\n" for w, e in zip(want, ends, strict=True))
+    lines = [w + ("\r" if e == "\r\n" else "") + "\n" for w, e in zip(want, ends, strict=True)]
+    assert r.stdout_bytes.decode("utf-8") == "".join(lines)
     r = run("translate", "--model", tiny_model, "--device", "cpu", "--beam", 2, "--input", src, "--json")
     records = [json.loads(x) for x in r.stdout.splitlines()]
     assert [x["translation"] for x in records] == want
