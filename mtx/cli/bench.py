@@ -9,6 +9,7 @@ from typer import Option as Opt
 from mtx.cli import common as o
 from mtx.data.bench import bench as bench_data
 from mtx.decode.bench import decode as bench_decode
+from mtx.errors import UsageError
 from mtx.serve import loadtest, soak
 from mtx.train.bench import bench as bench_train
 
@@ -47,11 +48,16 @@ def serve(
     workers: int | None = Opt(None, help="The server's --workers.", show_default="its default"),
     hostile: bool = Opt(False, help="Hostile clients too (oversized, nested, slow, hanging up): soak figures."),
     metrics: bool = Opt(True, help="The server's /metrics (--no-metrics: the server's --no-metrics)."),
+    memory: int = Opt(0, help="The server's --memory (0: off, so that decoding is measured)."),
+    repeats: float = Opt(0.0, help="Share of requests that repeat a sentence sent before (e.g. 0.3)."),
 ) -> None:
     """Start `mtx serve` on loopback, run concurrent clients for a while; one JSON line: requests/s, latency
     percentiles, errors."""
-    rec = (soak if hostile else loadtest).bench(model, data, split, engine, beam, clients, seconds, device,
-                                                batch_wait_ms, workers, metrics)  # fmt: skip
+    if hostile and (memory or repeats):
+        raise UsageError("--hostile measures decoding under attack: leave out --memory and --repeats")
+    rec = (soak.bench(model, data, split, engine, beam, clients, seconds, device, batch_wait_ms, workers, metrics)
+           if hostile else loadtest.bench(model, data, split, engine, beam, clients, seconds, device, batch_wait_ms,
+                                          workers, metrics, memory, repeats))  # fmt: skip
     typer.echo(json.dumps(rec))
 
 

@@ -32,6 +32,8 @@ def serve(
     workers: int | None = Opt(None, help=WORKERS, show_default="2 on a CPU, 1 on a GPU"),
     api_keys: Path | None = Opt(None, help="A file of API keys, one a line: requests must carry one (api_key)."),
     req_limit: int = Opt(0, help="Requests a minute per API key, else per client address (0: no limit)."),
+    memory: int = Opt(10_000, help="Sentences the translation memory keeps: exact repeats answered at once (0: off)."),
+    memory_file: Path | None = Opt(None, help="A TMX or TSV of approved translations, used for an exact source."),
     metrics: bool = Opt(True, help="GET /metrics (Prometheus' text format)."),
     debug: bool = Opt(False, help="Log the traceback of an internal error (else one line)."),
 ) -> None:
@@ -41,6 +43,7 @@ def serve(
 
     keys = frozenset(read_keys(api_keys)) if api_keys else frozenset()
     limits = Limits(max_chars, max_sentences, batch_wait_ms, batch_tokens, workers, max_queue, req_limit, keys, metrics,
-                    max_texts, tuple(cors_origins or ()), debug, max_term_pieces)  # fmt: skip
+                    max_texts, tuple(cors_origins or ()), debug, max_term_pieces, memory)  # fmt: skip
     decoding = {"beam": beam, "no_repeat_ngram": no_repeat_ngram, "repetition_penalty": repetition_penalty}
-    run_server(model, engine, host, port, decoding, device, limits, allowed_hosts or [], forwarded_allow_ips, glossary)
+    run_server(model, engine, host, port, decoding, device, limits, allowed_hosts or [], forwarded_allow_ips, glossary,
+               memory_file)  # fmt: skip

@@ -30,6 +30,7 @@ from mtx.serve.access import Access, read_keys
 from mtx.serve.downloads import FileStore
 from mtx.serve.schema import RequestError
 from mtx.serve.service import Limits, Service
+from mtx.serve.translation_memory import read_memory_file
 from mtx.serve.transport import LOOPBACK_NAMES, listen, server
 
 log = logging.getLogger(__name__)
@@ -170,11 +171,13 @@ def default_workers(device: str) -> int:
 def serve(
     model: Path | list[Path], engine: str, host: str, port: int, decoding: dict, device: str, limits: Limits,
     hosts: list[str], forwarded_allow_ips: list[str] | None = None, glossary: Path | None = None,
+    memory_file: Path | None = None,
 ) -> None:  # fmt: skip
     """Serve `model` (several: their ensemble) until SIGTERM or Ctrl-C; the log's first line names the port
     (useful with port 0). `decoding`: the server's decode.* options (None: the model's), which requests may
     change. `hosts`: the names clients may give in their Host header besides loopback's and `host` ("*": any).
-    `glossary`: a file of terms whose translations every translation holds (a request may add terms)."""
+    `glossary`: a file of terms whose translations every translation holds (a request may add terms);
+    `memory_file`: approved translations (TMX or TSV), which win for an exact source sentence."""
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port}: expected 0 to 65535")
     terms = read_glossary(glossary) if glossary is not None else None
@@ -186,7 +189,9 @@ def serve(
     if workers > 1:  # the CPU threads shared by the batches decoded at once
         torch.set_num_threads(max(1, torch.get_num_threads() // workers))
     translator, cfg = load(model, engine, device, workers=workers, **decoding)
-    service = Service(translator, P.pairs_of(cfg.data), limits, engine, terms)
+    pairs = P.pairs_of(cfg.data)
+    approved = read_memory_file(memory_file, pairs) if memory_file is not None else None
+    service = Service(translator, pairs, limits, engine, terms, approved)
     try:
         sock = listen(host, port)
     except OSError as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -79,14 +80,36 @@ async def _request(reader, writer, port: int, body: bytes) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
-async def normal_client(i: int, port: int, sentences: list[str], src: str, tgt: str, until: float, out: dict) -> None:
-    """One client: a sentence a request, the next as soon as the answer comes, until `until`; latencies of the
-    answered requests and of the failed ones into `out`."""
+class Workload:
+    """The sentences the clients send, in turn (shared by them): each a new one of `sentences`, or with
+    probability `repeats` one sent before (a translation memory's workload)."""
+
+    def __init__(self, sentences: list[str], repeats: float = 0.0, seed: int = 0):
+        self.fresh, self.repeats, self.rng = sentences, repeats, random.Random(seed)
+        self.sent: list[str] = []
+        self.counts = {"new": 0, "repeated": 0}
+
+    def next(self) -> str:
+        if self.sent and self.rng.random() < self.repeats:
+            self.counts["repeated"] += 1
+            return self.rng.choice(self.sent)
+        s = self.fresh[len(self.sent) % len(self.fresh)]
+        self.sent.append(s)
+        self.counts["new"] += 1
+        return s
+
+
+async def normal_client(i: int, port: int, sentences: list[str], src: str, tgt: str, until: float, out: dict,
+                        workload: Workload | None = None) -> None:  # fmt: skip
+    """One client: a sentence a request (of `sentences` from its own offset, or the `workload`'s next), the next
+    as soon as the answer comes, until `until`; latencies of the answered requests and of the failed ones into
+    `out`."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     k = i * len(sentences) // max(out["clients"], 1)
     try:
         while time.perf_counter() < until:
-            body = json.dumps({"q": sentences[k % len(sentences)], "source": src, "target": tgt}).encode()
+            q = workload.next() if workload is not None else sentences[k % len(sentences)]
+            body = json.dumps({"q": q, "source": src, "target": tgt}).encode()
             k += 1
             t0 = time.perf_counter()
             try:
@@ -117,8 +140,11 @@ def run(
     seconds: float = 30.0,
     device: str = "cpu",
     extra: list[str] | None = None,
+    repeats: float = 0.0,
 ) -> dict:
-    """Serve `model`, run `clients` clients for `seconds` (after a warm-up request each), and report."""
+    """Serve `model`, run `clients` clients for `seconds` (after a warm-up request each), and report; `repeats`:
+    the share of requests that repeat a sentence sent before (else each client goes through `sentences` from its
+    own offset)."""
     proc, port = start_server(model, engine, beam, device, extra)
     try:
 
@@ -129,7 +155,11 @@ def run(
             out = {"clients": clients, "latencies": [], "errors": []}
             t0 = time.perf_counter()
             until = t0 + seconds
-            await asyncio.gather(*(normal_client(i, port, sentences, src, tgt, until, out) for i in range(clients)))
+            work = Workload(sentences, repeats) if repeats else None
+            await asyncio.gather(
+                *(normal_client(i, port, sentences, src, tgt, until, out, work) for i in range(clients))
+            )
+            out["workload"] = work.counts if work else None
             out["wall"] = time.perf_counter() - t0
             out["before"], out["after"] = before, health(port)
             return out
@@ -157,6 +187,9 @@ def run(
         "sents_per_s": round(n / wall, 1),  # one sentence a request
         **{f"latency_ms_p{round(q * 100)}": percentile_ms(lat, q) for q in (0.5, 0.9, 0.99)},
         "mean_batch_sentences": round(served / batches, 1) if batches else None,
+        "repeats": repeats,
+        **({"requests_repeated": r["workload"]["repeated"]} if r["workload"] else {}),
+        **{k: r["after"][k] - r["before"][k] for k in ("memory_hit", "memory_miss") if k in r["after"]},
         "workers": r["after"].get("workers"),
         "server_exit": code,
         "cpus": os.cpu_count(),
@@ -166,24 +199,30 @@ def run(
 
 def setup(model: Path, data_dir: Path | None, split: str, engine: str, beam: int, clients: int, seconds: float,
           batch_wait_ms: float | None, workers: int | None,
-          metrics: bool = True) -> tuple[list[str], str, str, list[str]]:  # fmt: skip
+          metrics: bool = True, memory: int = 0) -> tuple[list[str], str, str, list[str]]:  # fmt: skip
     """(the source sentences of the model's (first) pair in `data_dir`'s `split` (default: the default corpus),
     its source and target, the server's extra options) for `mtx bench serve`, the options checked."""
     check_positive(beam=beam, clients=clients, seconds=seconds)
+    check_positive(zero_ok=True, memory=memory)
     if engine not in ENGINES:
         raise UsageError(f"--engine {engine!r}: expected mtx or ct2")
     extra = ["--batch-wait-ms", str(batch_wait_ms)] if batch_wait_ms is not None else []
     extra += ["--workers", str(workers)] if workers is not None else []
     extra += [] if metrics else ["--no-metrics"]
+    extra += ["--memory", str(memory)]  # 0 unless asked: the clients go round the split, all repeats after a while
     src, tgt = pairs_of(read_config(model)[0].data)[0]
     sentences = [s for s in read_lines(split_paths(data_dir or default_data_dir(), split, src, tgt)[0]) if s.strip()]
     return sentences, src, tgt, extra
 
 
 def bench(model: Path, data_dir: Path | None, split: str, engine: str, beam: int, clients: int, seconds: float,
-          device: str, batch_wait_ms: float | None, workers: int | None, metrics: bool = True) -> dict:  # fmt: skip
-    """`mtx bench serve`: `run` on the sentences and with the server options of `setup`."""
+          device: str, batch_wait_ms: float | None, workers: int | None, metrics: bool = True, memory: int = 0,
+          repeats: float = 0.0) -> dict:  # fmt: skip
+    """`mtx bench serve`: `run` on the sentences and with the server options of `setup`; `memory`: the server's
+    --memory; `repeats`: the share of requests that repeat an earlier one."""
+    if not 0 <= repeats < 1:
+        raise UsageError(f"--repeats {repeats}: expected a share from 0 to below 1, e.g. 0.3")
     sentences, src, tgt, extra = setup(model, data_dir, split, engine, beam, clients, seconds, batch_wait_ms, workers,
-                                       metrics)  # fmt: skip
-    rec = run(model, sentences, src, tgt, engine, beam, clients, seconds, device, extra)
-    return {"pair": f"{src}-{tgt}", "split": split, "metrics": metrics, **rec}
+                                       metrics, memory)  # fmt: skip
+    rec = run(model, sentences, src, tgt, engine, beam, clients, seconds, device, extra, repeats)
+    return {"pair": f"{src}-{tgt}", "split": split, "metrics": metrics, "memory": memory, **rec}

@@ -1,5 +1,6 @@
 """`GET /metrics` in Prometheus' text format (prometheus-client), one registry per app: requests by route and
-status, request latency, sentences per decoding batch, sentences waiting, sentences decoded."""
+status, request latency, sentences per decoding batch, sentences waiting, sentences decoded, the translation
+memory's hits and misses."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ class Metrics:
         self.batch = Histogram("mtx_batch_sentences", "Sentences a decoding batch holds", registry=r,
                                buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))  # fmt: skip
         self.sentences = Counter("mtx_sentences_decoded", "Sentences translated", registry=r)
+        self.memory = Counter("mtx_memory_sentences", "Sentences looked up in the translation memory, by result "
+                              "(approved, hit, miss)", ["result"], registry=r)  # fmt: skip
+        for result in ("approved", "hit", "miss"):  # each series there from the start, at 0
+            self.memory.labels(result)
         Gauge("mtx_queue_sentences", "Sentences waiting for a batch", registry=r).set_function(queued)
 
     def page(self) -> tuple[bytes, str]:

@@ -185,7 +185,8 @@ async def translated(request: Request, f: Fields, texts: list[str], fmt: str):
     langs = [d["language"] for d in detected] if detected else [src] * len(texts)
     docs, sentences, ids, forced, terms = await s.cpu(_prepare, s, texts, fmt, langs, heads, f, wanted)
     s.stats["requests"] += 1
-    work = asyncio.ensure_future(s.batcher.translate(tgt, ids, forced, options, terms))
+    srcs = [lang for d, lang in zip(docs, langs, strict=True) for _ in d.sentences]
+    work = asyncio.ensure_future(s.translate(srcs, tgt, sentences, ids, forced, options, terms))
     gone = asyncio.ensure_future(_hung_up(request))
     await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
     gone.cancel()
@@ -338,4 +339,5 @@ async def health(request: Request) -> JSONResponse:
     s = service_of(request)
     return JSONResponse({"status": "ok", "model": request.app.state.model_name, "engine": s.engine, "beam": s.beam,
                          "pairs": [P.name(p) for p in s.pairs], "batch_tokens": s.batch_tokens,
-                         "workers": s.limits.workers, **s.stats})  # fmt: skip
+                         "workers": s.limits.workers, **s.stats,
+                         **{f"memory_{k}": v for k, v in s.memory.counts.items()}})  # fmt: skip

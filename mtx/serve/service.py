@@ -17,12 +17,13 @@ from mtx.data import pairs as P
 from mtx.data.glossary import Glossary, parse_glossary
 from mtx.decode.ct2 import NO_TERMS
 from mtx.decode.scoring import Score, score_lines
-from mtx.decode.translator import BatchTranslator
+from mtx.decode.translator import BatchTranslator, Translation
 from mtx.errors import MtxError, UsageError, check_positive
 from mtx.serve.batcher import Batcher
 from mtx.serve.detect import Detector
 from mtx.serve.metrics import Metrics
 from mtx.serve.schema import REPEATS, Fields, RequestError
+from mtx.serve.translation_memory import Approved, TranslationMemory
 from mtx.specs import parse_sample
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class Limits:
     cors_origins: tuple[str, ...] = ()  # origins whose browser pages may call the API (none: same origin only)
     debug: bool = False  # a 500's traceback in the log
     max_term_pieces: int = 32  # a sentence's constraint pieces at most: the search's cost grows as their cube
+    memory: int = 0  # sentences the translation memory's cache holds (0: none)
 
     def __post_init__(self) -> None:
         """Each limit checked, named by the `mtx serve` option that sets it."""
@@ -55,14 +57,14 @@ class Limits:
             raise UsageError(f"--batch-wait-ms must be a finite number, got {self.wait_ms}")
         check_positive(zero_ok=True, batch_wait_ms=self.wait_ms)
         check_positive(batch_tokens=self.batch_tokens, workers=self.workers, max_queue=self.max_queue)
-        check_positive(zero_ok=True, req_limit=self.req_limit)
+        check_positive(zero_ok=True, req_limit=self.req_limit, memory=self.memory)
 
 
 class Service:
     """The model behind the API: directions, detection, options; the batcher that decodes every request."""
 
     def __init__(self, translator: BatchTranslator, pairs: list[P.Pair], limits: Limits, engine: str = "mtx",
-                 glossary: Glossary | None = None):  # fmt: skip
+                 glossary: Glossary | None = None, approved: Approved | None = None):  # fmt: skip
         self.translator, self.pairs, self.limits, self.engine = translator, pairs, limits, engine
         if glossary is not None and engine != "mtx":
             raise UsageError(NO_TERMS)
@@ -76,6 +78,7 @@ class Service:
         self.metrics = Metrics(lambda: self.batcher.queued)
         self.batcher = Batcher(translator, self.prefixes, self.batch_tokens, limits.wait_ms, limits.workers or 1,
                                limits.max_queue, self.stats, self.metrics)  # fmt: skip
+        self.memory = TranslationMemory(limits.memory, approved, lambda r: self.metrics.memory.labels(r).inc())
         self.cpu_pool = ThreadPoolExecutor(CPU_THREADS, thread_name_prefix="mtx-cpu")
         self._cpu_slots = asyncio.Semaphore(CPU_WAITING)
         self._zero_shot_warned: set[str] = set()
@@ -184,6 +187,26 @@ class Service:
         options = {"prefix": self.prefixes[tgt], "alpha": self.translator.cfg.alpha}
         options["batch_tokens"] = self.translator.batch_tokens
         return list(score_lines(model, self.tokenizer, pairs, **options))
+
+    async def translate(self, srcs: list[str | None], tgt: str, sentences: list[str], ids: list[list[int]],
+                        forced: list[list[int]] | None, options: DecodeConfig, terms=None,
+                        ) -> list[Translation]:  # fmt: skip
+        """The translations of a request's sentences (`srcs`: each one's source language): from the translation
+        memory where it has them, the others decoded by the batcher (and remembered)."""
+        if not self.memory:
+            return await self.batcher.translate(tgt, ids, forced, options, terms)
+        keys = [self.memory.key(tgt, x, options, forced[i] if forced else None, terms[i] if terms else None)
+                for i, x in enumerate(ids)]  # fmt: skip
+        encode = self.tokenizer.encode
+        out = self.memory.lookup(srcs, tgt, sentences, keys, lambda t: encode([t])[0], options.nbest)
+        todo = [i for i, tr in enumerate(out) if tr is None]
+        if todo:
+            pick = lambda xs: None if xs is None else [xs[i] for i in todo]  # noqa: E731
+            done = await self.batcher.translate(tgt, pick(ids), pick(forced), options, pick(terms))
+            self.memory.keep([keys[i] for i in todo], done)
+            for i, tr in zip(todo, done, strict=True):
+                out[i] = tr
+        return out  # type: ignore[return-value]: every sentence has its translation by now
 
     async def run(self) -> None:
         await self.batcher.run()
