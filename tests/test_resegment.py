@@ -5,11 +5,13 @@ import json
 
 import numpy as np
 from conftest import TINY_SETTINGS, write_corpus
+from datasets import Dataset
 from test_cli import run
 
 from mtx.config import build_config
 from mtx.data.prepare import prepare_data
-from mtx.data.resegment import Resegmenter
+from mtx.data.resegment import Resegmenter, padded
+from mtx.data.sources import PairSplit
 from mtx.data.tokenizer import EOS, PAD
 
 
@@ -76,3 +78,46 @@ def test_alpha_sets_how_far_the_samples_stray_from_the_one_best(tmp_path):
 
     flat, sharp = changed(0.05), changed(1.0)
     assert flat > 0.5 > sharp, (flat, sharp)
+
+
+def _split(name: str, rows: list[str]) -> PairSplit:
+    ds = Dataset.from_dict({"src": rows, "tgt": [r.upper() for r in rows]})
+    return PairSplit(name, name, lambda: ds, name)
+
+
+def test_rows_of_several_corpora_are_found_in_their_own(tmp_path):
+    """Rows count through the corpora end to end: row 4 is the second corpus' first; a batch's rows, in any order
+    and from every corpus, get their own texts (stripped), on either side."""
+    root = write_corpus(tmp_path / "c", {"train": 40, "val": 5})
+    tok = _data(root, 0.5).tokenizer
+    words = ["ein", "mann", "frau", "kind", "rot", "blau"]
+    corpora = [
+        [f"{w} hund" for w in words[:4]],
+        [f" {w} katze " for w in words],
+        [f"{w} mann rennt" for w in words[:3]],
+    ]
+    rs = Resegmenter(tok, [_split(n, c) for n, c in zip("abc", corpora, strict=True)], 0.5, "both", 1, 64)
+    flat = [t.strip() for c in corpora for t in c]
+    rows = np.array([7, 0, 12, 3, 4, 9, 10, 1])
+    assert rs.texts(rows, "src") == [flat[r] for r in rows]
+    assert rs.texts(rows, "tgt") == [flat[r].upper() for r in rows]
+    ids, lens = rs(rows, "src")
+    assert tok.decode([list(x[:n]) for x, n in zip(ids, lens, strict=True)]) == [flat[r] for r in rows]
+    assert Resegmenter(tok, [], 0.5, "", 1, 64).sides == () and rs.sides == ("src", "tgt")
+
+
+def test_a_large_batch_samples_the_same_on_every_run(tmp_path):
+    """The seed of a batch's rows fixes its samples, however many sentences it holds."""
+    root = write_corpus(tmp_path / "c", {"train": 400, "val": 5})
+    tok = _data(root, 0.5).tokenizer
+    texts = (root / "train.de").read_text(encoding="utf-8").splitlines() * 10
+    rs = Resegmenter(tok, [_split("a", texts)], 0.5, "both", 1, 64)
+    rows = np.arange(len(texts))
+    first = [rs(rows, "src")[0].tolist() for _ in range(3)]
+    assert first[0] == first[1] == first[2]
+
+
+def test_padded_rows():
+    ids, lens = padded([[5, 6], [], [7]])
+    assert ids.tolist() == [[5, 6], [PAD, PAD], [7, PAD]] and lens.tolist() == [2, 0, 1]
+    assert padded([])[0].shape == (0, 0) and padded([[], []])[0].shape == (2, 0)
