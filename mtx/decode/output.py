@@ -19,8 +19,10 @@ from mtx.decode.attention import attention_of, draw
 from mtx.decode.ct2 import NO_TERMS
 from mtx.decode.load import load
 from mtx.decode.translator import BatchTranslator, Translation
-from mtx.documents.formats import TextDocument
-from mtx.errors import UsageError
+from mtx.documents.formats import EXTENSIONS, TextDocument, make_document, pairs
+from mtx.documents.markup import PageError
+from mtx.documents.subtitles import SubtitleError
+from mtx.errors import MtxError, UsageError
 from mtx.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,18 @@ def translate_lines(
         raise UsageError("--prefix and --prefix-file: give one of them")
     heads = start[0] if start[1] is None else _aligned(start[1], text, source, "prefixes")
     wanted = None if terms[1] is None else _term_lists(terms[1], _aligned(terms[1], text, source, "lines"))
+    fmt = EXTENSIONS.get(source.suffix.lower(), "text") if source is not None and not text else "text"
+    if fmt != "text":
+        if cfg.decode.nbest > 1 or start != (None, None) or terms[1] is not None:
+            raise UsageError(f"--input {source}: translated as a whole {fmt} file; --nbest, --prefix and "
+                             "--constraints are for text lines")  # fmt: skip
+        tr = translate_document(translator, source, fmt, src_lang or "en", prefix, glossary)
+        if as_json:
+            yield json.dumps({"translation": tr.text, "confidence": round(tr.confidence, 4),
+                              "pair": f"{src_lang or '?'}-{tgt_lang}"}, ensure_ascii=False)  # fmt: skip
+        else:
+            yield tr.text
+        return
     # Line for line: each line's sentences translated and joined again, its spaces and CR kept; a line is one
     # unit where what is asked is a line's (n-best lists, prefixes, constraints).
     split = cfg.decode.nbest == 1 and heads is None and wanted is None
@@ -88,6 +102,37 @@ def translate_lines(
                 yield json.dumps(rec | {"pair": f"{src_lang or '?'}-{tgt_lang}"}, ensure_ascii=False)
             else:
                 yield "\t".join(f"{t}\t{s:.4f}" for t, s in tr.nbest) if cfg.decode.nbest > 1 else tr.text
+
+
+def translate_document(translator: BatchTranslator, path: Path, fmt: str, lang: str, prefix: list[int],
+                       glossary=None) -> Translation:  # fmt: skip
+    """A whole file of format `fmt` (documents/formats.py) translated: the text (without the file's last line
+    end, which `write_output` puts back) and its least confident sentence's confidence."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise MtxError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    try:
+        doc = make_document(text.removesuffix("\n"), fmt, lang)
+    except SubtitleError as e:
+        raise MtxError(f"{path}:{e.line}: not {fmt} subtitles: {e.message}") from None
+    except PageError as e:
+        raise MtxError(f"{path}: not an HTML page mtx translates: {e}") from None
+    trs = translator.translate(doc.sentences, prefix=prefix, glossary=glossary)
+    aligned = None
+    if doc.needs_alignment:
+        tok = translator.tokenizer
+        ids = tok.encode(doc.sentences)
+        weights = translator.align(ids, [t.tokens for t in trs], prefix)
+        piece = tok.sp.id_to_piece
+        aligned = [
+            None if w is None else pairs(w, [piece(x) for x in i], s, [piece(x) for x in t.tokens], t.text)
+            for w, i, s, t in zip(weights, ids, doc.sentences, trs, strict=True)
+        ]  # fmt: skip
+    out = doc.render([t.text for t in trs], aligned)
+    return Translation(out, [(out, 0.0)], [], min((t.confidence for t in trs), default=1.0))
 
 
 def write_output(path: Path, out: Iterable[str], source: Path | None) -> int:

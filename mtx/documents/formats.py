@@ -11,6 +11,7 @@ import torch
 
 from mtx.documents.markup import HtmlPage
 from mtx.documents.segment import split_sentences
+from mtx.documents.subtitles import SubtitleDocument
 
 
 class TextDocument:
@@ -76,8 +77,17 @@ class HtmlDocument:
         return self.page.render(texts, maps)
 
 
-def make_document(text: str, fmt: str, lang: str) -> TextDocument | HtmlDocument:
-    return HtmlDocument(text, lang) if fmt == "html" else TextDocument(text, lang)
+FORMATS = ("text", "html", "srt", "vtt")
+EXTENSIONS = {".txt": "text", ".html": "html", ".htm": "html", ".srt": "srt", ".vtt": "vtt"}  # a file's format
+
+
+def make_document(text: str, fmt: str, lang: str) -> TextDocument | HtmlDocument | SubtitleDocument:
+    """`text` as a document of format `fmt` (FORMATS): a PageError or a SubtitleError where it is not one."""
+    if fmt == "html":
+        return HtmlDocument(text, lang)
+    if fmt in ("srt", "vtt"):
+        return SubtitleDocument(text, lang, fmt)
+    return TextDocument(text, lang)
 
 
 def starts(pieces: list[str], text: str) -> list[int]:

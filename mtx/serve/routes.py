@@ -20,12 +20,13 @@ from mtx.data.glossary import Glossary, find_all
 from mtx.decode.ct2 import NO_TERMS
 from mtx.documents import formats as D
 from mtx.documents.markup import PageError
+from mtx.documents.subtitles import SubtitleError
 from mtx.serve.batcher import Busy
 from mtx.serve.downloads import StoreFull
 from mtx.serve.schema import Fields, RequestError, fields_of
 from mtx.serve.service import Service
 
-FILE_TYPES = {".txt": "text", ".html": "html", ".htm": "html"}  # what /translate_file takes, as which format
+FILE_TYPES = D.EXTENSIONS  # what /translate_file takes, as which format
 STATIC = {"page.js": "text/javascript", "page.css": "text/css"}
 UNSURE = 0.5  # the web page marks sentences of a lower confidence (calibrated: about chrF 50; docs/quality.md)
 CSP = "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -128,6 +129,8 @@ def _prepare(s: Service, texts: list[str], fmt: str, langs: list[str], heads: li
         docs = [D.make_document(t, fmt, lang) for t, lang in zip(texts, langs, strict=True)]
     except PageError as e:
         raise RequestError(400, f"format html: {e}") from None
+    except SubtitleError as e:
+        raise RequestError(400, f"not {fmt} subtitles: {e}") from None
     sentences = [x for d in docs for x in d.sentences]
     if len(sentences) > s.limits.max_sentences:
         raise RequestError(413, f"the request has {len(sentences)} sentences: over the limit of "
@@ -231,16 +234,16 @@ async def translate(request: Request) -> Response:
 
 
 async def translate_file(request: Request) -> Response:
-    """LibreTranslate's file flow: a .txt or .html file (multipart field `file`) is translated within the same
-    limits; the answer's translatedFileUrl downloads it (downloads.py)."""
+    """LibreTranslate's file flow: a .txt, .html, .srt or .vtt file (multipart field `file`) is translated within
+    the same limits; the answer's translatedFileUrl downloads it (downloads.py)."""
     f = await admitted(request)
     upload = f.file
     if not isinstance(upload, UploadFile):
-        raise RequestError(400, "missing file: post a .txt or .html file as the multipart field file")
+        raise RequestError(400, f"missing file: post a file ({', '.join(FILE_TYPES)}) as the multipart field file")
     name = Path(upload.filename or "file.txt").name
     fmt = FILE_TYPES.get(Path(name).suffix.lower())
     if fmt is None:
-        raise RequestError(400, f"{name}: only .txt and .html files are translated")
+        raise RequestError(400, f"{name}: the files translated are {', '.join(FILE_TYPES)}")
     try:
         content = (await upload.read()).decode("utf-8")
     except UnicodeDecodeError:
