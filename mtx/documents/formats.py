@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from mtx.documents.markdown import MarkdownDocument
 from mtx.documents.markup import HtmlPage
 from mtx.documents.segment import split_sentences
 from mtx.documents.subtitles import SubtitleDocument
@@ -77,14 +78,16 @@ class HtmlDocument:
         return self.page.render(texts, maps)
 
 
-FORMATS = ("text", "html", "srt", "vtt")
-EXTENSIONS = {".txt": "text", ".html": "html", ".htm": "html", ".srt": "srt", ".vtt": "vtt"}  # a file's format
+FORMATS = ("text", "html", "srt", "vtt", "md")
+EXTENSIONS = {".txt": "text", ".html": "html", ".htm": "html", ".srt": "srt", ".vtt": "vtt", ".md": "md"}
 
 
-def make_document(text: str, fmt: str, lang: str) -> TextDocument | HtmlDocument | SubtitleDocument:
+def make_document(text: str, fmt: str, lang: str) -> TextDocument | HtmlDocument | SubtitleDocument | MarkdownDocument:
     """`text` as a document of format `fmt` (FORMATS): a PageError or a SubtitleError where it is not one."""
     if fmt == "html":
         return HtmlDocument(text, lang)
+    if fmt == "md":
+        return MarkdownDocument(text, lang, HtmlDocument)
     if fmt in ("srt", "vtt"):
         return SubtitleDocument(text, lang, fmt)
     return TextDocument(text, lang)

@@ -234,7 +234,7 @@ async def translate(request: Request) -> Response:
 
 
 async def translate_file(request: Request) -> Response:
-    """LibreTranslate's file flow: a .txt, .html, .srt or .vtt file (multipart field `file`) is translated within
+    """LibreTranslate's file flow: a .txt, .html, .srt, .vtt or .md file (multipart field `file`) is translated within
     the same limits; the answer's translatedFileUrl downloads it (downloads.py)."""
     f = await admitted(request)
     upload = f.file
