@@ -57,11 +57,11 @@ def translate(
     decoding |= {"temperature": temperature, "seed": seed}
     decoding |= {"no_repeat_ngram": no_repeat_ngram, "repetition_penalty": repetition_penalty}
     drawing = (attention, attention_layer, attention_heads)
-    args = (text, input, to, pair, json_, drawing, (prefix, prefix_file), (glossary, constraints))
+    args = (text, input, to, pair, json_, drawing, (prefix, prefix_file), (glossary, constraints), output is not None)
     out = translate_lines(model, engine, device, decoding, *args)
     if output is not None:
         n = write_output(output, out, input if not text else None)
-        typer.echo(f"{n} lines translated into {output}", err=True)
+        typer.echo(f"translated into {output} ({n} line{'s' if n != 1 else ''})", err=True)
         return
     for line in out:
         typer.echo(line)

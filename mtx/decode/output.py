@@ -19,8 +19,9 @@ from mtx.decode.attention import attention_of, draw
 from mtx.decode.ct2 import NO_TERMS
 from mtx.decode.load import load
 from mtx.decode.translator import BatchTranslator, Translation
-from mtx.documents.formats import EXTENSIONS, TextDocument, make_document, pairs
+from mtx.documents.formats import BINARY, EXTENSIONS, TextDocument, make_document, pairs
 from mtx.documents.markup import PageError
+from mtx.documents.office import OfficeError
 from mtx.documents.subtitles import SubtitleError
 from mtx.errors import MtxError, UsageError
 from mtx.files import atomic_write
@@ -41,12 +42,14 @@ def translate_lines(
     drawing: tuple[Path | None, int, bool],
     start: tuple[str | None, Path | None] = (None, None),
     terms: tuple[Path | None, Path | None] = (None, None),
-) -> Iterator[str]:
+    binary_out: bool = False,
+) -> Iterator[str | bytes]:
     """The output lines of `mtx translate`: `text`, else the lines of `source` (stdin for None), translated into
     `to` (or by `pair`) with the `decoding` options; `drawing` (png, layer, per head): the attention picture of
     the one sentence of `text`; `start` (a target prefix for every line, a file of one a line): what each
     translation starts with; `terms` (a glossary, a file of a JSON list of target terms a line): what the
-    translations must hold."""
+    translations must hold. A file of a document format (EXTENSIONS) is translated whole, in one item (bytes
+    for a BINARY one, which needs `binary_out`: an output file)."""
     attention, layer, per_head = drawing
     if attention is not None and (not text or len(text) != 1):
         raise UsageError("--attention draws one sentence: give exactly one TEXT argument")
@@ -67,13 +70,17 @@ def translate_lines(
         draw(src, tgt, weights, attention, layer, per_head)
         log.info(f"attention: {attention}")
     # A bar for a file whose translations go elsewhere than the terminal.
-    to_file = source is not None and not text and not sys.stdout.isatty()
+    fmt = EXTENSIONS.get(source.suffix.lower(), "text") if source is not None and not text else "text"
+    to_file = source is not None and not text and not sys.stdout.isatty() and fmt == "text"
     total = sum(1 for _ in lines(source)) if to_file else 0
     if start[0] is not None and start[1] is not None:
         raise UsageError("--prefix and --prefix-file: give one of them")
     heads = start[0] if start[1] is None else _aligned(start[1], text, source, "prefixes")
     wanted = None if terms[1] is None else _term_lists(terms[1], _aligned(terms[1], text, source, "lines"))
-    fmt = EXTENSIONS.get(source.suffix.lower(), "text") if source is not None and not text else "text"
+    if fmt in BINARY and as_json:
+        raise UsageError(f"--input {source}: a {fmt} file is translated into a file, not JSON: leave out --json")
+    if fmt in BINARY and not binary_out:
+        raise UsageError(f"--input {source}: a {fmt} file is translated into a file: add --output FILE.{fmt}")
     if fmt != "text":
         if cfg.decode.nbest > 1 or start != (None, None) or terms[1] is not None:
             raise UsageError(f"--input {source}: translated as a whole {fmt} file; --nbest, --prefix and "
@@ -107,19 +114,23 @@ def translate_lines(
 def translate_document(translator: BatchTranslator, path: Path, fmt: str, lang: str, prefix: list[int],
                        glossary=None) -> Translation:  # fmt: skip
     """A whole file of format `fmt` (documents/formats.py) translated: the text (without the file's last line
-    end, which `write_output` puts back) and its least confident sentence's confidence."""
+    end, which `write_output` puts back; bytes for a BINARY format) and its least confident sentence's
+    confidence."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        data = path.read_bytes()
+        text = data if fmt in BINARY else data.decode("utf-8").removesuffix("\n")
     except FileNotFoundError:
         raise UsageError(f"{path}: file not found") from None
     except UnicodeDecodeError as e:
         raise MtxError(f"{path}: not UTF-8 text (byte {e.start})") from None
     try:
-        doc = make_document(text.removesuffix("\n"), fmt, lang)
+        doc = make_document(text, fmt, lang)
     except SubtitleError as e:
         raise MtxError(f"{path}:{e.line}: not {fmt} subtitles: {e.message}") from None
     except PageError as e:
         raise MtxError(f"{path}: not an HTML page mtx translates: {e}") from None
+    except OfficeError as e:
+        raise MtxError(f"{path}: {e}") from None
     trs = translator.translate(doc.sentences, prefix=prefix, glossary=glossary)
     aligned = None
     if doc.needs_alignment:
@@ -144,6 +155,12 @@ def write_output(path: Path, out: Iterable[str], source: Path | None) -> int:
         raise UsageError(f"--output {path}: no directory {path.parent}")
     final = ends_with_newline(source) if source is not None else True
     count = 0
+    items = iter(out)
+    first = next(items, None)
+    if isinstance(first, bytes):  # a binary document: the file as it is
+        atomic_write(path, first)
+        return 1
+    out = itertools.chain([] if first is None else [first], items)
 
     def write(tmp: Path) -> None:
         nonlocal count

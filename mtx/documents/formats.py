@@ -11,6 +11,7 @@ import torch
 
 from mtx.documents.markdown import MarkdownDocument
 from mtx.documents.markup import HtmlPage
+from mtx.documents.office import DocxDocument
 from mtx.documents.segment import split_sentences
 from mtx.documents.subtitles import SubtitleDocument
 
@@ -78,12 +79,24 @@ class HtmlDocument:
         return self.page.render(texts, maps)
 
 
-FORMATS = ("text", "html", "srt", "vtt", "md")
-EXTENSIONS = {".txt": "text", ".html": "html", ".htm": "html", ".srt": "srt", ".vtt": "vtt", ".md": "md"}
+FORMATS = ("text", "html", "srt", "vtt", "md", "docx")
+EXTENSIONS = {
+    ".txt": "text",
+    ".html": "html",
+    ".htm": "html",
+    ".srt": "srt",
+    ".vtt": "vtt",
+    ".md": "md",
+    ".docx": "docx",
+}
+BINARY = ("docx",)  # formats whose files are bytes, not UTF-8 text (render gives bytes)
 
 
-def make_document(text: str, fmt: str, lang: str) -> TextDocument | HtmlDocument | SubtitleDocument | MarkdownDocument:
-    """`text` as a document of format `fmt` (FORMATS): a PageError or a SubtitleError where it is not one."""
+def make_document(text: str | bytes, fmt: str, lang: str):
+    """`text` as a document of format `fmt` (FORMATS; bytes for BINARY ones): a PageError, a SubtitleError or an
+    OfficeError where it is not one."""
+    if fmt == "docx":
+        return DocxDocument(text, lang, HtmlDocument)
     if fmt == "html":
         return HtmlDocument(text, lang)
     if fmt == "md":

@@ -26,7 +26,7 @@ class FileStore:
         self.owned: TTLCache = TTLCache(1 << 20, ttl_s, timer=clock)  # client -> its keys, oldest first
         self.per_client = per_client
 
-    def put(self, client: str, name: str, body: str) -> str:
+    def put(self, client: str, name: str, body: str | bytes) -> str:
         """Keep a file of `client`'s; the key that fetches it (unguessable). StoreFull when it does not fit."""
         self.files.expire()
         mine = [k for k in self.owned.get(client, []) if k in self.files]
@@ -39,7 +39,7 @@ class FileStore:
         self.owned[client] = [*mine, key]
         return key
 
-    def get(self, key: str) -> tuple[str, str] | None:
+    def get(self, key: str) -> tuple[str, str | bytes] | None:
         """(name, body) of a kept file, or None."""
         got = self.files.get(key)
         return None if got is None else got[1:]

@@ -20,6 +20,7 @@ from mtx.data.glossary import Glossary, find_all
 from mtx.decode.ct2 import NO_TERMS
 from mtx.documents import formats as D
 from mtx.documents.markup import PageError
+from mtx.documents.office import OfficeError
 from mtx.documents.subtitles import SubtitleError
 from mtx.serve.batcher import Busy
 from mtx.serve.downloads import StoreFull
@@ -67,7 +68,7 @@ def _sized(s: Service, texts: list[str], extra: list[str] = ()) -> None:
     lim = s.limits
     if len(texts) > lim.max_texts:
         raise RequestError(413, f"the request has {len(texts)} texts: over the limit of {lim.max_texts}")
-    chars = sum(len(t) for t in texts) + sum(len(t) for t in extra)
+    chars = sum(len(t) for t in texts if isinstance(t, str)) + sum(len(t) for t in extra)  # a .docx: its sentences
     if chars > lim.max_chars:
         raise RequestError(413, f"the request has {chars} characters: over the limit of {lim.max_chars}")
 
@@ -131,7 +132,12 @@ def _prepare(s: Service, texts: list[str], fmt: str, langs: list[str], heads: li
         raise RequestError(400, f"format html: {e}") from None
     except SubtitleError as e:
         raise RequestError(400, f"not {fmt} subtitles: {e}") from None
+    except OfficeError as e:
+        raise RequestError(400, str(e)) from None
     sentences = [x for d in docs for x in d.sentences]
+    if fmt in D.BINARY and sum(map(len, sentences)) > s.limits.max_chars:
+        raise RequestError(413, f"the file has {sum(map(len, sentences))} characters of text: over the limit of "
+                           f"{s.limits.max_chars}")  # fmt: skip
     if len(sentences) > s.limits.max_sentences:
         raise RequestError(413, f"the request has {len(sentences)} sentences: over the limit of "
                            f"{s.limits.max_sentences}")  # fmt: skip
@@ -170,6 +176,16 @@ async def _hung_up(request: Request) -> None:
         pass
 
 
+def _plain(text: str | bytes, fmt: str) -> str:
+    """(CPU pool) What a language is detected on: the text, or the sentences of a binary file's document."""
+    if isinstance(text, str):
+        return text
+    try:
+        return " ".join(D.make_document(text, fmt, "en").sentences)
+    except OfficeError as e:
+        raise RequestError(400, str(e)) from None
+
+
 async def translated(request: Request, f: Fields, texts: list[str], fmt: str):
     """(translations, alternatives or None, detected languages or None, each text's sentences as (translation,
     confidence) pairs) of `texts`; None when the client left."""
@@ -184,7 +200,7 @@ async def translated(request: Request, f: Fields, texts: list[str], fmt: str):
         raise RequestError(400, "prefix is for format text")
     detected = None
     if src is None:  # "auto": each text's language, as detected (it also picks the segmenter's rules)
-        detected = await s.cpu(lambda: [s.detect(t, tgt)[0] for t in texts])
+        detected = await s.cpu(lambda: [s.detect(_plain(t, fmt), tgt)[0] for t in texts])
     langs = [d["language"] for d in detected] if detected else [src] * len(texts)
     docs, sentences, ids, forced, terms = await s.cpu(_prepare, s, texts, fmt, langs, heads, f, wanted)
     s.stats["requests"] += 1
@@ -234,7 +250,7 @@ async def translate(request: Request) -> Response:
 
 
 async def translate_file(request: Request) -> Response:
-    """LibreTranslate's file flow: a .txt, .html, .srt, .vtt or .md file (multipart field `file`) is translated within
+    """LibreTranslate's file flow: a .txt, .html, .srt, .vtt, .md or .docx file (multipart field `file`) is translated within
     the same limits; the answer's translatedFileUrl downloads it (downloads.py)."""
     f = await admitted(request)
     upload = f.file
@@ -244,10 +260,12 @@ async def translate_file(request: Request) -> Response:
     fmt = FILE_TYPES.get(Path(name).suffix.lower())
     if fmt is None:
         raise RequestError(400, f"{name}: the files translated are {', '.join(FILE_TYPES)}")
-    try:
-        content = (await upload.read()).decode("utf-8")
-    except UnicodeDecodeError:
-        raise RequestError(400, f"{name} is not UTF-8 text") from None
+    content = await upload.read()
+    if fmt not in D.BINARY:
+        try:
+            content = content.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestError(400, f"{name} is not UTF-8 text") from None
     got = await translated(request, f, [content], fmt)
     if got is None:
         return Response(status_code=499)
@@ -271,7 +289,7 @@ async def download_file(request: Request) -> Response:
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
         "Content-Security-Policy": "sandbox",
     }
-    return Response(body.encode("utf-8"), media_type=media, headers=headers)
+    return Response(body.encode("utf-8") if isinstance(body, str) else body, media_type=media, headers=headers)
 
 
 async def score(request: Request) -> Response:
