@@ -250,8 +250,8 @@ async def translate(request: Request) -> Response:
 
 
 async def translate_file(request: Request) -> Response:
-    """LibreTranslate's file flow: a .txt, .html, .srt, .vtt, .md or .docx file (multipart field `file`) is translated within
-    the same limits; the answer's translatedFileUrl downloads it (downloads.py)."""
+    """LibreTranslate's file flow: a file of FILE_TYPES (multipart field `file`) is translated within the same
+    limits; the answer's translatedFileUrl downloads it (downloads.py)."""
     f = await admitted(request)
     upload = f.file
     if not isinstance(upload, UploadFile):
