@@ -1,6 +1,6 @@
-"""Word documents (mtx/documents/office.py): paragraphs, headings, table cells, headers translated, each run keeping
-its style (the bold word's translation is bold); a file that is not a .docx is one line; through `mtx translate
---input` (into --output) and `/translate_file`."""
+"""Word and OpenDocument documents (mtx/documents/office.py): paragraphs, headings, table cells, headers
+translated, each run keeping its style (the bold word's translation is bold); a file that is not one is one line;
+through `mtx translate --input` (into --output) and `/translate_file`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ import urllib.request
 
 from docx import Document
 from fakes import FunctionTranslator
+from odf import teletype
+from odf.opendocument import OpenDocumentText
+from odf.opendocument import load as load_odt
+from odf.style import Style, TextProperties
+from odf.text import H, P, Span
 from test_cli import _one_line_error, run
 from test_markup import _file
 from test_serve import Running, _call
@@ -67,3 +72,33 @@ def test_translate_input_docx(tiny_model, tmp_path):
     bad.write_bytes(b"PK not really")
     _one_line_error(run("translate", "--model", tiny_model, "--input", bad, "--output", out), 1, f"{bad}:")
     assert Document(str(out)).paragraphs[0].text == d.paragraphs[0].text  # the earlier output kept
+
+
+def _odt() -> bytes:
+    doc = OpenDocumentText()
+    bold = Style(name="B", family="text")
+    bold.addElement(TextProperties(fontweight="bold"))
+    doc.automaticstyles.addElement(bold)
+    doc.text.addElement(H(outlinelevel=1, text="Ein Hund"))
+    p = P(text="Ein ")
+    p.addElement(Span(stylename=bold, text="großer"))
+    p.addText(" Hund rennt. Eine Frau sieht zu.")
+    doc.text.addElement(p)
+    out = io.BytesIO()
+    doc.save(out)
+    return out.getvalue()
+
+
+def test_an_odt_through_the_server_keeps_its_styles(tmp_path):
+    with Running(Service(FunctionTranslator(str.upper), [("de", "en")], Limits(wait_ms=1))) as r:
+        status, out = _call(r.port, "/translate_file", *_file("a.odt", _odt(), source="de", target="en"))
+        assert status == 200, out
+        d = load_odt(io.BytesIO(_download_bytes(out["translatedFileUrl"])))
+        status, bad = _call(r.port, "/translate_file", *_file("b.odt", b"not a zip", source="de", target="en"))
+    assert [teletype.extractText(h) for h in d.getElementsByType(H)] == ["EIN HUND"]
+    (p,) = d.getElementsByType(P)
+    parts = [(c.getAttribute("stylename") if c.nodeType == c.ELEMENT_NODE else None, str(teletype.extractText(c))
+              if c.nodeType == c.ELEMENT_NODE else str(c)) for c in p.childNodes]  # fmt: skip
+    assert "".join(t for _, t in parts) == "EIN GROSSER HUND RENNT. EINE FRAU SIEHT ZU."
+    assert [t.strip() for s, t in parts if s == "B"] == ["GROSSER"]
+    assert status == 400 and "not an OpenDocument text" in bad["error"]

@@ -150,7 +150,7 @@ def test_translate_file_txt_and_html(words):
     status, out = _call(words.port, "/translate_file", *_file("Seite.html", PAGE.encode(), source="de", target="en"))
     assert status == 200 and _download(out["translatedFileUrl"])[:2] == (EXPECTED, "application/octet-stream")
     for name, content, status, word in [
-        ("a.pdf", b"x", 400, "the files translated are .txt, .html, .htm, .srt, .vtt, .md, .docx"),
+        ("a.pdf", b"x", 400, "the files translated are .txt, .html, .htm, .srt, .vtt, .md, .docx, .odt"),
         ("a.txt", b"\xff\xfe", 400, "not UTF-8"),
         ("a.txt", b"Hund. " * 400, 413, "characters"),
     ]:

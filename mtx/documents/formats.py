@@ -11,7 +11,7 @@ import torch
 
 from mtx.documents.markdown import MarkdownDocument
 from mtx.documents.markup import HtmlPage
-from mtx.documents.office import DocxDocument
+from mtx.documents.office import DocxDocument, OdtDocument
 from mtx.documents.segment import split_sentences
 from mtx.documents.subtitles import SubtitleDocument
 
@@ -79,7 +79,7 @@ class HtmlDocument:
         return self.page.render(texts, maps)
 
 
-FORMATS = ("text", "html", "srt", "vtt", "md", "docx")
+FORMATS = ("text", "html", "srt", "vtt", "md", "docx", "odt")
 EXTENSIONS = {
     ".txt": "text",
     ".html": "html",
@@ -88,8 +88,9 @@ EXTENSIONS = {
     ".vtt": "vtt",
     ".md": "md",
     ".docx": "docx",
-}
-BINARY = ("docx",)  # formats whose files are bytes, not UTF-8 text (render gives bytes)
+    ".odt": "odt",
+}  # a file's format, by its extension
+BINARY = ("docx", "odt")  # formats whose files are bytes, not UTF-8 text (render gives bytes)
 
 
 def make_document(text: str | bytes, fmt: str, lang: str):
@@ -97,6 +98,8 @@ def make_document(text: str | bytes, fmt: str, lang: str):
     OfficeError where it is not one."""
     if fmt == "docx":
         return DocxDocument(text, lang, HtmlDocument)
+    if fmt == "odt":
+        return OdtDocument(text, lang, HtmlDocument)
     if fmt == "html":
         return HtmlDocument(text, lang)
     if fmt == "md":

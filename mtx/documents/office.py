@@ -1,8 +1,9 @@
-"""Word documents (.docx, python-docx): every paragraph of the body, its tables (nested ones too) and the sections'
-headers and footers translated, each paragraph's text runs keeping their own styles. A paragraph is translated as
-an HTML run is (formats.HtmlDocument): each text run becomes an inline element, placed back by the model's
-alignment, so a bold word's translation is the bold one. Everything else in the file (styles, images, fields,
-numbering, hyperlinks' own text) is written back as it was."""
+"""Word documents (.docx, python-docx) and OpenDocument texts (.odt, odfpy), each paragraph's text runs keeping
+their own styles. A .docx: every paragraph of the body, its tables (nested ones too) and the sections' headers and
+footers. An .odt: every paragraph and heading; its text runs are its own text and its spans of plain text, its
+other elements (links, frames, notes) keep their place, untranslated. A paragraph is translated as an HTML run is
+(formats.HtmlDocument): each text run becomes an inline element, placed back by the model's alignment, so a bold
+word's translation is the bold one. Everything else in the file is written back as it was."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ import zipfile
 from bs4 import BeautifulSoup, NavigableString, Tag
 from docx import Document
 from docx.opc.exceptions import PackageNotFoundError
+from odf import teletype
+from odf.element import Element
+from odf.opendocument import load as load_odf
+from odf.text import H, P, S, Span
 
 
 class OfficeError(ValueError):
@@ -26,6 +31,26 @@ def _paragraphs(container):
         for row in table.rows:
             for cell in row.cells:
                 yield from _paragraphs(cell)
+
+
+def _placed(runs: list, doc, translations: list[str], alignments: list | None) -> list[str]:
+    """The text each of `runs` gets: the run's document (`<p>` of `<span id="rK">` elements) rendered, each span's
+    text to its run, text between spans to the run before it."""
+    page = doc.render(translations, alignments)
+    texts = [""] * len(runs)
+    at = 0
+    p = BeautifulSoup(page, "html.parser").find("p")
+    for node in p.children if p is not None else []:
+        if isinstance(node, Tag) and node.get("id", "").startswith("r"):
+            at = int(node["id"][1:])
+            texts[at] += node.get_text()
+        elif isinstance(node, NavigableString | Tag):
+            texts[at] += node.get_text() if isinstance(node, Tag) else str(node)
+    return texts
+
+
+def _run_page(texts: list[str]) -> str:
+    return "<p>" + "".join(f'<span id="r{k}">{html.escape(t)}</span>' for k, t in enumerate(texts)) + "</p>"
 
 
 class DocxDocument:
@@ -51,8 +76,7 @@ class DocxDocument:
                 runs = [r for r in p.runs if r.text]
                 if not "".join(r.text for r in runs).strip():
                     continue
-                spans = "".join(f'<span id="r{k}">{html.escape(r.text)}</span>' for k, r in enumerate(runs))
-                doc = run(f"<p>{spans}</p>", lang)
+                doc = run(_run_page([r.text for r in runs]), lang)
                 self.paras.append((runs, doc))
                 self.sentences += doc.sentences
 
@@ -60,19 +84,67 @@ class DocxDocument:
         k = 0
         for runs, doc in self.paras:
             n = len(doc.sentences)
-            page = doc.render(translations[k : k + n], alignments[k : k + n] if alignments else None)
+            texts = _placed(runs, doc, translations[k : k + n], alignments[k : k + n] if alignments else None)
             k += n
-            texts = [""] * len(runs)
-            at = 0
-            p = BeautifulSoup(page, "html.parser").find("p")
-            for node in p.children if p is not None else []:
-                if isinstance(node, Tag) and node.get("id", "").startswith("r"):
-                    at = int(node["id"][1:])
-                    texts[at] += node.get_text()
-                elif isinstance(node, NavigableString | Tag):
-                    texts[at] += node.get_text() if isinstance(node, Tag) else str(node)
             for r, text in zip(runs, texts, strict=True):
                 r.text = text
         out = io.BytesIO()
         self.doc.save(out)
         return out.getvalue()
+
+
+class OdtDocument:
+    needs_alignment = True
+
+    def __init__(self, data: bytes, lang: str, run):
+        """`run(html, lang)`: a run's document (formats.HtmlDocument)."""
+        try:
+            self.doc = load_odf(io.BytesIO(data))
+        except (zipfile.BadZipFile, KeyError, ValueError) as e:
+            raise OfficeError(f"not an OpenDocument text (.odt): {e}") from None
+        self.paras: list[tuple[list, object]] = []  # (the paragraph's text runs: text nodes or spans, its run's doc)
+        self.sentences: list[str] = []
+        for el in self.doc.getElementsByType(P) + self.doc.getElementsByType(H):
+            runs = [c for c in el.childNodes if _is_run(c)]
+            texts = [_text(c) for c in runs]
+            if not "".join(texts).strip():
+                continue
+            doc = run(_run_page(texts), lang)
+            self.paras.append((runs, doc))
+            self.sentences += doc.sentences
+
+    def render(self, translations: list[str], alignments: list | None = None) -> bytes:
+        k = 0
+        for runs, doc in self.paras:
+            n = len(doc.sentences)
+            texts = _placed(runs, doc, translations[k : k + n], alignments[k : k + n] if alignments else None)
+            k += n
+            for r, text in zip(runs, texts, strict=True):
+                if r.nodeType == r.TEXT_NODE:
+                    r.data = text
+                else:  # a span: its first text node holds the text (odfpy removes elements only, not text nodes)
+                    nodes = [c for c in r.childNodes if c.nodeType == c.TEXT_NODE]
+                    for c in [c for c in r.childNodes if c.nodeType != c.TEXT_NODE]:
+                        r.removeChild(c)
+                    for j, c in enumerate(nodes):
+                        c.data = text if j == 0 else ""
+                    if not nodes:
+                        r.addText(text)
+        out = io.BytesIO()
+        self.doc.save(out)
+        return out.getvalue()
+
+
+def _is_run(node) -> bool:
+    """A paragraph's child that is text: a text node, or a span of text (and spaces) only."""
+    if node.nodeType == node.TEXT_NODE:
+        return True
+    return (
+        isinstance(node, Element)
+        and node.qname == Span().qname
+        and all(c.nodeType == c.TEXT_NODE or (isinstance(c, Element) and c.qname == S().qname) for c in node.childNodes)
+    )
+
+
+def _text(node) -> str:
+    return str(node.data) if node.nodeType == node.TEXT_NODE else teletype.extractText(node)
