@@ -137,3 +137,13 @@ def test_bench_serve_measures_a_repeated_workload(tiny_model, tiny_corpus):
     assert rec["errors"] == 0 and rec["memory"] == 1000 and rec["repeats"] == 0.5
     assert rec["requests_repeated"] > 0 and rec["memory_hit"] >= rec["requests_repeated"] > 0
     _one_line_error(run(*args, "--repeats", 1.5), 2, "--repeats 1.5")
+
+
+def test_mtx_serve_passes_its_memory_options_on(tiny_model, tmp_path):
+    """`mtx serve --memory-file` is read before the server listens (a bad line named in one line; an address no
+    one can listen on stops a server that ignored it), and `--memory` reaches the server's limits."""
+    bad = tmp_path / "tm.tsv"
+    bad.write_text("Ein Hund.\tA dog.\nnur eine Spalte\n", encoding="utf-8")
+    args = ["serve", "--model", tiny_model, "--host", "256.0.0.1", "--port", 0]
+    _one_line_error(run(*args, "--memory-file", bad), 1, f"{bad}:2:")
+    _one_line_error(run(*args, "--memory", -1), 2, "memory")
