@@ -8,7 +8,8 @@ import json
 
 import pytest
 from test_cli import _one_line_error, run
-from test_serve import Running, _post, loaded  # noqa: F401  (the tiny model's translator, a fixture)
+from test_markup import _download, _file
+from test_serve import Running, _call, _post, loaded  # noqa: F401  (the tiny model's translator, a fixture)
 
 from mtx.documents.segment import split_sentences
 from mtx.serve.service import Limits, Service
@@ -99,11 +100,15 @@ def test_a_failed_translation_leaves_the_output_as_it_was(tiny_model, sentences,
     assert out.read_text(encoding="utf-8") == "kept\n" and [p.name for p in tmp_path.iterdir()] == ["doc.de", "doc.en"]
 
 
-def test_the_server_keeps_the_lines_too(loaded, sentences):  # noqa: F811
+def test_the_server_keeps_the_lines_too_and_translate_file(loaded, sentences):  # noqa: F811
     text, rows = _document(sentences)
     want = _expected(loaded, rows)
     with Running(Service(loaded, [("de", "en")], Limits(max_chars=20_000, max_sentences=512, wait_ms=1))) as r:
         status, out = _post(r.port, {"q": text, "source": "de", "target": "en"})
-    assert status == 200, out
+        assert status == 200, out
+        status, sent = _call(r.port, "/translate_file", *_file("doc.txt", text.encode(), source="de", target="en"))
+        assert status == 200, sent
+        as_file = _download(sent["translatedFileUrl"])[0]
     got = out["translatedText"]
     assert got.split("\n") == [w + ("\r" if i in (0, 1, 2, 4) else "") for i, w in enumerate(want)]
+    assert as_file == got
