@@ -12,7 +12,7 @@ from test_markup import _download, _file
 from test_serve import Running, _call, loaded  # noqa: F401  (the tiny model's translator, a fixture)
 
 from mtx.documents.formats import make_document
-from mtx.documents.subtitles import SubtitleDocument, SubtitleError
+from mtx.documents.subtitles import SubtitleDocument, SubtitleError, _balanced
 from mtx.serve.service import Limits, Service
 
 SRT = (
@@ -55,6 +55,7 @@ def test_a_vtt_keeps_its_header_notes_styles_identifiers_and_settings():
         ("1\n00:00:01,000 --> 00:00:02,000\nA.\n\n00:00:03,000 --> 00:00:04,000\nB.\n", "srt", 5, "its number"),
         ("00:01.000 --> 00:02.000\nA.\n", "vtt", 1, "starts with WEBVTT"),
         ("WEBVTT\n\n00:01.000 --> 00:02.000\nA.\n\nB.\nC.\n", "vtt", 6, "timing line"),
+        ("WEBVTT\n\nid\nmore\n00:01.000 --> 00:02.000\nA.\n", "vtt", 3, "timing line"),  # first or second
     ],
 )
 def test_what_is_not_subtitles_names_its_line(text, kind, line, words):
@@ -97,3 +98,23 @@ def test_translate_file_srt_and_vtt():
             assert body == _upper(doc)
         status, out = _call(r.port, "/translate_file", *_file("b.vtt", b"Ein Hund.\n", source="de", target="en"))
         assert status == 400 and "not vtt subtitles: line 1" in out["error"]
+
+
+def test_a_cues_words_go_over_its_lines_evenly():
+    """Each line takes words while the next one's middle stays within the line's share of the characters."""
+    assert _balanced("aaaa bb cccccc".split(), 2) == ["aaaa bb", "cccccc"]
+    assert _balanced("ccc dddd eee fffff gg".split(), 2) == ["ccc dddd eee", "fffff gg"]  # 12 and 8 characters
+    assert _balanced("a bbb c d e ffffff".split(), 2) == ["a bbb c d", "e ffffff"]
+    assert _balanced("aaaa bbbbbb cc dd eeeee ff".split(), 2) == ["aaaa bbbbbb cc", "dd eeeee ff"]
+    assert _balanced("aa bbbbb ccccc dd eeee f".split(), 2) == ["aa bbbbb ccccc", "dd eeee f"]
+    assert _balanced(["aaaaaa"], 2) == ["aaaaaa", ""]  # fewer words than lines: the last lines empty
+    assert _balanced("a b c".split(), 1) == ["a b c"]
+
+
+def test_a_long_file_without_a_last_line_end():
+    cues = [f"{k}\n00:00:{k % 60:02d},000 --> 00:00:{k % 60:02d},500\nEin Hund." for k in range(1, 101)]
+    cues[49] = cues[49].removesuffix("\nEin Hund.")  # a cue without text among them
+    text = "\n\n".join(cues)  # 398 lines, the last one without its line end
+    doc = SubtitleDocument(text, "de", "srt")
+    assert len(doc.sentences) == 99
+    assert doc.render([s.upper() for s in doc.sentences]) == text.replace("Ein Hund.", "EIN HUND.")
