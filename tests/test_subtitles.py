@@ -100,15 +100,19 @@ def test_translate_file_srt_and_vtt():
         assert status == 400 and "not vtt subtitles: line 1" in out["error"]
 
 
+def _over(text: str, n: int) -> list[str]:
+    return _balanced(text.split(), n)
+
+
 def test_a_cues_words_go_over_its_lines_evenly():
     """Each line takes words while the next one's middle stays within the line's share of the characters."""
-    assert _balanced("aaaa bb cccccc".split(), 2) == ["aaaa bb", "cccccc"]
-    assert _balanced("ccc dddd eee fffff gg".split(), 2) == ["ccc dddd eee", "fffff gg"]  # 12 and 8 characters
-    assert _balanced("a bbb c d e ffffff".split(), 2) == ["a bbb c d", "e ffffff"]
-    assert _balanced("aaaa bbbbbb cc dd eeeee ff".split(), 2) == ["aaaa bbbbbb cc", "dd eeeee ff"]
-    assert _balanced("aa bbbbb ccccc dd eeee f".split(), 2) == ["aa bbbbb ccccc", "dd eeee f"]
+    assert _over("aaaa bb cccccc", 2) == ["aaaa bb", "cccccc"]
+    assert _over("ccc dddd eee fffff gg", 2) == ["ccc dddd eee", "fffff gg"]  # 12 and 8 characters
+    assert _over("a bbb c d e ffffff", 2) == ["a bbb c d", "e ffffff"]
+    assert _over("aaaa bbbbbb cc dd eeeee ff", 2) == ["aaaa bbbbbb cc", "dd eeeee ff"]
+    assert _over("aa bbbbb ccccc dd eeee f", 2) == ["aa bbbbb ccccc", "dd eeee f"]
     assert _balanced(["aaaaaa"], 2) == ["aaaaaa", ""]  # fewer words than lines: the last lines empty
-    assert _balanced("a b c".split(), 1) == ["a b c"]
+    assert _over("a b c", 1) == ["a b c"]
 
 
 def test_a_long_file_without_a_last_line_end():
