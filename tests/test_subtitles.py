@@ -107,6 +107,7 @@ def _over(text: str, n: int) -> list[str]:
 def test_a_cues_words_go_over_its_lines_evenly():
     """Each line takes words while the next one's middle stays within the line's share of the characters."""
     assert _over("aaaa bb cccccc", 2) == ["aaaa bb", "cccccc"]
+    assert _over("aaa bbbbb cccc ddddd eee f", 2) == ["aaa bbbbb cccc", "ddddd eee f"]  # cccc's middle fits
     assert _over("ccc dddd eee fffff gg", 2) == ["ccc dddd eee", "fffff gg"]  # 12 and 8 characters
     assert _over("a bbb c d e ffffff", 2) == ["a bbb c d", "e ffffff"]
     assert _over("aaaa bbbbbb cc dd eeeee ff", 2) == ["aaaa bbbbbb cc", "dd eeeee ff"]
