@@ -53,6 +53,8 @@ def test_a_vtt_keeps_its_header_notes_styles_identifiers_and_settings():
     [
         ("1\nEin Hund.\n", "srt", 1, "timing line"),
         ("1\n00:00:01,000 --> 00:00:02,000\nA.\n\n00:00:03,000 --> 00:00:04,000\nB.\n", "srt", 5, "its number"),
+        ("1\n00:00:01,000 --> 00:00:02,000\nA.\nB.\n\n00:00:03,000 --> 00:00:04,000\nC.\n", "srt", 6, "its number"),
+        ("NOTE not in SubRip\n\n1\n00:00:01,000 --> 00:00:02,000\nA.\n", "srt", 1, "timing line"),
         ("00:01.000 --> 00:02.000\nA.\n", "vtt", 1, "starts with WEBVTT"),
         ("WEBVTT\n\n00:01.000 --> 00:02.000\nA.\n\nB.\nC.\n", "vtt", 6, "timing line"),
         ("WEBVTT\n\nid\nmore\n00:01.000 --> 00:02.000\nA.\n", "vtt", 3, "timing line"),  # first or second
