@@ -8,6 +8,7 @@ from fakes import FunctionTranslator
 from test_cli import run
 from test_markup import _download, _file
 from test_serve import Running, _call
+from test_subtitles import _upper
 
 from mtx.documents.formats import make_document
 from mtx.serve.service import Limits, Service
@@ -22,10 +23,6 @@ MD = (
     "> Eine Frau sieht zu.\r\n\r\n"
     "| Tier | Farbe |\r\n|---|---|\r\n| Ein Hund | braun |\r\n"
 )
-
-
-def _upper(doc) -> str:
-    return doc.render([s.upper() for s in doc.sentences])
 
 
 def test_markdown_keeps_its_structure_code_and_targets():

@@ -28,6 +28,7 @@ VTT = (
 
 
 def _upper(doc) -> str:
+    """A document with each sentence "translated" into capitals."""
     return doc.render([s.upper() for s in doc.sentences])
 
 

@@ -53,62 +53,18 @@ def _run_page(texts: list[str]) -> str:
     return "<p>" + "".join(f'<span id="r{k}">{html.escape(t)}</span>' for k, t in enumerate(texts)) + "</p>"
 
 
-class DocxDocument:
+class _RunsDocument:
+    """A document of paragraphs of text runs: each paragraph one HTML run (`_add`), its runs' texts set back
+    (`_set`) and the file written (`_save`) by the format's class."""
+
     needs_alignment = True
 
-    def __init__(self, data: bytes, lang: str, run):
-        """`run(html, lang)`: a run's document (formats.HtmlDocument)."""
-        try:
-            self.doc = Document(io.BytesIO(data))
-        except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as e:
-            raise OfficeError(f"not a Word document (.docx): {e}") from None
-        containers = [self.doc]
-        for section in self.doc.sections:
-            containers += [section.header, section.footer]
-        self.paras: list[tuple[list, object]] = []  # (the paragraph's runs, its HTML run's document)
+    def __init__(self) -> None:
+        self.paras: list[tuple[list, object]] = []  # (a paragraph's runs, its HTML run's document)
         self.sentences: list[str] = []
-        seen = set()
-        for c in containers:
-            for p in _paragraphs(c):
-                if id(p._p) in seen:  # a merged cell repeats its paragraphs
-                    continue
-                seen.add(id(p._p))
-                runs = [r for r in p.runs if r.text]
-                if not "".join(r.text for r in runs).strip():
-                    continue
-                doc = run(_run_page([r.text for r in runs]), lang)
-                self.paras.append((runs, doc))
-                self.sentences += doc.sentences
 
-    def render(self, translations: list[str], alignments: list | None = None) -> bytes:
-        k = 0
-        for runs, doc in self.paras:
-            n = len(doc.sentences)
-            texts = _placed(runs, doc, translations[k : k + n], alignments[k : k + n] if alignments else None)
-            k += n
-            for r, text in zip(runs, texts, strict=True):
-                r.text = text
-        out = io.BytesIO()
-        self.doc.save(out)
-        return out.getvalue()
-
-
-class OdtDocument:
-    needs_alignment = True
-
-    def __init__(self, data: bytes, lang: str, run):
-        """`run(html, lang)`: a run's document (formats.HtmlDocument)."""
-        try:
-            self.doc = load_odf(io.BytesIO(data))
-        except (zipfile.BadZipFile, KeyError, ValueError) as e:
-            raise OfficeError(f"not an OpenDocument text (.odt): {e}") from None
-        self.paras: list[tuple[list, object]] = []  # (the paragraph's text runs: text nodes or spans, its run's doc)
-        self.sentences: list[str] = []
-        for el in self.doc.getElementsByType(P) + self.doc.getElementsByType(H):
-            runs = [c for c in el.childNodes if _is_run(c)]
-            texts = [_text(c) for c in runs]
-            if not "".join(texts).strip():
-                continue
+    def _add(self, runs: list, texts: list[str], run, lang: str) -> None:
+        if "".join(texts).strip():
             doc = run(_run_page(texts), lang)
             self.paras.append((runs, doc))
             self.sentences += doc.sentences
@@ -120,19 +76,62 @@ class OdtDocument:
             texts = _placed(runs, doc, translations[k : k + n], alignments[k : k + n] if alignments else None)
             k += n
             for r, text in zip(runs, texts, strict=True):
-                if r.nodeType == r.TEXT_NODE:
-                    r.data = text
-                else:  # a span: its first text node holds the text (odfpy removes elements only, not text nodes)
-                    nodes = [c for c in r.childNodes if c.nodeType == c.TEXT_NODE]
-                    for c in [c for c in r.childNodes if c.nodeType != c.TEXT_NODE]:
-                        r.removeChild(c)
-                    for j, c in enumerate(nodes):
-                        c.data = text if j == 0 else ""
-                    if not nodes:
-                        r.addText(text)
+                self._set(r, text)
         out = io.BytesIO()
         self.doc.save(out)
         return out.getvalue()
+
+
+class DocxDocument(_RunsDocument):
+    def __init__(self, data: bytes, lang: str, run):
+        """`run(html, lang)`: a run's document (formats.HtmlDocument)."""
+        super().__init__()
+        try:
+            self.doc = Document(io.BytesIO(data))
+        except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as e:
+            raise OfficeError(f"not a Word document (.docx): {e}") from None
+        containers = [self.doc]
+        for section in self.doc.sections:
+            containers += [section.header, section.footer]
+        seen = set()
+        for c in containers:
+            for p in _paragraphs(c):
+                if id(p._p) in seen:  # a merged cell repeats its paragraphs
+                    continue
+                seen.add(id(p._p))
+                runs = [r for r in p.runs if r.text]
+                self._add(runs, [r.text for r in runs], run, lang)
+
+    @staticmethod
+    def _set(r, text: str) -> None:
+        r.text = text
+
+
+class OdtDocument(_RunsDocument):
+    def __init__(self, data: bytes, lang: str, run):
+        """`run(html, lang)`: a run's document (formats.HtmlDocument)."""
+        super().__init__()
+        try:
+            self.doc = load_odf(io.BytesIO(data))
+        except (zipfile.BadZipFile, KeyError, ValueError) as e:
+            raise OfficeError(f"not an OpenDocument text (.odt): {e}") from None
+        for el in self.doc.getElementsByType(P) + self.doc.getElementsByType(H):
+            runs = [c for c in el.childNodes if _is_run(c)]
+            self._add(runs, [_text(c) for c in runs], run, lang)
+
+    @staticmethod
+    def _set(r, text: str) -> None:
+        if r.nodeType == r.TEXT_NODE:
+            r.data = text
+            return
+        # a span: its first text node holds the text (odfpy removes elements only, not text nodes)
+        nodes = [c for c in r.childNodes if c.nodeType == c.TEXT_NODE]
+        for c in [c for c in r.childNodes if c.nodeType != c.TEXT_NODE]:
+            r.removeChild(c)
+        for j, c in enumerate(nodes):
+            c.data = text if j == 0 else ""
+        if not nodes:
+            r.addText(text)
 
 
 def _is_run(node) -> bool:
