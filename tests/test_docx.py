@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import urllib.request
+import zipfile
 
+import pytest
 from docx import Document
 from fakes import FunctionTranslator
 from odf import teletype
@@ -102,3 +104,18 @@ def test_an_odt_through_the_server_keeps_its_styles(tmp_path):
     assert "".join(t for _, t in parts) == "EIN GROSSER HUND RENNT. EINE FRAU SIEHT ZU."
     assert [t.strip() for s, t in parts if s == "B"] == ["GROSSER"]
     assert status == 400 and "not an OpenDocument text" in bad["error"]
+
+
+def test_a_zip_that_unpacks_to_too_much_is_refused_before_parsing(monkeypatch):
+    """A small upload whose zip says it unpacks past the bound is refused from the zip's directory alone."""
+    from mtx.documents import office
+
+    monkeypatch.setattr(office, "MAX_UNZIPPED", 1000)
+    with pytest.raises(office.OfficeError, match="unpacks to .* bytes: over the limit of 1000"):
+        office.DocxDocument(_docx(), "de", None)
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("content.xml", b"<a>" + b" " * 200_000 + b"</a>")  # 200 KB unpacked from a few hundred bytes
+    assert len(bomb.getvalue()) < 2000
+    with pytest.raises(office.OfficeError, match="over the limit"):
+        office.OdtDocument(bomb.getvalue(), "de", None)

@@ -24,6 +24,22 @@ class OfficeError(ValueError):
     """A file that is not the document its name says."""
 
 
+MAX_UNZIPPED = 32 << 20  # bytes a document's zip may hold once unpacked: a small upload can unpack to gigabytes
+
+
+def _opened(data: bytes, what: str) -> io.BytesIO:
+    """`data` as a file, once its zip's unpacked size is known to be within MAX_UNZIPPED (checked before any XML
+    is parsed: the sizes are in the zip's directory)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            size = sum(i.file_size for i in z.infolist())
+    except zipfile.BadZipFile as e:
+        raise OfficeError(f"not {what}: {e}") from None
+    if size > MAX_UNZIPPED:
+        raise OfficeError(f"{what} unpacks to {size} bytes: over the limit of {MAX_UNZIPPED}")
+    return io.BytesIO(data)
+
+
 def _paragraphs(container):
     """Every paragraph of a body, a cell or a header: its own, then those of its tables (and theirs)."""
     yield from container.paragraphs
@@ -86,8 +102,9 @@ class DocxDocument(_RunsDocument):
     def __init__(self, data: bytes, lang: str, run):
         """`run(html, lang)`: a run's document (formats.HtmlDocument)."""
         super().__init__()
+        opened = _opened(data, "a Word document (.docx)")
         try:
-            self.doc = Document(io.BytesIO(data))
+            self.doc = Document(opened)
         except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as e:
             raise OfficeError(f"not a Word document (.docx): {e}") from None
         containers = [self.doc]
@@ -111,8 +128,9 @@ class OdtDocument(_RunsDocument):
     def __init__(self, data: bytes, lang: str, run):
         """`run(html, lang)`: a run's document (formats.HtmlDocument)."""
         super().__init__()
+        opened = _opened(data, "an OpenDocument text (.odt)")
         try:
-            self.doc = load_odf(io.BytesIO(data))
+            self.doc = load_odf(opened)
         except (zipfile.BadZipFile, KeyError, ValueError) as e:
             raise OfficeError(f"not an OpenDocument text (.odt): {e}") from None
         for el in self.doc.getElementsByType(P) + self.doc.getElementsByType(H):
