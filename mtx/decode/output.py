@@ -19,7 +19,7 @@ from mtx.decode.attention import attention_of, draw
 from mtx.decode.ct2 import NO_TERMS
 from mtx.decode.load import load
 from mtx.decode.translator import BatchTranslator, Translation
-from mtx.documents.formats import BINARY, EXTENSIONS, TextDocument, make_document, pairs
+from mtx.documents.formats import BINARY, EXTENSIONS, TextDocument, alignments, make_document
 from mtx.documents.markup import PageError
 from mtx.documents.office import OfficeError
 from mtx.documents.subtitles import SubtitleError
@@ -134,14 +134,8 @@ def translate_document(translator: BatchTranslator, path: Path, fmt: str, lang: 
     trs = translator.translate(doc.sentences, prefix=prefix, glossary=glossary)
     aligned = None
     if doc.needs_alignment:
-        tok = translator.tokenizer
-        ids = tok.encode(doc.sentences)
-        weights = translator.align(ids, [t.tokens for t in trs], prefix)
-        piece = tok.sp.id_to_piece
-        aligned = [
-            None if w is None else pairs(w, [piece(x) for x in i], s, [piece(x) for x in t.tokens], t.text)
-            for w, i, s, t in zip(weights, ids, doc.sentences, trs, strict=True)
-        ]  # fmt: skip
+        ids = translator.tokenizer.encode(doc.sentences)
+        aligned = alignments(translator, ids, doc.sentences, trs, prefix)
     out = doc.render([t.text for t in trs], aligned)
     return Translation(out, [(out, 0.0)], [], min((t.confidence for t in trs), default=1.0))
 

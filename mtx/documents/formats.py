@@ -129,3 +129,14 @@ def pairs(weights: torch.Tensor, src_pieces: list[str], source: str, tgt_pieces:
     best = weights.argmax(dim=1).tolist()
     s_at, t_at = starts(src_pieces, source), starts(tgt_pieces, target)
     return [(t_at[t], s_at[min(best[t], len(s_at) - 1)]) for t in range(min(len(t_at), len(best)))]
+
+
+def alignments(translator, ids: list[list[int]], sentences: list[str], translations: list, prefix: list[int]) -> list:
+    """Each sentence's (target char, source char) pairs (`pairs`) from `translator.align` (a BatchTranslator) of
+    its ids and its translation's tokens; None where the engine has no alignment."""
+    weights = translator.align(ids, [t.tokens for t in translations], prefix)
+    piece = translator.tokenizer.sp.id_to_piece
+    return [
+        None if w is None else pairs(w, [piece(x) for x in src], sent, [piece(x) for x in t.tokens], t.text)
+        for w, src, sent, t in zip(weights, ids, sentences, translations, strict=True)
+    ]

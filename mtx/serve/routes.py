@@ -156,13 +156,7 @@ def _render(s: Service, tgt: str, docs, sentences, ids, translations, k: int) ->
     out, at = [], 0
     aligned = None
     if any(d.needs_alignment for d in docs):
-        weights = s.translator.align(ids, [tr.tokens for tr in translations], s.prefixes[tgt])
-        piece = s.tokenizer.sp.id_to_piece
-        aligned = [
-            None if w is None else
-            D.pairs(w, [piece(x) for x in src], sent, [piece(x) for x in tr.tokens], tr.text)
-            for w, src, sent, tr in zip(weights, ids, sentences, translations, strict=True)
-        ]  # fmt: skip
+        aligned = D.alignments(s.translator, ids, sentences, translations, s.prefixes[tgt])
     for d in docs:
         n = len(d.sentences)
         out.append(d.render(texts[at : at + n], aligned[at : at + n] if aligned else None))
