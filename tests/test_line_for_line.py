@@ -112,3 +112,23 @@ def test_the_server_keeps_the_lines_too_and_translate_file(loaded, sentences):  
     got = out["translatedText"]
     assert got.split("\n") == [w + ("\r" if i in (0, 1, 2, 4) else "") for i, w in enumerate(want)]
     assert as_file == got
+
+
+def test_a_lines_confidence_is_its_least_sure_sentences(tiny_model, loaded, sentences):  # noqa: F811
+    line = f"{sentences[0]} Katze hund katze hund dort hier. {sentences[1]}"
+    r = run("translate", "--model", tiny_model, "--device", "cpu", "--beam", 2, "--json", line)
+    got = json.loads(r.stdout)
+    parts = loaded.translate(split_sentences(line, "de"))
+    assert len(parts) == 3 and got["confidence"] == round(min(t.confidence for t in parts), 4)
+    assert got["confidence"] < round(max(t.confidence for t in parts), 4)
+
+
+def test_a_line_with_a_prefix_is_one_unit(tiny_model, loaded, sentences, tmp_path):  # noqa: F811
+    """What is asked of a line (its --prefix-file line) keeps the line whole: one translation starting with it."""
+    src, heads = tmp_path / "in.de", tmp_path / "heads.en"
+    line = f"{sentences[0]} {sentences[1]}"
+    src.write_text(line + "\n", encoding="utf-8")
+    heads.write_text("A\n", encoding="utf-8")
+    r = run("translate", "--model", tiny_model, "--device", "cpu", "--beam", 2, "--input", src, "--prefix-file", heads)
+    assert r.exit_code == 0, r.output
+    assert r.stdout == loaded.translate([line], target_prefix=["A"])[0].text + "\n"
