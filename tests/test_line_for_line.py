@@ -124,11 +124,13 @@ def test_a_lines_confidence_is_its_least_sure_sentences(tiny_model, loaded, sent
 
 
 def test_a_line_with_a_prefix_is_one_unit(tiny_model, loaded, sentences, tmp_path):  # noqa: F811
-    """What is asked of a line (its --prefix-file line) keeps the line whole: one translation starting with it."""
+    """What is asked of a line (its --prefix-file line) keeps the line whole: one translation starting with it,
+    and the next line its own."""
     src, heads = tmp_path / "in.de", tmp_path / "heads.en"
     line = f"{sentences[0]} {sentences[1]}"
-    src.write_text(line + "\n", encoding="utf-8")
-    heads.write_text("A\n", encoding="utf-8")
+    src.write_text(f"{line}\n{sentences[2]}\n", encoding="utf-8")
+    heads.write_text("A\n\n", encoding="utf-8")
     r = run("translate", "--model", tiny_model, "--device", "cpu", "--beam", 2, "--input", src, "--prefix-file", heads)
     assert r.exit_code == 0, r.output
-    assert r.stdout == loaded.translate([line], target_prefix=["A"])[0].text + "\n"
+    want = loaded.translate([line, sentences[2]], target_prefix=["A", ""])
+    assert r.stdout.splitlines() == [t.text for t in want] and want[1].text
