@@ -152,6 +152,10 @@ class DataConfig:
     tokenizer: str = key("", flag="--tokenizer")
     spm_model_type: str = key("unigram", _in("unigram", "bpe", "char", "word"))
     spm_character_coverage: float = key(1.0, ("must be in (0, 1]", _between(0, 1, lo_open=True)))
+    # The vocabulary shortlist written beside the model (mtx/data/shortlist.py): each source piece's k most
+    # frequent companions, plus the n most frequent target pieces (chosen on val: docs/performance.md); k = 0: none
+    shortlist_k: int = key(100, NONNEG)
+    shortlist_n: int = key(100, NONNEG)
 
 
 @dataclass
@@ -222,8 +226,10 @@ class DecodeConfig:  # frozen and hashable: one request's decoding options, neve
     )
     temperature: float = key(1.0, POS, flag="--temperature")  # sampling: logits divided by it
     seed: int = key(0, NONNEG, flag="--seed")  # sampling: the same input, settings and seed draw the same samples
-    # fp32 | bf16 | fp16: autocast while decoding (why fp32: docs/performance.md)
-    precision: str = key("fp32", _in("fp32", "bf16", "fp16"))
+    # fp32 | bf16 | fp16: autocast while decoding; int8: int8 linear layers on the CPU (docs/performance.md)
+    precision: str = key("fp32", _in("fp32", "bf16", "fp16", "int8"), flag="--precision")
+    # score only the shortlist of the batch's sources (MODEL/shortlist.txt, mtx/data/shortlist.py)
+    shortlist: bool = key(False, flag="--shortlist")
     # current | exact: when beam search drops a sentence (mtx/decode/search.py, docs/deploy.md)
     stop: str = key("current", _in("current", "exact"))
     # Against runaway repetitions (mtx/decode/repetition.py; CTranslate2's options): no n-gram of this many pieces

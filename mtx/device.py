@@ -26,6 +26,6 @@ def autocast(device: torch.device, precision: str):
     checks the names of `train.amp` and `decode.precision`)."""
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "fp32":
+    if precision in ("fp32", "int8"):  # int8: quantized layers (mtx/models/int8.py), the rest in fp32
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)

@@ -27,11 +27,19 @@ def decode(
     device: str = o.DEVICE,
     settings: str | None = Opt(None, help=SETTINGS, show_default="all; ct2: greedy,beam"),
     limit: int = Opt(0, help="Decode only the first N sentences (0 = all)."),
-    precision: str = Opt("fp32", help="fp32, or bf16 / fp16 autocast."),
-    engine: str = Opt("mtx", help="mtx, or ct2 (CTranslate2; exported on first use)."),
+    precision: str = Opt(
+        "fp32", help="fp32; int8 (mtx: int8 linear layers; ct2: its int8); bf16; fp16. Several: comma-separated."
+    ),  # fmt: skip
+    engine: str = Opt("mtx", help="mtx, or ct2 (CTranslate2; exported on first use); or both: mtx,ct2."),
+    shortlist: str = Opt(
+        "off", help="off, on (only the shortlist of a batch's sources; ct2: its vocabulary map), or off,on."
+    ),  # fmt: skip
+    rounds: int = Opt(1, help="Time every combination this many times, alternating; report the median."),
 ) -> None:
-    """Decode a test set greedily, with beam search and the KV cache, and without it; one JSON line each."""
-    for rec in bench_decode(model, data, split, device, beam, batch_tokens, settings, limit, precision, engine):
+    """Decode a test set greedily, with beam search and the KV cache, and without it (under each engine,
+    precision and shortlist named); one JSON line each."""
+    for rec in bench_decode(model, data, split, device, beam, batch_tokens, settings, limit, precision, engine,
+                            shortlist, rounds):  # fmt: skip
         typer.echo(json.dumps(rec))
 
 

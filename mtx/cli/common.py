@@ -21,6 +21,10 @@ ENGINE = Opt("mtx", help="mtx (its own search) or ct2 (CTranslate2; exports on f
 NO_REPEAT = Opt(None, help="No n-gram of this size twice in a translation (0: off).", show_default="the model's, 4")
 REPETITION_PENALTY = Opt(None, help="Penalty on tokens already output (CTRL; 1: off, 1.2: usual).",
                          show_default="the model's, 1")  # fmt: skip
+PRECISION = Opt(None, help="fp32; int8 (int8 linear layers, CPU; ct2: its int8); bf16 / fp16 autocast.",
+                show_default="the model's, fp32")  # fmt: skip
+SHORTLIST = Opt(None, "--shortlist/--no-shortlist", help="Score only the target pieces the sources call for "
+                "(MODEL/shortlist.txt; mtx shortlist).", show_default="the model's, off")  # fmt: skip
 GLOSSARY = Opt(None, help="TSV: source term<TAB>target term. A term found in a line: its translation is in the output.")
 CONFIG = Opt(None, help="TOML or JSON config file.")
 BENCH_DATA = Opt(None, help="Directory of {split}.{lang} files.")

@@ -50,11 +50,13 @@ def translate(
     repetition_penalty: float | None = o.REPETITION_PENALTY,
     glossary: Path | None = o.GLOSSARY,
     constraints: Path | None = Opt(None, help=CONSTRAINTS),
+    precision: str | None = o.PRECISION,
+    shortlist: bool | None = o.SHORTLIST,
 ) -> None:
     """Translate text line for line: each line's sentences translated and joined again, its spaces, blank lines and
     line ends kept (a line is one unit with --nbest, --prefix or --constraints)."""
     decoding = {"beam": beam, "alpha": alpha, "batch_tokens": batch_tokens, "nbest": nbest, "sample": sample}
-    decoding |= {"temperature": temperature, "seed": seed}
+    decoding |= {"temperature": temperature, "seed": seed, "precision": precision, "shortlist": shortlist}
     decoding |= {"no_repeat_ngram": no_repeat_ngram, "repetition_penalty": repetition_penalty}
     drawing = (attention, attention_layer, attention_heads)
     args = (text, input, to, pair, json_, drawing, (prefix, prefix_file), (glossary, constraints), output is not None)
@@ -86,12 +88,15 @@ def evaluate(
     no_repeat_ngram: int | None = o.NO_REPEAT,
     repetition_penalty: float | None = o.REPETITION_PENALTY,
     glossary: Path | None = o.GLOSSARY,
+    precision: str | None = o.PRECISION,
+    shortlist: bool | None = o.SHORTLIST,
 ) -> None:
     """Decode a test set and print sacreBLEU and chrF with their signatures (--ci: with 95% intervals; --compare A:
     A decoded too, and sacreBLEU's paired bootstrap and approximate randomisation tests of this model against A).
     A model of several pairs is scored on each (a table), or on --pair."""
     decoding = {"beam": beam, "alpha": alpha, "batch_tokens": batch_tokens}
     decoding |= {"no_repeat_ngram": no_repeat_ngram, "repetition_penalty": repetition_penalty}
+    decoding |= {"precision": precision, "shortlist": shortlist}
     options = {"data": data, "split": split, "src_file": src_file, "ref_file": ref_file, "pair": pair}
     report = run_evaluation(model, engine, device, decoding, **options, output=output, ci=ci, compare=compare,
                             glossary=glossary)  # fmt: skip

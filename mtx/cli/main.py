@@ -22,6 +22,7 @@ for command in (
     decode.score,
     decode.calibrate,
     model.export,
+    model.shortlist,
     model.info,
     model.plot,
     serve.serve,

@@ -1,4 +1,4 @@
-"""Commands about model directories and corpora: `mtx export`, `mtx info`, `mtx plot`, `mtx fetch`."""
+"""Commands about model directories and corpora: `mtx export`, `mtx shortlist`, `mtx info`, `mtx plot`, `mtx fetch`."""
 
 import json
 from pathlib import Path
@@ -14,6 +14,7 @@ from mtx.decode.export import export_ct2
 from mtx.errors import UsageError
 from mtx.train.info import describe, render
 from mtx.train.plots import plot_runs
+from mtx.train.shortlist import make_shortlist
 
 
 def export(
@@ -34,6 +35,18 @@ def export(
     if format_ != "ct2":
         raise UsageError(f"--format {format_!r}: expected ct2 or argos")
     typer.echo(str(export_ct2(model, out, quantize, force)))
+
+
+def shortlist(
+    model: Path = o.MODEL,
+    data: str | None = Opt(None, help="Corpus (any --data form of mtx train).", show_default="the model's corpus"),
+    k: int | None = Opt(None, help="Target pieces kept per source piece.", show_default="the model's, 100"),
+    n: int | None = Opt(None, help="Most frequent target pieces, always allowed.", show_default="the model's, 100"),
+) -> None:
+    """Learn a model's vocabulary shortlist from its training corpus (mtx train writes one; older models lack
+    it): with --shortlist, decoding scores only the target pieces a batch's sources call for."""
+    path, short = make_shortlist(model, data, k, n)
+    typer.echo(f"{path}: {short.table.shape[1]} target pieces per source piece, {len(short.frequent)} always")
 
 
 def info(model: Path = o.MODEL, json_: bool = Opt(False, "--json", help="One JSON object.")) -> None:

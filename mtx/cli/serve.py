@@ -18,6 +18,8 @@ def serve(
     no_repeat_ngram: int | None = o.NO_REPEAT,
     repetition_penalty: float | None = o.REPETITION_PENALTY,
     glossary: Path | None = o.GLOSSARY,
+    precision: str | None = o.PRECISION,
+    shortlist: bool | None = o.SHORTLIST,
     device: str = o.DEVICE,
     max_chars: int = Opt(5000, "--max-chars", "--char-limit", help="Characters per request at most (prefix too)."),
     max_sentences: int = Opt(128, help="Sentences per request at most."),
@@ -45,5 +47,6 @@ def serve(
     limits = Limits(max_chars, max_sentences, batch_wait_ms, batch_tokens, workers, max_queue, req_limit, keys, metrics,
                     max_texts, tuple(cors_origins or ()), debug, max_term_pieces, memory)  # fmt: skip
     decoding = {"beam": beam, "no_repeat_ngram": no_repeat_ngram, "repetition_penalty": repetition_penalty}
+    decoding |= {"precision": precision, "shortlist": shortlist}
     run_server(model, engine, host, port, decoding, device, limits, allowed_hosts or [], forwarded_allow_ips, glossary,
                memory_file)  # fmt: skip

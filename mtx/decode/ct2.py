@@ -18,6 +18,7 @@ import torch
 
 from mtx.checkpoint import TOKENIZER, WEIGHTS
 from mtx.config import DecodeConfig
+from mtx.data.shortlist import SHORTLIST
 from mtx.data.tokenizer import Tokenizer
 from mtx.decode.export import MTX_JSON, engine_module, export_ct2, read_exported
 from mtx.decode.search import Done, Drop, Result, length_penalty
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 
 
 NO_TERMS = "the ct2 engine has no constrained search: glossary terms need the mtx engine (leave out --engine ct2)"
+VMAP = "vmap.txt"  # CTranslate2's vocabulary map in an exported directory: the model's shortlist.txt
+# decode.precision as CTranslate2's compute_type (on the CPU its int8 is int8 weights with float32 elsewhere)
+COMPUTE_TYPES = {"fp32": "float32", "int8": "int8", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def exported_dir(model_dir: Path) -> Path:
@@ -37,10 +41,8 @@ def exported_dir(model_dir: Path) -> Path:
     if (model_dir / MTX_JSON).is_file():
         return model_dir
     out = model_dir / "ct2"
-    weights = model_dir / WEIGHTS
-    if not (out / MTX_JSON).is_file() or (
-        weights.is_file() and weights.stat().st_mtime > (out / MTX_JSON).stat().st_mtime
-    ):
+    sources = [p for p in (model_dir / WEIGHTS, model_dir / SHORTLIST) if p.is_file()]
+    if not (out / MTX_JSON).is_file() or any(p.stat().st_mtime > (out / MTX_JSON).stat().st_mtime for p in sources):
         log.info(f"exporting {model_dir} to CTranslate2 in {out}")
         export_ct2(model_dir, out, force=True)
     return out
@@ -58,10 +60,18 @@ class CT2Translator(BatchTranslator):
         calling threads (CTranslate2's inter_threads)."""
         _, cfg = read_exported(path)
         super().__init__(Tokenizer.load(path / TOKENIZER), decode, device, cfg.model.max_len)
-        threads = threads or torch.get_num_threads()
-        self.engine = engine_module().Translator(
-            str(path), device=device.type, intra_threads=threads, inter_threads=workers
-        )
+        self.path, self.threads, self.workers = path, threads or torch.get_num_threads(), workers
+        self.engines: dict[str, object] = {}  # one CTranslate2 translator per compute type asked for
+        self.engine = self.engine_for(decode.precision)
+
+    def engine_for(self, precision: str):
+        """The CTranslate2 translator that computes in `precision` (loaded at its first use)."""
+        if precision not in self.engines:
+            self.engines[precision] = engine_module().Translator(
+                str(self.path), device=self.device.type, intra_threads=self.threads, inter_threads=self.workers,
+                compute_type=COMPUTE_TYPES[precision],
+            )  # fmt: skip
+        return self.engines[precision]
 
     def _search(self, ids: list[list[int]], c: DecodeConfig, use_cache: bool, on_done: Done | None,
                 forced: list[list[int]] | None = None, drop: Drop | None = None,
@@ -80,7 +90,7 @@ class CT2Translator(BatchTranslator):
             engine_module().set_random_seed(c.seed)
             search = {"beam_size": 1, "num_hypotheses": c.nbest, "sampling_topk": topk, "sampling_topp": topp}
             search["sampling_temperature"] = c.temperature
-        results = self.engine.translate_batch(
+        results = self.engine_for(c.precision).translate_batch(
             [[sp.id_to_piece(i) for i in x] for x in ids],
             [[sp.id_to_piece(i) for i in f] or None for f in forced] if forced else None,
             **search,
@@ -90,6 +100,7 @@ class CT2Translator(BatchTranslator):
             patience=PATIENCE,
             repetition_penalty=c.repetition_penalty,
             no_repeat_ngram_size=c.no_repeat_ngram,
+            use_vmap=c.shortlist,
             return_scores=True,
         )
         out = []

@@ -4,7 +4,8 @@ The spec is built from mtx's weights layer by layer: fused Q/K/V of self-attenti
 cross-attention, the pre- or post-norm LayerNorms in CTranslate2's places, mtx's own position table (its layout,
 sin/cos interleaved from position 0, differs from CTranslate2's built-in sinusoids), the √d embedding scale, the
 tied (or not) output layer with its bias, and EOS appended to every source as mtx does. Beside the model:
-mtx's `tokenizer.model` and `mtx.json` (the pairs, tags and decoding settings the engine in ct2.py needs).
+mtx's `tokenizer.model`, `mtx.json` (the pairs, tags and decoding settings the engine in ct2.py needs) and the
+shortlist, if the model has one, as CTranslate2's vocabulary map `vmap.txt`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from mtx import checkpoint
 from mtx.config import Config
 from mtx.data.pairs import pairs_of, tag, tagged
+from mtx.data.shortlist import SHORTLIST
 from mtx.errors import MtxError, UsageError
 from mtx.files import atomic_write, check_clearable
 
@@ -114,7 +116,9 @@ def export_ct2(model_dir: Path, out: Path, quantize: str | None = None, force: b
         def _load(self):
             return build_spec(model, tokenizer)
 
-    _Converter().convert(str(out), quantization=quantize, force=True)
+    shortlist = model_dir / SHORTLIST  # CTranslate2's vocabulary map (vmap.txt), used with use_vmap
+    vmap = str(shortlist) if shortlist.is_file() else None
+    _Converter().convert(str(out), vmap=vmap, quantization=quantize, force=True)
     shutil.copyfile(model_dir / checkpoint.TOKENIZER, out / checkpoint.TOKENIZER)
     trained = pairs_of(cfg.data)
     info = {

@@ -11,9 +11,10 @@ import torch
 from mtx import checkpoint
 from mtx.config import Config
 from mtx.data.pairs import pairs_of
+from mtx.data.shortlist import SHORTLIST, Shortlist
 from mtx.data.tokenizer import Tokenizer
 from mtx.decode.confidence import read_calibration
-from mtx.decode.ct2 import CT2Translator, exported_dir
+from mtx.decode.ct2 import VMAP, CT2Translator, exported_dir
 from mtx.decode.export import read_exported
 from mtx.decode.translator import BatchTranslator, Translator
 from mtx.device import resolve_device
@@ -69,9 +70,31 @@ def load(model_dir: Path | list[Path], engine: str = "mtx", device: str = "auto"
         d = dataclasses.replace(d, beam=max(d.beam, d.nbest))
     cfg.decode = d
     cfg.validate("")
-    first = model_dir[0] if isinstance(model_dir, list) else model_dir
-    translator = (
-        CT2Translator(path, d, dev, workers=workers) if engine == "ct2" else Translator(model, tokenizer, d, dev)
-    )
-    translator.calibration = read_calibration(first)  # an ensemble: its first model's
+    dirs = model_dir if isinstance(model_dir, list) else [model_dir]
+    if engine == "ct2":
+        if d.shortlist and not (path / VMAP).is_file():
+            raise UsageError(f"--shortlist: {path} has no {VMAP} (the model had no {SHORTLIST} when exported): "
+                             f"write one with `mtx shortlist --model {model_dir}`")  # fmt: skip
+        translator: BatchTranslator = CT2Translator(path, d, dev, workers=workers)
+    else:
+        if d.precision == "int8" and dev.type != "cpu":
+            raise UsageError("--precision int8 runs on the CPU with mtx's engine (--device cpu), or on CUDA with "
+                             "--engine ct2; on CUDA mtx's engine has bf16")  # fmt: skip
+        translator = Translator(model, tokenizer, d, dev)
+        if d.shortlist:
+            translator.shortlist = read_shortlist(dirs, tokenizer)
+    translator.calibration = read_calibration(dirs[0])  # an ensemble: its first model's
     return translator, cfg
+
+
+def read_shortlist(dirs: list[Path], tokenizer: Tokenizer) -> Shortlist:
+    """The models' shortlist: an ensemble's models must have the same one."""
+    paths = [d / SHORTLIST for d in dirs]
+    for p in paths:
+        if not p.is_file():
+            raise UsageError(f"--shortlist: {p} is missing (a model trained before mtx learnt shortlists): "
+                             f"write it with `mtx shortlist --model {p.parent}`")  # fmt: skip
+    if len({p.read_bytes() for p in paths}) > 1:
+        raise UsageError(f"--shortlist: the ensemble's models have different shortlists ({', '.join(map(str, paths))});"
+                         " copy one model's to the others, or leave out --shortlist")  # fmt: skip
+    return Shortlist.read(paths[0], tokenizer)

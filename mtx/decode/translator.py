@@ -21,6 +21,7 @@ import torch
 from mtx.config import DecodeConfig
 from mtx.data.batching import collate, pad, sorted_batches
 from mtx.data.glossary import Glossary
+from mtx.data.shortlist import Shortlist
 from mtx.data.tokenizer import Tokenizer
 from mtx.decode.confidence import Calibration, confidence, mean_logprob
 from mtx.decode.constraints import Constraints
@@ -29,6 +30,8 @@ from mtx.decode.search import Done, Drop, Result, Sampling, search
 from mtx.device import autocast
 from mtx.errors import MtxError
 from mtx.models.base import Seq2Seq
+from mtx.models.int8 import quantize
+from mtx.models.shortlisted import Shortlisted
 from mtx.specs import parse_sample
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,7 @@ class BatchTranslator:
         self.tokenizer, self.cfg, self.device, self.max_len = tokenizer, decode, device, max_len
         self.batch_tokens = self.budget(decode)
         self.calibration: Calibration | None = None  # the model's (confidence.py), where it has one
+        self.shortlist: Shortlist | None = None  # the model's (MODEL/shortlist.txt), where it has one
 
     def budget(self, decode: DecodeConfig) -> int:
         return batch_budget(decode, self.device)
@@ -236,8 +240,29 @@ class Translator(BatchTranslator):
     def __init__(self, model: Seq2Seq, tokenizer: Tokenizer, decode: DecodeConfig, device: torch.device):
         super().__init__(tokenizer, decode, device, model.config.max_len)
         self.model = model.eval()
+        self.int8: Seq2Seq | None = None  # the model with int8 linear layers, made at the first int8 request
         self.oom_retries = 0
         self.joins = torch.tensor(tokenizer.joins())  # pieces that go on with a word: none after a constraint
+
+    def model_for(self, precision: str) -> Seq2Seq:
+        """The model `precision` decodes with: int8 (on the CPU), a quantized copy; otherwise the model."""
+        if precision != "int8":
+            return self.model
+        if self.device.type != "cpu":
+            raise MtxError("decode.precision int8 runs on the CPU (torch's int8 kernels); on CUDA use bf16")
+        if self.int8 is None:
+            self.int8 = quantize(self.model)
+        return self.int8
+
+    def vocab_of(self, ids: list[list[int]], forced: list[list[int]] | None,
+                 terms: list[list[list[int]]] | None) -> torch.Tensor:  # fmt: skip
+        """The target ids a batch may output under the shortlist: its sources' lists, the frequent pieces, and
+        the pieces of its target prefixes and terms (which the output must hold)."""
+        if self.shortlist is None:
+            raise MtxError("decode.shortlist: the model has no shortlist.txt (trained before mtx learnt one); "
+                           "write it with `mtx shortlist --model MODEL`, or leave out --shortlist")  # fmt: skip
+        extra = [i for f in forced or [] for i in f] + [i for group in terms or [] for t in group for i in t]
+        return torch.from_numpy(self.shortlist.vocab(ids, extra)).to(self.device)
 
     def _search(self, ids: list[list[int]], c: DecodeConfig, use_cache: bool, on_done: Done | None,
                 forced: list[list[int]] | None = None, drop: Drop | None = None,
@@ -246,10 +271,23 @@ class Translator(BatchTranslator):
         try:
             batch = collate(ids).to(self.device)
             heads = None if forced is None or not any(forced) else pad(forced).to(self.device)
-            cons = None if terms is None else Constraints.build(terms, self.device, self.joins)
+            model, joins, done = self.model_for(c.precision), self.joins, on_done
+            if c.shortlist:  # search over the batch's shortlist: target ids mapped in and out
+                model = Shortlisted(model, self.vocab_of(ids, forced, terms))
+                vocab, col = model.vocab.tolist(), model.column.tolist()
+                joins = self.joins[model.vocab.cpu()]
+                heads = None if heads is None else model.local(heads)
+                terms = None if terms is None else [[[col[i] for i in t] for t in ts] for ts in terms]
+
+                def globalised(results: list[Result]) -> list[Result]:
+                    return [[([vocab[i] for i in toks], s) for toks, s in res] for res in results]
+
+                if on_done is not None:
+                    done = lambda rows, results: on_done(rows, globalised(results))  # noqa: E731
+            cons = None if terms is None else Constraints.build(terms, self.device, joins)
             with autocast(self.device, c.precision):
-                return search(
-                    self.model,
+                results = search(
+                    model,
                     batch.src,
                     batch.src_mask,
                     c.beam,
@@ -259,13 +297,14 @@ class Translator(BatchTranslator):
                     c.nbest,
                     use_cache,
                     c.stop,
-                    on_done,
+                    done,
                     heads,
                     sampling_of(c),
                     drop,
                     repetition_of(c),
                     cons,
                 )
+            return globalised(results) if c.shortlist else results
         except torch.OutOfMemoryError:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()

@@ -32,8 +32,10 @@ class Seq2Seq(Protocol):
     def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
         """tgt_in (B, T) ids -> logits (B, T, V); position t sees tgt_in[:, : t + 1] only."""
 
-    def init_cache(self, memory: torch.Tensor, src_mask: torch.Tensor, beam: int, max_steps: int) -> Cache:
-        """The state for decoding `beam` rows per sentence for up to `max_steps` positions."""
+    def init_cache(self, memory: torch.Tensor, src_mask: torch.Tensor, beam: int, max_steps: int,
+                   vocab: torch.Tensor | None = None) -> Cache:  # fmt: skip
+        """The state for decoding `beam` rows per sentence for up to `max_steps` positions; `vocab` (sorted
+        target ids, a shortlist): the steps' logits are those ids' only, (N, len(vocab))."""
 
     def decode_step(self, tokens: torch.Tensor, cache: Cache, t: int) -> torch.Tensor:
         """tokens (N,) at position t -> logits (N, V), using and advancing `cache`."""

@@ -57,10 +57,11 @@ class Ensemble(nn.Module):
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         return self._mix([m(src, src_mask, tgt_in) for m in self.members])
 
-    def init_cache(self, memory: torch.Tensor, src_mask: torch.Tensor, beam: int, max_steps: int) -> EnsembleCache:
+    def init_cache(self, memory: torch.Tensor, src_mask: torch.Tensor, beam: int, max_steps: int,
+                   vocab: torch.Tensor | None = None) -> EnsembleCache:  # fmt: skip
         parts = self._parts(memory)
         return EnsembleCache(
-            [m.init_cache(x, src_mask, beam, max_steps) for m, x in zip(self.members, parts, strict=True)]
+            [m.init_cache(x, src_mask, beam, max_steps, vocab) for m, x in zip(self.members, parts, strict=True)]
         )
 
     def decode_step(self, tokens: torch.Tensor, cache: EnsembleCache, t: int) -> torch.Tensor:

@@ -7,6 +7,7 @@ Mask convention everywhere: bool `(B, S)`, True = real token; it becomes SDPA's 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -142,6 +143,53 @@ class Residual(nn.Module):
         return self.norm(x + self.drop(f(x)))
 
 
+Linear = Callable[[torch.Tensor], torch.Tensor]
+
+
+class OutputLayer:
+    """The output projection as search runs it: over `vocab` only (sorted target ids, a batch's shortlist: logits
+    (..., len(vocab)), column j for token vocab[j]), with int8 weights (`int8` makes the linear map from the weight
+    and bias: mtx/models/int8.py), or both. Built once per batch, so the rows are gathered (and packed) once."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, vocab: torch.Tensor | None = None,
+                 int8: Callable[[torch.Tensor, torch.Tensor], Linear] | None = None):  # fmt: skip
+        if vocab is not None:
+            weight, bias = weight.index_select(0, vocab), bias.index_select(0, vocab)
+        weight, bias = weight.detach(), bias.detach()
+        self.linear: Linear = int8(weight, bias) if int8 else lambda h: F.linear(h, weight, bias)
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        return self.linear(h)
+
+
+class Output:
+    """The output layer of a model with `tgt_embed`, `out_proj` (None: tied to the embeddings) and `out_bias`:
+    logits for training and scoring, an `OutputLayer` for a batch's search."""
+
+    tgt_embed: nn.Embedding
+    out_proj: nn.Linear | None
+    out_bias: nn.Parameter
+    int8: Callable[[torch.Tensor, torch.Tensor], Linear] | None = None  # set by mtx/models/int8.py
+    _full: OutputLayer | None = None  # the whole vocabulary's int8 layer, packed once
+
+    def out_weight(self) -> torch.Tensor:
+        return self.tgt_embed.weight if self.out_proj is None else self.out_proj.weight
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        if self.int8 is not None:
+            return self.output_layer()(h)
+        return F.linear(h, self.out_weight(), self.out_bias)
+
+    def output_layer(self, vocab: torch.Tensor | None = None) -> OutputLayer:
+        """The output layer over `vocab` (sorted ids; None: all of them)."""
+        if vocab is None and self._full is not None:
+            return self._full
+        layer = OutputLayer(self.out_weight(), self.out_bias, vocab, self.int8)
+        if vocab is None and self.int8 is not None:
+            self._full = layer
+        return layer
+
+
 class DecoderCache:
     """Per-layer K/V for incremental decoding of N = B * K rows (K beams per sentence, contiguous).
 
@@ -158,6 +206,7 @@ class DecoderCache:
         self.length = 0  # positions filled
         self.self_k: list[torch.Tensor | None] = [None] * len(cross_k)
         self.self_v: list[torch.Tensor | None] = [None] * len(cross_k)
+        self.output: OutputLayer | None = None  # the batch's shortlisted output layer, if any
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Write position t's k, v (N, H, 1, Dh); return the layer's K/V for positions 0..t."""

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mtx.config import ModelConfig
-from mtx.models.layers import Dropout
+from mtx.models.layers import Dropout, Output, OutputLayer
 
 
 class RNNCache:
@@ -28,6 +28,7 @@ class RNNCache:
 
     def __init__(self, state: tuple[torch.Tensor, ...], keys: torch.Tensor, memory: torch.Tensor, mask):
         self.state, self.keys, self.memory, self.mask = state, keys, memory, mask
+        self.output: OutputLayer | None = None  # the batch's shortlisted output layer, if any
 
     def reorder(self, rows: torch.Tensor, sents: torch.Tensor | None = None) -> None:
         self.state = tuple(s.index_select(1, rows) for s in self.state)
@@ -37,7 +38,7 @@ class RNNCache:
             self.mask = self.mask.index_select(0, sents)
 
 
-class RNNSeq2Seq(nn.Module):
+class RNNSeq2Seq(Output, nn.Module):
     def __init__(self, c: ModelConfig):
         super().__init__()
         self.config = c
@@ -58,10 +59,6 @@ class RNNSeq2Seq(nn.Module):
         self.out_proj = None if c.tie_embeddings else nn.Linear(d, c.vocab_size, bias=False)
         for emb in {self.src_embed, self.tgt_embed}:
             nn.init.normal_(emb.weight, std=d**-0.5)
-
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
-        w = self.tgt_embed.weight if self.out_proj is None else self.out_proj.weight
-        return F.linear(h, w, self.out_bias)
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
         """src (B, S) ids, src_mask (B, S) bool -> memory (B, S, d), zeros at padding."""
@@ -106,9 +103,13 @@ class RNNSeq2Seq(nn.Module):
     def forward(self, src, src_mask, tgt_in) -> torch.Tensor:
         return self.decode(tgt_in, self.encode(src, src_mask), src_mask)
 
-    def init_cache(self, memory: torch.Tensor, src_mask: torch.Tensor, beam: int, max_steps: int) -> RNNCache:
+    def init_cache(self, memory: torch.Tensor, src_mask: torch.Tensor, beam: int, max_steps: int,
+                   vocab: torch.Tensor | None = None) -> RNNCache:  # fmt: skip
         state = tuple(s.repeat_interleave(beam, dim=1) for s in self.initial_state(memory, src_mask))
-        return RNNCache(state, self.attn_key(memory), memory, src_mask[:, None, None, :])
+        cache = RNNCache(state, self.attn_key(memory), memory, src_mask[:, None, None, :])
+        if vocab is not None:
+            cache.output = self.output_layer(vocab)
+        return cache
 
     def decode_step(self, tokens: torch.Tensor, cache: RNNCache, t: int) -> torch.Tensor:
         """tokens (N,) -> logits (N, V), advancing the cached state one position."""
@@ -116,4 +117,4 @@ class RNNSeq2Seq(nn.Module):
         B = cache.keys.shape[0]
         N, _, d = h.shape
         out = self.attend(h.view(B, N // B, d), cache.keys, cache.memory, cache.mask)  # beams as query positions
-        return self.logits(out.reshape(N, d))
+        return (cache.output or self.logits)(out.reshape(N, d))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mtx.config import ModelConfig
@@ -20,6 +19,7 @@ from mtx.models.layers import (
     DecoderCache,
     Dropout,
     FeedForward,
+    Output,
     Residual,
     SelfAttention,
     sinusoids,
@@ -61,7 +61,7 @@ class DecoderLayer(nn.Module):
         return self.res_ff(x, self.ff)
 
 
-class Transformer(nn.Module):
+class Transformer(Output, nn.Module):
     def __init__(self, c: ModelConfig):
         super().__init__()
         self.config = c
@@ -87,10 +87,6 @@ class Transformer(nn.Module):
         for emb in {self.src_embed, self.tgt_embed}:
             nn.init.normal_(emb.weight, std=self.config.d_model**-0.5)
 
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
-        w = self.tgt_embed.weight if self.out_proj is None else self.out_proj.weight
-        return F.linear(h, w, self.out_bias)
-
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
         """src (B, S) ids, src_mask (B, S) bool -> memory (B, S, D)."""
         S = src.shape[1]
@@ -112,17 +108,22 @@ class Transformer(nn.Module):
     def forward(self, src, src_mask, tgt_in) -> torch.Tensor:
         return self.decode(tgt_in, self.encode(src, src_mask), src_mask)
 
-    def init_cache(self, memory: torch.Tensor, src_mask: torch.Tensor, beam: int, max_steps: int) -> DecoderCache:
-        """Cache for decoding `beam` rows per source sentence for up to `max_steps` positions."""
+    def init_cache(self, memory: torch.Tensor, src_mask: torch.Tensor, beam: int, max_steps: int,
+                   vocab: torch.Tensor | None = None) -> DecoderCache:  # fmt: skip
+        """Cache for decoding `beam` rows per source sentence for up to `max_steps` positions; `vocab` (sorted
+        target ids, a shortlist): the steps' logits are those ids' only, (N, len(vocab))."""
         kv = [layer.cross_attn.memory_kv(memory) for layer in self.decoder]
-        return DecoderCache([k for k, _ in kv], [v for _, v in kv], src_mask[:, None, None, :], max_steps)
+        cache = DecoderCache([k for k, _ in kv], [v for _, v in kv], src_mask[:, None, None, :], max_steps)
+        if vocab is not None:
+            cache.output = self.output_layer(vocab)
+        return cache
 
     def decode_step(self, tokens: torch.Tensor, cache: DecoderCache, t: int) -> torch.Tensor:
         """tokens (N,) at position t -> logits (N, V), using and filling `cache`."""
         x = self.tgt_embed(tokens)[:, None] * self.scale + self.pos[t]  # (N, 1, D)
         for i, layer in enumerate(self.decoder):
             x = layer.step(x, cache, i, t)
-        return self.logits(self.dec_norm(x))[:, 0]
+        return (cache.output or self.logits)(self.dec_norm(x))[:, 0]
 
     def cross_attention(self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Weights (layers, B, heads, T, S) of every decoder layer's cross-attention for the decoder input `tgt_in`,

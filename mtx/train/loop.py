@@ -24,6 +24,7 @@ from mtx import checkpoint, memory
 from mtx.config import Config
 from mtx.console import StatusLine, StopFlag
 from mtx.data.prepare import Data, corpora_of, prepare_data
+from mtx.data.shortlist import SHORTLIST, Shortlist, learn_shortlist
 from mtx.data.tokenizer import Tokenizer
 from mtx.device import resolve_device
 from mtx.errors import MtxError
@@ -97,6 +98,8 @@ def _train(cfg: Config, data_dir, out_dir: Path, world: World, resume, should_st
         tok = Tokenizer.load(Path(cfg.data.tokenizer) / checkpoint.TOKENIZER)
     data = prepare_data(cfg, data_dir, tok, world.main, world.from_main)
     t = Trainer(cfg, out_dir, world, data, clock, info, started)
+    if world.main and resume is None and cfg.data.shortlist_k:
+        t.shortlist = learn_shortlist(data, cfg.data)  # written beside the checkpoint
     if resume is None and tc.init:
         t.model.load_state_dict(init.state_dict())
     if resume is not None:
@@ -123,6 +126,7 @@ class Trainer:
         self.status = StatusLine(enabled=world.main)
         self.tensorboard = TensorBoardLog(out_dir) if cfg.train.tensorboard and world.main else None
         self.curves = True  # drawn at every validation while matplotlib is there
+        self.shortlist: Shortlist | None = None  # a new training's (shortlist.py), saved with each checkpoint
         self.stepper: torch.nn.Module = self.model  # what the update runs: under DDP and/or compiled
         # Accumulated on the device between log steps (no host sync per step).
         self.loss_sum, self.loss_tokens = torch.zeros((), device=device), torch.zeros((), device=device)
@@ -317,6 +321,9 @@ class Trainer:
                 p.best = max(p.best, score)
                 meta = {"step": p.step, "epoch": p.epoch, **stats, "corpus": str(self.data.dir)}
                 checkpoint.save(self.out_dir, self.model, self.data.tokenizer, self.cfg, meta)
+                if self.shortlist is not None:
+                    self.shortlist.write(self.out_dir / SHORTLIST, self.data.tokenizer)
+                    self.shortlist = None  # once is enough
         rec = {"step": p.step, "epoch": p.epoch, "elapsed_s": round(self.clock() - self.start, 1)}
         rec |= {"train_s": round(budget.elapsed(), 1), **stats, "best": improved}
         p.history.append(rec)

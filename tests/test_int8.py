@@ -1,0 +1,85 @@
+"""int8 decoding (mtx/models/int8.py, `decode.precision int8`): error within the quantization's bound, the model
+it copies untouched, translations as fp32's on a trained model, and refusals where it cannot run."""
+
+import pytest
+import torch
+from conftest import ARCH_IDS, ARCHS, random_batch, random_model
+from typer.testing import CliRunner
+
+from mtx.cli.main import app
+from mtx.config import DecodeConfig
+from mtx.data.tokenizer import Tokenizer
+from mtx.decode.load import load
+from mtx.decode.search import beam_search
+from mtx.decode.translator import Translator
+from mtx.errors import MtxError
+from mtx.models.ensemble import Ensemble
+from mtx.models.int8 import Int8Linear, int8_linear, quantize
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("shape", [(5, 64, 48), (300, 256, 1000), (1, 32, 8)])
+def test_int8_linear_is_within_the_rounding_bound(shape):
+    """Each product's error is at most |x|·half a weight step + |w|·half an input step + their product, summed
+    (weights rounded per output row to 1/127 of its largest, the input per call to 1/127 of its largest, or
+    1/255 of its range: the bound takes the coarser)."""
+    n, k, m = shape
+    g = torch.Generator().manual_seed(sum(shape))
+    x, w, b = torch.randn(n, k, generator=g), torch.randn(m, k, generator=g) * 0.1, torch.randn(m, generator=g)
+    got = int8_linear(w, b)(x)
+    sw = w.abs().amax(1) / 127 / 2  # (m,) half a weight step
+    sx = x.abs().amax() / 127 / 2  # half an input step, at the coarsest
+    bound = x.abs() @ torch.ones(k, m) * sw + torch.ones(n, k) @ w.abs().T * sx + k * sx * sw
+    err = (got - torch.nn.functional.linear(x, w, b)).abs()
+    assert bool((err <= bound * 1.01 + 1e-5).all()), float((err - bound).max())
+    assert float(err.max()) > 0  # it is int8 arithmetic, not fp32's
+
+
+@pytest.mark.parametrize("kw", ARCHS, ids=ARCH_IDS)
+def test_quantize_copies_every_linear_layer_and_leaves_the_model_as_it_was(kw):
+    model = random_model(**kw)
+    src, mask = random_batch(2, 6)
+    before = beam_search(model, src, mask)
+    q = quantize(model)
+    assert not any(isinstance(m, torch.nn.Linear) for m in q.modules())
+    assert sum(isinstance(m, Int8Linear) for m in q.modules()) == sum(
+        isinstance(m, torch.nn.Linear) for m in model.modules()
+    )
+    assert beam_search(model, src, mask) == before  # the original is fp32 still
+    tgt = torch.randint(4, 50, (2, 5))
+    ref, got = model(src, mask, tgt), q(src, mask, tgt)
+    assert torch.allclose(got, ref, atol=0.05 * float(ref.abs().max()))
+    assert q.int8 is not None and model.int8 is None
+
+
+def test_an_ensemble_quantizes_each_member():
+    e = Ensemble([random_model(0), random_model(1)]).eval()
+    q = quantize(e)
+    assert all(m.int8 is not None for m in q.members)
+    src, mask = random_batch(2, 6)
+    assert [len(r) for r in beam_search(q, src, mask)] == [1, 1]
+
+
+def test_int8_translations_equal_fp32_on_the_trained_tiny_model(tiny_model, tiny_corpus):
+    lines = (tiny_corpus / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()
+    fp32, _ = load(tiny_model, device="cpu")
+    int8, _ = load(tiny_model, device="cpu", precision="int8")
+    a, b = fp32.translate(lines), int8.translate(lines)
+    assert [t.text for t in b] == [t.text for t in a]
+    assert [t.nbest[0][1] for t in b] == pytest.approx([t.nbest[0][1] for t in a], abs=0.05)
+    assert [t.nbest[0][1] for t in b] != [t.nbest[0][1] for t in a]  # int8 did run
+
+
+def test_the_cli_takes_precision_int8_and_refuses_unknown_ones(tiny_model):
+    r = runner.invoke(app, ["translate", "--model", str(tiny_model), "--precision", "int8", "Ein hund."])
+    assert r.exit_code == 0 and r.output.strip() == "A dog."
+    r = runner.invoke(app, ["translate", "--model", str(tiny_model), "--precision", "int4", "Ein hund."])
+    assert r.exit_code != 0 and "--precision" in r.output and "Traceback" not in r.output
+
+
+def test_int8_off_the_cpu_is_refused_in_one_line(tiny_model):
+    tok = Tokenizer.load(tiny_model / "tokenizer.model")
+    tr = Translator(random_model(vocab_size=len(tok)), tok, DecodeConfig(precision="int8"), torch.device("cuda"))
+    with pytest.raises(MtxError, match="int8 runs on the CPU"):
+        tr.model_for("int8")
