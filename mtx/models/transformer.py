@@ -113,7 +113,10 @@ class Transformer(Output, nn.Module):
         """Cache for decoding `beam` rows per source sentence for up to `max_steps` positions; `vocab` (sorted
         target ids, a shortlist): the steps' logits are those ids' only, (N, len(vocab))."""
         kv = [layer.cross_attn.memory_kv(memory) for layer in self.decoder]
-        cache = DecoderCache([k for k, _ in kv], [v for _, v in kv], src_mask[:, None, None, :], max_steps)
+        # contiguous once here: as views of the K/V projection, every step's matmuls would copy them (on the
+        # CPU, the largest cost of a greedy step)
+        k, v = [k.contiguous() for k, _ in kv], [v.contiguous() for _, v in kv]
+        cache = DecoderCache(k, v, src_mask[:, None, None, :], max_steps)
         if vocab is not None:
             cache.output = self.output_layer(vocab)
         return cache
