@@ -83,3 +83,14 @@ def test_int8_off_the_cpu_is_refused_in_one_line(tiny_model):
     tr = Translator(random_model(vocab_size=len(tok)), tok, DecodeConfig(precision="int8"), torch.device("cuda"))
     with pytest.raises(MtxError, match="int8 runs on the CPU"):
         tr.model_for("int8")
+
+
+def test_the_server_defaults_to_int8_and_the_shortlist_on_the_cpu(tiny_model, model_copy):
+    from mtx.data.shortlist import SHORTLIST
+    from mtx.serve.app import fastest
+
+    assert fastest(tiny_model, "cpu", {"beam": None}) == {"beam": None, "precision": "int8", "shortlist": True}
+    given = {"precision": "fp32", "shortlist": False}
+    assert fastest(tiny_model, "cpu", given) == given  # what the command says wins
+    (model_copy / SHORTLIST).unlink()
+    assert fastest([tiny_model, model_copy], "cpu", {})["shortlist"] is False  # every model needs one

@@ -58,6 +58,10 @@ def serve(
     metrics: bool = Opt(True, help="The server's /metrics (--no-metrics: the server's --no-metrics)."),
     memory: int = Opt(0, help="The server's --memory (0: off, so that decoding is measured)."),
     repeats: float = Opt(0.0, help="Share of requests that repeat a sentence sent before (e.g. 0.3)."),
+    precision: str | None = Opt(None, help="The server's --precision.", show_default="its default"),
+    shortlist: bool | None = Opt(
+        None, "--shortlist/--no-shortlist", help="The server's --shortlist.", show_default="its default"
+    ),  # fmt: skip
 ) -> None:
     """Start `mtx serve` on loopback, run concurrent clients for a while; one JSON line: requests/s, latency
     percentiles, errors."""
@@ -65,7 +69,7 @@ def serve(
         raise UsageError("--hostile measures decoding under attack: leave out --memory and --repeats")
     rec = (soak.bench(model, data, split, engine, beam, clients, seconds, device, batch_wait_ms, workers, metrics)
            if hostile else loadtest.bench(model, data, split, engine, beam, clients, seconds, device, batch_wait_ms,
-                                          workers, metrics, memory, repeats))  # fmt: skip
+                                          workers, metrics, memory, repeats, precision, shortlist))  # fmt: skip
     typer.echo(json.dumps(rec))
 
 

@@ -80,6 +80,16 @@ class SelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
         return self.out(merge_heads(y))
 
+    def packed(self, x: torch.Tensor, real: torch.Tensor, shape: tuple[int, int], mask: torch.Tensor) -> torch.Tensor:
+        """Self-attention of the real positions only: x (n, D) are the rows `real` (flat indices) of a (B, S)
+        batch; the projections run on those n rows, the attention on the padded (B, S) layout (`mask`)."""
+        B, S = shape
+        qkv = self.qkv(x)
+        full = qkv.new_zeros(B * S, qkv.shape[-1]).index_copy_(0, real, qkv).view(B, S, -1)
+        q, k, v = (split_heads(t, self.n_heads) for t in full.chunk(3, dim=-1))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.out(merge_heads(y).reshape(B * S, -1).index_select(0, real))
+
     def step(self, x: torch.Tensor, cache: DecoderCache, layer: int, t: int) -> torch.Tensor:
         """One decoding position: x (N, 1, D); its K/V join the layer's cache at position t."""
         q, k, v = (split_heads(z, self.n_heads) for z in self.qkv(x).chunk(3, dim=-1))

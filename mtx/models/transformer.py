@@ -88,13 +88,23 @@ class Transformer(Output, nn.Module):
             nn.init.normal_(emb.weight, std=self.config.d_model**-0.5)
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
-        """src (B, S) ids, src_mask (B, S) bool -> memory (B, S, D)."""
-        S = src.shape[1]
+        """src (B, S) ids, src_mask (B, S) bool -> memory (B, S, D). In eval mode only the real positions go
+        through the linear layers (padding is half of a decoding batch's positions on Multi30k, whose batches
+        are budgeted by their longest source); the padding's memory is then 0, which every mask hides."""
+        B, S = src.shape
         x = self.drop(self.src_embed(src) * self.scale + self.pos[:S])
         mask = src_mask[:, None, None, :]  # (B, 1, 1, S)
+        if self.training:
+            for layer in self.encoder:
+                x = layer(x, mask)
+            return self.enc_norm(x)
+        real = src_mask.reshape(-1).nonzero()[:, 0]
+        x = x.reshape(B * S, -1).index_select(0, real)  # (n, D)
         for layer in self.encoder:
-            x = layer(x, mask)
-        return self.enc_norm(x)
+            x = layer.res_attn(x, lambda h, layer=layer: layer.attn.packed(h, real, (B, S), mask))
+            x = layer.res_ff(x, layer.ff)
+        y = self.enc_norm(x)
+        return y.new_zeros(B * S, y.shape[-1]).index_copy_(0, real, y).view(B, S, -1)
 
     def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
         """tgt_in (B, T) ids -> logits (B, T, V); position t sees tgt_in[:, : t + 1] only."""

@@ -22,7 +22,8 @@ import torch
 from mtx import memory
 from mtx.data import pairs as P
 from mtx.data.glossary import read_glossary
-from mtx.decode.ct2 import NO_TERMS
+from mtx.data.shortlist import SHORTLIST
+from mtx.decode.ct2 import NO_TERMS, VMAP
 from mtx.decode.load import load
 from mtx.device import resolve_device
 from mtx.errors import MtxError, UsageError
@@ -168,6 +169,20 @@ def default_workers(device: str) -> int:
     return 2 if resolve_device(device).type == "cpu" and torch.get_num_threads() >= 2 else 1
 
 
+def fastest(model: Path | list[Path], device: str, decoding: dict) -> dict:
+    """The server's decoding options with its defaults where the command leaves them (None): on the CPU, int8
+    and the model's shortlist where it has one, the fastest setting within 0.3 BLEU of fp32 (docs/performance.md);
+    elsewhere the model's own."""
+    out = dict(decoding)
+    if resolve_device(device).type == "cpu":
+        models = model if isinstance(model, list) else [model]
+        if out.get("precision") is None:
+            out["precision"] = "int8"
+        if out.get("shortlist") is None:
+            out["shortlist"] = all((m / SHORTLIST).is_file() or (m / VMAP).is_file() for m in models)
+    return out
+
+
 def serve(
     model: Path | list[Path], engine: str, host: str, port: int, decoding: dict, device: str, limits: Limits,
     hosts: list[str], forwarded_allow_ips: list[str] | None = None, glossary: Path | None = None,
@@ -188,7 +203,7 @@ def serve(
     workers = limits.workers = limits.workers or default_workers(device)
     if workers > 1:  # the CPU threads shared by the batches decoded at once
         torch.set_num_threads(max(1, torch.get_num_threads() // workers))
-    translator, cfg = load(model, engine, device, workers=workers, **decoding)
+    translator, cfg = load(model, engine, device, workers=workers, **fastest(model, device, decoding))
     pairs = P.pairs_of(cfg.data)
     approved = read_memory_file(memory_file, pairs) if memory_file is not None else None
     service = Service(translator, pairs, limits, engine, terms, approved)

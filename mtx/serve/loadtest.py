@@ -191,6 +191,8 @@ def run(
         **({"requests_repeated": r["workload"]["repeated"]} if r["workload"] else {}),
         **{k: r["after"][k] - r["before"][k] for k in ("memory_hit", "memory_miss") if k in r["after"]},
         "workers": r["after"].get("workers"),
+        "precision": r["after"].get("precision"),
+        "shortlist": r["after"].get("shortlist"),
         "server_exit": code,
         "cpus": os.cpu_count(),
         "device": device,
@@ -198,8 +200,9 @@ def run(
 
 
 def setup(model: Path, data_dir: Path | None, split: str, engine: str, beam: int, clients: int, seconds: float,
-          batch_wait_ms: float | None, workers: int | None,
-          metrics: bool = True, memory: int = 0) -> tuple[list[str], str, str, list[str]]:  # fmt: skip
+          batch_wait_ms: float | None, workers: int | None, metrics: bool = True, memory: int = 0,
+          precision: str | None = None,
+          shortlist: bool | None = None) -> tuple[list[str], str, str, list[str]]:  # fmt: skip
     """(the source sentences of the model's (first) pair in `data_dir`'s `split` (default: the default corpus),
     its source and target, the server's extra options) for `mtx bench serve`, the options checked."""
     check_positive(beam=beam, clients=clients, seconds=seconds)
@@ -210,6 +213,8 @@ def setup(model: Path, data_dir: Path | None, split: str, engine: str, beam: int
     extra += ["--workers", str(workers)] if workers is not None else []
     extra += [] if metrics else ["--no-metrics"]
     extra += ["--memory", str(memory)]  # 0 unless asked: the clients go round the split, all repeats after a while
+    extra += ["--precision", precision] if precision is not None else []  # else the server's default
+    extra += [] if shortlist is None else ["--shortlist" if shortlist else "--no-shortlist"]
     src, tgt = pairs_of(read_config(model)[0].data)[0]
     sentences = [s for s in read_lines(split_paths(data_dir or default_data_dir(), split, src, tgt)[0]) if s.strip()]
     return sentences, src, tgt, extra
@@ -217,12 +222,12 @@ def setup(model: Path, data_dir: Path | None, split: str, engine: str, beam: int
 
 def bench(model: Path, data_dir: Path | None, split: str, engine: str, beam: int, clients: int, seconds: float,
           device: str, batch_wait_ms: float | None, workers: int | None, metrics: bool = True, memory: int = 0,
-          repeats: float = 0.0) -> dict:  # fmt: skip
+          repeats: float = 0.0, precision: str | None = None, shortlist: bool | None = None) -> dict:  # fmt: skip
     """`mtx bench serve`: `run` on the sentences and with the server options of `setup`; `memory`: the server's
     --memory; `repeats`: the share of requests that repeat an earlier one."""
     if not 0 <= repeats < 1:
         raise UsageError(f"--repeats {repeats}: expected a share from 0 to below 1, e.g. 0.3")
     sentences, src, tgt, extra = setup(model, data_dir, split, engine, beam, clients, seconds, batch_wait_ms, workers,
-                                       metrics, memory)  # fmt: skip
+                                       metrics, memory, precision, shortlist)  # fmt: skip
     rec = run(model, sentences, src, tgt, engine, beam, clients, seconds, device, extra, repeats)
     return {"pair": f"{src}-{tgt}", "split": split, "metrics": metrics, "memory": memory, **rec}

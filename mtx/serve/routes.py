@@ -352,7 +352,9 @@ async def languages(request: Request) -> JSONResponse:
 
 async def health(request: Request) -> JSONResponse:
     s = service_of(request)
+    d = s.translator.cfg
     return JSONResponse({"status": "ok", "model": request.app.state.model_name, "engine": s.engine, "beam": s.beam,
+                         "precision": d.precision, "shortlist": d.shortlist,
                          "pairs": [P.name(p) for p in s.pairs], "batch_tokens": s.batch_tokens,
                          "workers": s.limits.workers, **s.stats,
                          **{f"memory_{k}": v for k, v in s.memory.counts.items()}})  # fmt: skip

@@ -32,6 +32,7 @@ from mtx.models.base import build_model
 from mtx.train import distributed, state
 from mtx.train.averaging import WeightAverage
 from mtx.train.budget import Budget
+from mtx.train.cpu import blas_warning
 from mtx.train.distributed import World
 from mtx.train.plots import LOG, TensorBoardLog, plot_runs
 from mtx.train.schedule import lr_at
@@ -39,6 +40,8 @@ from mtx.train.step import compiled, make_optimizer, train_step
 from mtx.train.validate import validate
 
 log = logging.getLogger(__name__)
+
+FORECAST_AT = 30  # the step after which the log says how many steps the time budget buys
 
 
 @dataclass
@@ -140,6 +143,8 @@ class Trainer:
         tc, world, pos = self.cfg.train, self.world, self.pos
         n_params = sum(p.numel() for p in self.model.parameters())
         log.info(f"model: {n_params / 1e6:.1f}M parameters on {self.device}; batch {tc.batch_tokens} tokens")
+        if self.device.type == "cpu" and world.main and (slow := blas_warning()):
+            log.warning(slow)
         if world.size > 1:  # the same initial weights on every rank (same seed), then a dropout stream of its own
             torch.manual_seed(tc.seed * 1_000_003 + 7919 * world.rank + pos.step)
         self.stepper = DistributedDataParallel(self.model) if world.size > 1 else self.model  # averages gradients
@@ -194,6 +199,10 @@ class Trainer:
             self.update(batches[pos.batch_in_epoch : pos.batch_in_epoch + per_update], lr)
             pos.step += 1
             pos.batch_in_epoch += per_update
+            if pos.step == FORECAST_AT and self.world.main and budget.seconds > 0 and budget.step_s > 0:
+                steps = pos.step + int((budget.seconds - budget.reserve() - budget.elapsed()) / budget.step_s)
+                log.info(f"at {budget.step_s:.2f} s a step, the {budget.seconds / 60:g}-minute budget buys about "
+                         f"{steps} steps")  # fmt: skip
             if self.avg.due(frac):
                 self.avg.add(pos.step)
             data.train.release()  # resident memory: the index, not the memory-mapped corpus read so far
