@@ -24,9 +24,10 @@ class Repetition:
         return self.no_repeat_ngram > 0 or self.penalty != 1.0
 
 
-def apply(logits: torch.Tensor, seqs: torch.Tensor, r: Repetition | None) -> torch.Tensor:
+def apply(logits: torch.Tensor, seqs: torch.Tensor, r: Repetition | None, inplace: bool = False) -> torch.Tensor:
     """`logits` (rows, V) of the next token after each row of `seqs` (rows, 1 + t: BOS, then the output so far),
-    changed as `r` says (a new tensor; `logits` itself when `r` is off)."""
+    changed as `r` says (a new tensor, or with `inplace` `logits` itself where it can; `logits` itself when `r` is
+    off)."""
     out = seqs[:, 1:]
     if not r or out.shape[1] == 0:
         return logits
@@ -34,15 +35,15 @@ def apply(logits: torch.Tensor, seqs: torch.Tensor, r: Repetition | None) -> tor
         seen = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, out, True)
         logits = torch.where(seen, torch.where(logits < 0, logits * r.penalty, logits / r.penalty), logits)
     if r.no_repeat_ngram > 0:
-        logits = ban(logits, out, r.no_repeat_ngram)
+        logits = ban(logits, out, r.no_repeat_ngram, inplace and r.penalty == 1.0)
     return logits
 
 
-def ban(logits: torch.Tensor, out: torch.Tensor, n: int) -> torch.Tensor:
+def ban(logits: torch.Tensor, out: torch.Tensor, n: int, inplace: bool = False) -> torch.Tensor:
     """`logits` (rows, V) with -inf where a token would complete an n-gram that the row of `out` (rows, t)
     already holds: one that follows an earlier occurrence of the row's last n - 1 tokens. A new tensor, in which
     only the t - n + 1 candidates of each row are written (-inf or + 0), not a (rows, V) mask: at beam 5 on the
-    CPU this step cost as much as the log-softmax, before."""
+    CPU this step cost as much as the log-softmax, before; with `inplace`, `logits` itself, changed."""
     rows, t = out.shape
     if n == 1:  # every token seen so far
         following, hit = out, torch.ones_like(out, dtype=torch.bool)
@@ -53,7 +54,7 @@ def ban(logits: torch.Tensor, out: torch.Tensor, n: int) -> torch.Tensor:
         hit = (starts == out[:, None, t - n + 1 :]).all(dim=2)  # (rows, t - n + 1)
         following = out[:, n - 1 :]  # the token after each window
     add = torch.zeros(hit.shape, dtype=logits.dtype, device=logits.device).masked_fill_(hit, float("-inf"))
-    return logits.scatter_add(1, following, add)
+    return logits.scatter_add_(1, following, add) if inplace else logits.scatter_add(1, following, add)
 
 
 def banned(out: torch.Tensor, n: int, vocab: int) -> torch.Tensor:

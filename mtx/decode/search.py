@@ -60,13 +60,15 @@ def force(logp: torch.Tensor, forced: torch.Tensor | None, sents: torch.Tensor, 
 
 
 def next_logp(logits: torch.Tensor, seqs: torch.Tensor, forced: torch.Tensor | None, sents: torch.Tensor, t: int,
-              repetition: Repetition | None) -> torch.Tensor:  # fmt: skip
+              repetition: Repetition | None, own: bool = False) -> torch.Tensor:  # fmt: skip
     """The log-probabilities a search goes by at step t: the model's `logits` (rows, V) changed by the repetition
-    rules (on each row's output so far, `seqs`), then the forced prefix's token where there is one."""
+    rules (on each row's output so far, `seqs`), then the forced prefix's token where there is one. `own`: the
+    caller has no further use for `logits`, which the rules may then change in place."""
     logits = logits.float()
-    changed = apply(logits, seqs, repetition)
+    unforced = forced is None or t >= forced.shape[1]
+    changed = apply(logits, seqs, repetition, inplace=own and unforced)
     logp = F.log_softmax(changed, dim=-1)
-    if forced is None or changed is logits or t >= forced.shape[1]:
+    if unforced or changed is logits:
         return force(logp, forced, sents, t)
     return force(logp, forced, sents, t, F.log_softmax(logits, dim=-1))
 
@@ -163,7 +165,7 @@ def greedy_search(model: Seq2Seq, src: torch.Tensor, src_mask: torch.Tensor, max
     scores = torch.zeros(B, device=dev)
     lengths = torch.zeros(B, device=dev)  # tokens with EOS
     for t in range(T):
-        logp = next_logp(step(seqs, t), seqs, forced, live, t, repetition)
+        logp = next_logp(step(seqs, t), seqs, forced, live, t, repetition, own=True)
         tok = torch.where(t + 1 >= limits[live], EOS, choose(logp))
         scores[live] += logp.gather(1, tok[:, None])[:, 0]
         out[live, t] = tok
@@ -253,7 +255,7 @@ def beam_search(
         # are added to the beams' scores (no further (B * K, V) tensor).
         rows_sent = sent.repeat_interleave(K) if forced is not None or guide else sent
         logits = step(seqs, t)
-        logp = next_logp(logits, seqs, forced, rows_sent, t, repetition)  # (Bl * K, V)
+        logp = next_logp(logits, seqs, forced, rows_sent, t, repetition, own=guide is None)  # (Bl * K, V)
         if guide:
             model_lp = force(F.log_softmax(logits.float(), -1), forced, rows_sent, t) if repetition else logp
             logp = guide.close(logp, rows_sent)

@@ -30,7 +30,7 @@ from mtx.decode.search import Done, Drop, Result, Sampling, search
 from mtx.device import autocast
 from mtx.errors import MtxError
 from mtx.models.base import Seq2Seq
-from mtx.models.int8 import quantize
+from mtx.models.packed import KINDS, available, pack
 from mtx.models.shortlisted import Shortlisted
 from mtx.specs import parse_sample
 
@@ -240,19 +240,20 @@ class Translator(BatchTranslator):
     def __init__(self, model: Seq2Seq, tokenizer: Tokenizer, decode: DecodeConfig, device: torch.device):
         super().__init__(tokenizer, decode, device, model.config.max_len)
         self.model = model.eval()
-        self.int8: Seq2Seq | None = None  # the model with int8 linear layers, made at the first int8 request
+        self.packed: dict[str, Seq2Seq] = {}  # the model's packed copies (models/packed.py), made at first use
         self.oom_retries = 0
         self.joins = torch.tensor(tokenizer.joins())  # pieces that go on with a word: none after a constraint
 
     def model_for(self, precision: str) -> Seq2Seq:
-        """The model `precision` decodes with: int8 (on the CPU), a quantized copy; otherwise the model."""
-        if precision != "int8":
-            return self.model
-        if self.device.type != "cpu":
+        """The model `precision` decodes with: on the CPU a packed copy (fp32: oneDNN's; int8: int8 weights),
+        else the model itself (bf16 and fp16 autocast it)."""
+        if precision == "int8" and self.device.type != "cpu":
             raise MtxError("decode.precision int8 runs on the CPU (torch's int8 kernels); on CUDA use bf16")
-        if self.int8 is None:
-            self.int8 = quantize(self.model)
-        return self.int8
+        if self.device.type != "cpu" or precision not in KINDS or not available(precision):
+            return self.model
+        if precision not in self.packed:
+            self.packed[precision] = pack(self.model, precision)
+        return self.packed[precision]
 
     def vocab_of(self, ids: list[list[int]], forced: list[list[int]] | None,
                  terms: list[list[list[int]]] | None) -> torch.Tensor:  # fmt: skip

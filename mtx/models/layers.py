@@ -158,15 +158,16 @@ Linear = Callable[[torch.Tensor], torch.Tensor]
 
 class OutputLayer:
     """The output projection as search runs it: over `vocab` only (sorted target ids, a batch's shortlist: logits
-    (..., len(vocab)), column j for token vocab[j]), with int8 weights (`int8` makes the linear map from the weight
-    and bias: mtx/models/int8.py), or both. Built once per batch, so the rows are gathered (and packed) once."""
+    (..., len(vocab)), column j for token vocab[j]), with packed weights (`packed` makes the linear map from the
+    weight and bias: mtx/models/packed.py), or both. Built once per batch, so the rows are gathered (and packed)
+    once."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, vocab: torch.Tensor | None = None,
-                 int8: Callable[[torch.Tensor, torch.Tensor], Linear] | None = None):  # fmt: skip
+                 packed: Callable[[torch.Tensor, torch.Tensor], Linear] | None = None):  # fmt: skip
         if vocab is not None:
             weight, bias = weight.index_select(0, vocab), bias.index_select(0, vocab)
         weight, bias = weight.detach(), bias.detach()
-        self.linear: Linear = int8(weight, bias) if int8 else lambda h: F.linear(h, weight, bias)
+        self.linear: Linear = packed(weight, bias) if packed else lambda h: F.linear(h, weight, bias)
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         return self.linear(h)
@@ -179,14 +180,14 @@ class Output:
     tgt_embed: nn.Embedding
     out_proj: nn.Linear | None
     out_bias: nn.Parameter
-    int8: Callable[[torch.Tensor, torch.Tensor], Linear] | None = None  # set by mtx/models/int8.py
-    _full: OutputLayer | None = None  # the whole vocabulary's int8 layer, packed once
+    packed: Callable[[torch.Tensor, torch.Tensor], Linear] | None = None  # set by mtx/models/packed.py
+    _full: OutputLayer | None = None  # the whole vocabulary's packed layer, packed once
 
     def out_weight(self) -> torch.Tensor:
         return self.tgt_embed.weight if self.out_proj is None else self.out_proj.weight
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        if self.int8 is not None:
+        if self.packed is not None:
             return self.output_layer()(h)
         return F.linear(h, self.out_weight(), self.out_bias)
 
@@ -194,8 +195,8 @@ class Output:
         """The output layer over `vocab` (sorted ids; None: all of them)."""
         if vocab is None and self._full is not None:
             return self._full
-        layer = OutputLayer(self.out_weight(), self.out_bias, vocab, self.int8)
-        if vocab is None and self.int8 is not None:
+        layer = OutputLayer(self.out_weight(), self.out_bias, vocab, self.packed)
+        if vocab is None and self.packed is not None:
             self._full = layer
         return layer
 
@@ -242,13 +243,18 @@ class DecoderCache:
                     buf[:, :, :n].index_copy_(0, moved, buf[:, :, :n].index_select(0, came))
             return
 
-        def gather(buf: torch.Tensor) -> torch.Tensor:
-            out = buf.new_empty(rows.shape[0], *buf.shape[1:])
-            out[:, :, :n] = buf[:, :, :n].index_select(0, rows)
-            return out
+        m = rows.shape[0]
+
+        def gather(buf: torch.Tensor) -> torch.Tensor:  # into the buffer's own first m rows: no new buffer,
+            buf[:m, :, :n] = buf[:, :, :n].index_select(0, rows)  # whose first touch cost more than the copy
+            return buf[:m]
+
+        def keep(buf: torch.Tensor) -> torch.Tensor:
+            buf[: sents.shape[0]] = buf.index_select(0, sents)
+            return buf[: sents.shape[0]]
 
         self.self_k = [gather(k) for k in self.self_k]
         self.self_v = [gather(v) for v in self.self_v]
-        self.cross_k = [k.index_select(0, sents) for k in self.cross_k]
-        self.cross_v = [v.index_select(0, sents) for v in self.cross_v]
-        self.bias = self.bias.index_select(0, sents)
+        self.cross_k = [keep(k) for k in self.cross_k]
+        self.cross_v = [keep(v) for v in self.cross_v]
+        self.bias = keep(self.bias)

@@ -1,5 +1,6 @@
-"""int8 decoding (mtx/models/int8.py, `decode.precision int8`): error within the quantization's bound, the model
-it copies untouched, translations as fp32's on a trained model, and refusals where it cannot run."""
+"""Packed decoding copies (mtx/models/packed.py): int8 (`decode.precision int8`) within the quantization's bound,
+fp32 (oneDNN) within rounding of the model's own; the model they copy untouched; translations as the model's on a
+trained model; refusals where they cannot run."""
 
 import pytest
 import torch
@@ -8,13 +9,14 @@ from typer.testing import CliRunner
 
 from mtx.cli.main import app
 from mtx.config import DecodeConfig
+from mtx.data.batching import collate
 from mtx.data.tokenizer import Tokenizer
 from mtx.decode.load import load
 from mtx.decode.search import beam_search
 from mtx.decode.translator import Translator
 from mtx.errors import MtxError
 from mtx.models.ensemble import Ensemble
-from mtx.models.int8 import Int8Linear, int8_linear, quantize
+from mtx.models.packed import PackedLinear, int8_linear, onednn_linear, pack
 
 runner = CliRunner()
 
@@ -41,22 +43,23 @@ def test_quantize_copies_every_linear_layer_and_leaves_the_model_as_it_was(kw):
     model = random_model(**kw)
     src, mask = random_batch(2, 6)
     before = beam_search(model, src, mask)
-    q = quantize(model)
+    q = pack(model)
     assert not any(isinstance(m, torch.nn.Linear) for m in q.modules())
-    assert sum(isinstance(m, Int8Linear) for m in q.modules()) == sum(
+    assert sum(isinstance(m, PackedLinear) for m in q.modules()) == sum(
         isinstance(m, torch.nn.Linear) for m in model.modules()
     )
     assert beam_search(model, src, mask) == before  # the original is fp32 still
     tgt = torch.randint(4, 50, (2, 5))
-    ref, got = model(src, mask, tgt), q(src, mask, tgt)
+    with torch.no_grad():
+        ref, got = model(src, mask, tgt), q(src, mask, tgt)
     assert torch.allclose(got, ref, atol=0.05 * float(ref.abs().max()))
-    assert q.int8 is not None and model.int8 is None
+    assert q.packed is not None and model.packed is None
 
 
 def test_an_ensemble_quantizes_each_member():
     e = Ensemble([random_model(0), random_model(1)]).eval()
-    q = quantize(e)
-    assert all(m.int8 is not None for m in q.members)
+    q = pack(e)
+    assert all(m.packed is not None for m in q.members)
     src, mask = random_batch(2, 6)
     assert [len(r) for r in beam_search(q, src, mask)] == [1, 1]
 
@@ -94,3 +97,32 @@ def test_the_server_defaults_to_int8_and_the_shortlist_on_the_cpu(tiny_model, mo
     assert fastest(tiny_model, "cpu", given) == given  # what the command says wins
     (model_copy / SHORTLIST).unlink()
     assert fastest([tiny_model, model_copy], "cpu", {})["shortlist"] is False  # every model needs one
+
+
+@pytest.mark.parametrize("kw", ARCHS, ids=ARCH_IDS)
+def test_the_fp32_copy_is_the_model_within_rounding(kw):
+    model = random_model(**kw)
+    src, mask = random_batch(3, 7)
+    q = pack(model, "fp32")
+    assert all(m.kind == "fp32" for m in q.modules() if isinstance(m, PackedLinear))
+    tgt = torch.randint(4, 50, (3, 5))
+    with torch.no_grad():
+        assert torch.allclose(q(src, mask, tgt), model(src, mask, tgt), atol=1e-4)
+    assert [[t for t, _ in r] for r in beam_search(q, src, mask)] == [[t for t, _ in r] for r in
+                                                                     beam_search(model, src, mask)]  # fmt: skip
+    x, w, b = torch.randn(9, 16), torch.randn(24, 16), torch.randn(24)
+    assert torch.allclose(onednn_linear(w, b)(x), torch.nn.functional.linear(x, w, b), atol=1e-5)
+
+
+def test_the_translator_decodes_fp32_on_the_cpu_with_the_packed_copy(tiny_model, tiny_corpus):
+    tr, _ = load(tiny_model, device="cpu")
+    lines = (tiny_corpus / "val.de").read_text(encoding="utf-8").splitlines()
+    out = tr.translate(lines)
+    assert set(tr.packed) == {"fp32"} and tr.model_for("fp32") is tr.packed["fp32"]
+    ref = [beam_search(tr.model, *_batch(tr, line)) for line in lines]
+    assert [t.tokens for t in out] == [r[0][0][0] for r in ref]
+
+
+def _batch(tr, line):
+    b = collate(tr.tokenizer.encode([line]))
+    return b.src, b.src_mask
