@@ -72,9 +72,10 @@ def pack(model: nn.Module, kind: str = "int8") -> nn.Module:
     """A copy of `model` (any mtx model, an ensemble too) for decoding on the CPU: every `nn.Linear` a
     `PackedLinear`, every output layer packed the same way (`Output.packed`)."""
     q = copy.deepcopy(model).cpu().eval()
+    heads = {id(m.out_proj) for m in q.modules() if isinstance(m, Output)}  # packed as output layers, below
     for parent in list(q.modules()):
         for name, child in parent.named_children():
-            if isinstance(child, nn.Linear):
+            if isinstance(child, nn.Linear) and id(child) not in heads:
                 setattr(parent, name, PackedLinear(child, kind))
     for m in q.modules():
         if isinstance(m, Output):
