@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +22,7 @@ from mtx.data.text import check_parallel, read_lines, split_paths
 from mtx.decode.load import ENGINES, load
 from mtx.decode.metrics import bleu
 from mtx.device import resolve_device
-from mtx.errors import UsageError, check_positive
+from mtx.errors import MtxError, UsageError, check_positive
 
 SETTINGS = ("greedy", "beam", "beam_nocache")
 PRECISIONS = ("fp32", "int8", "bf16", "fp16")
@@ -70,6 +73,10 @@ def decode(
     precisions = _items(precision, "precision", PRECISIONS)
     shorts = [x == "on" for x in _items(shortlist, "shortlist", ("off", "on"))]
     names = {e: settings_of(settings, e, p) for e in engines for p in precisions}
+    if len(engines) > 1:  # each engine in a process of its own: their thread pools slowed each other down
+        args = [split, device, beam, batch_tokens, settings, limit, precision, shortlist]
+        yield from _separately(model_dir, data_dir, engines, rounds, *args)
+        return
     resolve_device(device)
     loaded = {e: load(model_dir, e, device, precision=precisions[0], shortlist=any(shorts)) for e in engines}
     translator, cfg = loaded[engines[0]]
@@ -126,3 +133,29 @@ def decode(
             "device": measure.name(dev),
             "threads": torch.get_num_threads(),
         }
+
+
+def _separately(model_dir: Path | list[Path], data_dir: Path | None, engines: list[str], rounds: int, split: str,
+                device: str, beam: int, batch_tokens: int | None, settings: str | None, limit: int, precision: str,
+                shortlist: str) -> Iterator[dict]:  # fmt: skip
+    """`decode` of each engine in a child process, engine after engine, `rounds` times; each combination's record
+    is the round of median speed, with every round's sentences/s."""
+    models = model_dir if isinstance(model_dir, list) else [model_dir]
+    base = [sys.executable, "-m", "mtx", "bench", "decode", "--split", split, "--device", device, "--beam", str(beam),
+            "--limit", str(limit), "--precision", precision, "--shortlist", shortlist, "--rounds", "1"]  # fmt: skip
+    base += [a for m in models for a in ("--model", str(m))]
+    base += ["--data", str(data_dir)] if data_dir is not None else []
+    base += ["--batch-tokens", str(batch_tokens)] if batch_tokens else []
+    base += ["--settings", settings] if settings else []
+    runs: dict[tuple, list[dict]] = {}
+    for _ in range(rounds):
+        for e in engines:
+            done = subprocess.run([*base, "--engine", e], capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise MtxError(f"bench decode --engine {e}: {done.stderr.strip().splitlines()[-1:]}")
+            for line in done.stdout.splitlines():
+                rec = json.loads(line)
+                runs.setdefault((rec["engine"], rec["precision"], rec["shortlist"], rec["setting"]), []).append(rec)
+    for recs in runs.values():
+        mid = sorted(recs, key=lambda r: r["sents_per_s"])[len(recs) // 2]
+        yield {**mid, "rounds_sents_per_s": [r["sents_per_s"] for r in recs], "processes": "one per engine"}
