@@ -37,3 +37,15 @@ def test_the_matmul_is_measured_without_touching_the_global_random_stream():
     torch.manual_seed(5)
     assert cpu.matmul_gflops(64, 0.01) > 0
     assert torch.equal(torch.rand(3), want)
+
+
+def test_training_says_how_many_steps_the_budget_buys(tiny_corpus, tmp_path, logs):
+    from conftest import TINY_SETTINGS
+
+    from mtx.config import build_config
+    from mtx.train.loop import FORECAST_AT, train
+
+    cfg = build_config(None, [*TINY_SETTINGS, f"train.max_steps={FORECAST_AT + 2}", "train.time_budget_min=5"])
+    train(cfg, tiny_corpus, tmp_path / "m")
+    line = next(x for x in logs if "budget buys about" in x)
+    assert "the 5-minute budget" in line and int(line.split("about ")[1].split()[0]) > FORECAST_AT

@@ -131,6 +131,21 @@ def test_bench_decode_with_either_engine(tiny_model, tiny_corpus):
     assert r.exit_code == 2 and "without beam_nocache" in r.stderr
 
 
+def test_bench_decode_crosses_engines_precisions_and_shortlists_in_rounds(tiny_model, tiny_corpus):
+    args = ["bench", "decode", "--model", str(tiny_model), "--data", str(tiny_corpus), "--device", "cpu"]
+    args += ["--engine", "mtx,ct2", "--precision", "fp32,int8", "--shortlist", "off,on", "--settings", "greedy"]
+    r = CliRunner().invoke(app, [*args, "--rounds", "2", "--limit", "8"])
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+    got = {(x["engine"], x["precision"], x["shortlist"]) for x in recs}
+    assert got == {(e, p, s) for e in ("mtx", "ct2") for p in ("fp32", "int8") for s in (False, True)}
+    assert all(len(x["rounds_sents_per_s"]) == 2 and x["sentences"] == 8 for x in recs)
+    by = {(x["engine"], x["precision"], x["shortlist"]): x["outputs_sha1"] for x in recs}
+    assert by["mtx", "fp32", True] == by["ct2", "fp32", True]  # one shortlist file, both engines
+    r = CliRunner().invoke(app, [*args[:8], "--shortlist", "maybe"])
+    assert r.exit_code == 2 and "--shortlist 'maybe'" in r.stderr
+
+
 def test_engine_ct2_reports_mtx_scores(tiny_model, tiny_corpus, exported):
     """The CTranslate2 engine ranks and reports its n-best by mtx's score (log p over the GNMT penalty), so its
     candidates and scores are mtx's where the two searches find the same hypotheses."""
