@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 from mtx.cli.main import app
 from mtx.data.encode import IdColumn
 from mtx.data.shortlist import ALWAYS, SHORTLIST, Shortlist, learn
-from mtx.data.tokenizer import EOS, Tokenizer
+from mtx.data.tokenizer import EOS, UNK, Tokenizer
 from mtx.decode.load import load
 from mtx.decode.search import beam_search, greedy_search
+from mtx.errors import MtxError
 from mtx.models.shortlisted import Shortlisted
 
 runner = CliRunner()
@@ -58,6 +59,65 @@ def test_a_batch_vocabulary_is_the_union_of_its_sources_lists_the_frequent_and_t
     v = s.vocab([[10, 11], [10]], extra=[40])
     assert v.tolist() == sorted({*ALWAYS, 20, 21, 22, 30, 40})
     assert EOS in s.vocab([]) and s.vocab([[99]]).tolist() == sorted({*ALWAYS, 30})  # an unknown id adds nothing
+    table[49] = [44, 45]
+    assert s.vocab([[-1]]).tolist() == sorted({*ALWAYS, 30})  # nor a negative one (not the last row)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from conftest import make_pairs
+
+    lines = [x for pair in make_pairs(200, 3) for x in pair]
+    return Tokenizer.train(lines, 60)
+
+
+def test_the_file_is_the_vocabulary_map_format_and_reads_back(tok, tmp_path):
+    piece = tok.sp.id_to_piece
+    table = np.full((len(tok), 3), -1)
+    table[10], table[11] = [20, 21, 22], [23, -1, -1]
+    s = Shortlist(table, np.array([30]))
+    s.write(tmp_path / "s.txt", tok)
+    text = (tmp_path / "s.txt").read_text(encoding="utf-8")
+    always = " ".join(piece(i) for i in sorted({UNK, EOS, 30}))  # PAD and BOS are never output
+    assert text == f"\t{always}\n{piece(10)}\t{piece(20)} {piece(21)} {piece(22)}\n{piece(11)}\t{piece(23)}\n"
+    back = Shortlist.read(tmp_path / "s.txt", tok)
+    assert back.table[10].tolist() == [20, 21, 22] and back.table[11].tolist() == [23, -1, -1]
+    assert back.frequent.tolist() == s.frequent.tolist() and back.table.shape == (len(tok), 3)
+
+
+@pytest.mark.parametrize(("text", "line", "says"), [
+    ("\tP\nno tab here\n", 2, "expected 'source piece<TAB>target pieces'"),
+    ("two keys\tP\n", 1, "expected 'source piece<TAB>target pieces'"),
+    ("\tP\nP\tnot-a-piece\n", 2, "'not-a-piece' is not a piece"),
+])  # fmt: skip
+def test_a_bad_file_is_one_error_naming_its_line(tok, tmp_path, text, line, says):
+    (tmp_path / "s.txt").write_text(text.replace("P", tok.sp.id_to_piece(10)), encoding="utf-8")
+    with pytest.raises(MtxError) as e:
+        Shortlist.read(tmp_path / "s.txt", tok)
+    assert f"s.txt:{line}: " in str(e.value) and says in str(e.value)
+    with pytest.raises(MtxError, match="unreadable"):
+        Shortlist.read(tmp_path, tok)  # a directory
+
+
+def test_a_key_the_tokenizer_lacks_is_skipped(tok, tmp_path):
+    p = tok.sp.id_to_piece(10)
+    (tmp_path / "s.txt").write_text(f"\t{p}\nnot-a-piece\t{p}\n", encoding="utf-8")
+    s = Shortlist.read(tmp_path / "s.txt", tok)
+    assert s.table.shape == (len(tok), 0) and 10 in s.frequent.tolist()
+
+
+def test_learn_shortlist_takes_the_prepared_data_and_logs_its_time(tok, logs, monkeypatch):
+    from types import SimpleNamespace
+
+    from mtx.config import DataConfig
+    from mtx.data import shortlist
+
+    train = SimpleNamespace(src=column([[10], [11]]), tgt=column([[20], [21]]), rows=np.arange(2))
+    clock = iter([100.0, 100.5])
+    monkeypatch.setattr(shortlist.time, "perf_counter", lambda: next(clock))
+    s = shortlist.learn_shortlist(SimpleNamespace(train=train, tokenizer=tok), DataConfig(shortlist_k=2, shortlist_n=1))
+    assert s.table[10].tolist() == [20, -1] and s.table.shape == (len(tok), 2)
+    assert any("2 target pieces per source piece and the 1 most frequent (0.5s)" in x for x in logs)
 
 
 def test_the_file_round_trips_and_is_ctranslate2s_vocabulary_map(tiny_model):
