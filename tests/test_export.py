@@ -29,6 +29,10 @@ def exported(tiny_model, tmp_path_factory):
     return out
 
 
+def test_export_carries_the_shortlist_as_the_vocabulary_map(exported, tiny_model):
+    assert (exported / "vmap.txt").read_bytes() == (tiny_model / "shortlist.txt").read_bytes()
+
+
 def test_export_writes_a_ctranslate2_model(exported, tiny_model):
     assert {"model.bin", "config.json", "tokenizer.model", "mtx.json"} <= {p.name for p in exported.iterdir()}
     info = json.loads((exported / "mtx.json").read_text())
@@ -211,6 +215,8 @@ def test_argos_package_translates_as_engine_ct2(tiny_model, tiny_corpus, tmp_pat
     names = zipfile.ZipFile(out).namelist()
     root = "translate-de_en-1_0/"
     assert {root + "metadata.json", root + "sentencepiece.model", root + "model/model.bin"} <= set(names)
+    shortlist = (tiny_model / "shortlist.txt").read_bytes()
+    assert zipfile.ZipFile(out).read(root + "model/vmap.txt") == shortlist  # the model's shortlist, as it is
     meta = json.loads(zipfile.ZipFile(out).read(root + "metadata.json"))
     assert meta == {  # every field Argos Translate and LibreTranslate read, spelt out
         "package_version": "1.0", "argos_version": "1.9", "from_code": "de", "from_name": "German",
