@@ -37,6 +37,27 @@ def test_each_source_piece_lists_its_most_frequent_companions():
     assert list(dice.table[12]) == [22, 30, 21]  # 2·3/(3+3), 2·3/(3+5), 2·1/(3+2) ahead of 20: 2·1/(3+3)
 
 
+def test_count_and_dice_rank_apart_where_they_should():
+    """Piece 12 (10 pairs) comes with 50 once (50's only pair), with 51 in 5 of 51's 10 pairs, with 53 in 4 of its
+    40: Dice 2c/(df_s + df_t) ranks 51 first (0.5 against 0.18 and 0.16), where c/(df_s·df_t) or 2c - (df_s + df_t)
+    would rank 50. Piece 13 (10 pairs) comes with 60 in both of 60's pairs, with 61 in 3 of its 30 and with five
+    pieces seen once: by count 61 (3), by Dice 60 (0.33 against 0.18 and 0.15)."""
+    pairs = [(12, 50)] + [(12, 51)] * 5 + [(14, 51)] * 5 + [(12, 53)] * 4 + [(15, 53)] * 36
+    pairs += [(13, 60)] * 2 + [(13, 61)] * 3 + [(16, 61)] * 27 + [(13, t) for t in range(62, 67)]
+    src, tgt = column([[a] for a, _ in pairs]), column([[b] for _, b in pairs])
+    rows = np.arange(len(pairs))
+    dice = learn(src, tgt, rows, 80, k=1, n=0, by="dice")
+    assert dice.table[12].tolist() == [51] and dice.table[13].tolist() == [60]
+    assert learn(src, tgt, rows, 80, k=1, n=0).table[13].tolist() == [61]
+
+
+def test_the_frequent_pieces_are_the_n_most_frequent_seen_ones():
+    src, tgt = [[10], [11], [12]], [[20, 21], [20], [22]]  # 20 twice, 21 and 22 once, the rest never
+    s = learn(column(src), column(tgt), np.arange(3), 40, k=1, n=10)
+    assert set(s.frequent.tolist()) == {20, 21, 22, *ALWAYS}
+    assert set(learn(column(src), column(tgt), np.arange(3), 40, k=1, n=1).frequent.tolist()) == {20, *ALWAYS}
+
+
 def test_only_the_rows_given_are_learnt_from():
     src, tgt = [[10], [11]], [[20], [21]]
     s = learn(column(src), column(tgt), np.array([1]), 40, k=3, n=0)
