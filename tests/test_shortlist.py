@@ -44,10 +44,13 @@ def test_count_and_dice_rank_apart_where_they_should():
     pieces seen once: by count 61 (3), by Dice 60 (0.33 against 0.18 and 0.15)."""
     pairs = [(12, 50)] + [(12, 51)] * 5 + [(14, 51)] * 5 + [(12, 53)] * 4 + [(15, 53)] * 36
     pairs += [(13, 60)] * 2 + [(13, 61)] * 3 + [(16, 61)] * 27 + [(13, t) for t in range(62, 67)]
+    # 17 (10 pairs): with 70 once (its only pair), with 71 in 4 of its 60: Dice 70 (0.18 against 0.11); 2^c would
+    # rank 71 (16/70 against 2/11)
+    pairs += [(17, 70)] + [(17, 71)] * 4 + [(18, 71)] * 56 + [(17, t) for t in range(72, 77)]
     src, tgt = column([[a] for a, _ in pairs]), column([[b] for _, b in pairs])
     rows = np.arange(len(pairs))
     dice = learn(src, tgt, rows, 80, k=1, n=0, by="dice")
-    assert dice.table[12].tolist() == [51] and dice.table[13].tolist() == [60]
+    assert dice.table[12].tolist() == [51] and dice.table[13].tolist() == [60] and dice.table[17].tolist() == [70]
     assert learn(src, tgt, rows, 80, k=1, n=0).table[13].tolist() == [61]
 
 
