@@ -135,8 +135,7 @@ class DataConfig:
     max_length_ratio: float = key(3.0, ("must be >= 1 (0: no ratio rule)", lambda v, c: v == 0 or v >= 1))
     strict: bool = key(False)  # an empty line is an error (else the pair is dropped, the first few named in the log)
     valid_size: int = key(1000, POS)  # pairs held out of train (seeded) when the corpus has no validation split
-    # The tokenizer's training sample (seeded, streamed from train): 500k sentences train in ~9 s and 0.7 GB, 1M in
-    # ~16 s and 1.4 GB (docs/data.md)
+    # The tokenizer's training sample (seeded, streamed): 500k sentences ~9 s, 0.7 GB; 1M ~16 s (docs/data.md)
     spm_sample_sentences: int = key(500_000, at_least(1000))
     num_proc: int = key(2, POS, resume=True)  # processes that encode a large split (Dataset.map num_proc)
     # Subword regularisation (mtx/data/resegment.py): training sentences segmented anew at each batch, sampled
@@ -152,8 +151,7 @@ class DataConfig:
     tokenizer: str = key("", flag="--tokenizer")
     spm_model_type: str = key("unigram", _in("unigram", "bpe", "char", "word"))
     spm_character_coverage: float = key(1.0, ("must be in (0, 1]", _between(0, 1, lo_open=True)))
-    # The vocabulary shortlist written beside the model (mtx/data/shortlist.py): each source piece's k most
-    # frequent companions, plus the n most frequent target pieces (chosen on val: docs/performance.md); k = 0: none
+    # The vocabulary shortlist (mtx/data/shortlist.py): k companions per source piece + n frequent; k = 0: none
     shortlist_k: int = key(100, NONNEG)
     shortlist_n: int = key(100, NONNEG)
 
@@ -161,8 +159,7 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     seed: int = key(1, NONNEG, resume=False)
-    # A model directory to start from (fine-tuning): its weights, tokenizer and model.* settings, a fresh optimizer
-    # and schedule (mtx/train/presets.py); "": new weights
+    # A model to fine-tune: its weights, tokenizer, model.*; a fresh optimizer (mtx/train/presets.py); "": none
     init: str = key("", flag="--init", resume=False)
     batch_tokens: int = key(2500, POS, resume=False)  # sentences x max(padded src len, padded tgt len) per batch
     accum: int = key(1, at_least(1), flag="--accum")  # batches per update on each process (gradient accumulation)
@@ -179,8 +176,7 @@ class TrainConfig:
     # Token dropout: the probability that a training source / decoder-input piece is replaced by UNK (0: off)
     src_token_dropout: float = key(0.0, PROB)
     tgt_token_dropout: float = key(0.0, PROB)
-    # R-Drop (Wu et al., 2021): each batch through the model twice (two dropout masks), the loss their mean
-    # cross-entropy plus this weight times their symmetric KL divergence per token; 0: off (one pass)
+    # R-Drop (Wu et al., 2021): two passes (two dropout masks), mean CE + this weight x their symmetric KL; 0: off
     rdrop: float = key(0.0, NONNEG)
     clip_norm: float = key(1.0, NONNEG)
     max_steps: int = key(0, NONNEG)  # 0: no step limit (the time budget or max_epochs stops training)
@@ -226,10 +222,9 @@ class DecodeConfig:  # frozen and hashable: one request's decoding options, neve
     )
     temperature: float = key(1.0, POS, flag="--temperature")  # sampling: logits divided by it
     seed: int = key(0, NONNEG, flag="--seed")  # sampling: the same input, settings and seed draw the same samples
-    # fp32 | bf16 | fp16: autocast while decoding; int8: int8 linear layers on the CPU (docs/performance.md)
+    # fp32 (on the CPU oneDNN's) | int8 (CPU) | bf16 | fp16 autocast: mtx/models/packed.py, docs/performance.md
     precision: str = key("fp32", _in("fp32", "bf16", "fp16", "int8"), flag="--precision")
-    # score only the shortlist of the batch's sources (MODEL/shortlist.txt, mtx/data/shortlist.py)
-    shortlist: bool = key(False, flag="--shortlist")
+    shortlist: bool = key(False, flag="--shortlist")  # score only the batch's shortlist (MODEL/shortlist.txt)
     # current | exact: when beam search drops a sentence (mtx/decode/search.py, docs/deploy.md)
     stop: str = key("current", _in("current", "exact"))
     # Against runaway repetitions (mtx/decode/repetition.py; CTranslate2's options): no n-gram of this many pieces
