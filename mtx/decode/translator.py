@@ -249,6 +249,8 @@ class Translator(BatchTranslator):
         else the model itself (bf16 and fp16 autocast it)."""
         if precision == "int8" and self.device.type != "cpu":
             raise MtxError("decode.precision int8 runs on the CPU (torch's int8 kernels); on CUDA use bf16")
+        if precision == "int8" and not available("int8"):
+            raise MtxError("decode.precision int8: this torch build has no fbgemm int8 kernels; use fp32")
         if self.device.type != "cpu" or precision not in KINDS or not available(precision):
             return self.model
         if precision not in self.packed:
