@@ -126,3 +126,13 @@ def test_the_translator_decodes_fp32_on_the_cpu_with_the_packed_copy(tiny_model,
 def _batch(tr, line):
     b = collate(tr.tokenizer.encode([line]))
     return b.src, b.src_mask
+
+
+def test_int8_weights_are_rounded_to_a_127th_of_each_rows_largest():
+    """Through an identity input (exact in int8), the layer gives back its weights as stored: each within half a
+    step of 1/127 of its row's largest magnitude."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(40, 32, generator=g) * torch.linspace(0.1, 3, 40)[:, None]
+    got = int8_linear(w, torch.zeros(40))(torch.eye(32))  # (32, 40) = wᵀ, dequantized
+    step = w.abs().amax(1) / 127
+    assert bool(((got.T - w).abs() <= step[:, None] / 2 + 1e-6).all())

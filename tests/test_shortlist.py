@@ -249,3 +249,19 @@ def test_an_ensemble_of_different_shortlists_is_refused(tiny_model, model_copy):
     assert runner.invoke(app, args).exit_code == 0  # without --shortlist the files are not read
     shutil.copyfile(tiny_model / SHORTLIST, model_copy / SHORTLIST)
     assert runner.invoke(app, [*args, "--shortlist"]).exit_code == 0
+
+
+def test_both_engines_keep_to_a_restricting_shortlist(model_copy):
+    tok = Tokenizer.load(model_copy / "tokenizer.model")
+    allowed = tok.encode(["A cat."])[0]
+    pieces = " ".join(tok.sp.id_to_piece(i) for i in allowed)
+    (model_copy / SHORTLIST).write_text(f"\t{pieces}\n", encoding="utf-8")
+    outs = {}
+    for engine in ("mtx", "ct2"):
+        args = ["translate", "--model", str(model_copy), "--engine", engine, "--beam", "1", "Ein hund."]
+        free, short = runner.invoke(app, args), runner.invoke(app, [*args, "--shortlist"])
+        assert free.exit_code == 0 and short.exit_code == 0, short.output
+        assert free.stdout.strip() == "A dog."
+        outs[engine] = short.stdout.strip()
+        assert set(tok.encode([outs[engine]])[0]) <= set(allowed)
+    assert outs["mtx"] == outs["ct2"]
