@@ -134,3 +134,15 @@ def test_decode_step_attention_equals_sdpa():
     want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     torch.testing.assert_close(attend(q, k, v, bias), want)
     torch.testing.assert_close(attend(q, k, v), torch.nn.functional.scaled_dot_product_attention(q, k, v))
+
+
+def test_eval_encoding_runs_the_real_positions_only():
+    """In eval mode the encoder skips padding: the real positions' memory is the padded run's (training mode with
+    dropout off), the padding's is 0."""
+    model = random_model(dropout=0.0)
+    src, mask = random_batch(4, 9)
+    packed = model.encode(src, mask)
+    padded = model.train().encode(src, mask)
+    model.eval()
+    assert torch.allclose(packed[mask], padded[mask], atol=1e-5)
+    assert bool((packed[~mask] == 0).all()) and not bool((padded[~mask] == 0).all())
