@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -215,3 +216,64 @@ def test_overwrite_only_empties_a_real_model_directory(tmp_path):
         with pytest.raises(UsageError, match="symbolic link"), st.claim(link, None, overwrite=overwrite):
             pass
     assert st.is_model_dir(real)
+
+
+def test_a_failed_save_keeps_the_last_complete_state_and_says_which(tmp_path, monkeypatch):
+    model, opt = _trained_a_little(steps=1)
+    st.save_state(tmp_path, model, opt, PROTO, {"step": 5})
+    before = (tmp_path / "state-5" / "state.safetensors").read_bytes()
+
+    def full_disk(path, tensors):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(st, "atomic_write_tensors", full_disk)
+    for step in (6, 5):  # a new step, and the same step again (its folder is kept until the new one is whole)
+        with pytest.raises(MtxError) as e:
+            st.save_state(tmp_path, model, opt, PROTO, {"step": step})
+        assert str(e.value) == (
+            f"{tmp_path / f'state-{step}'}: cannot save the training state (No space left on device); "
+            "the last complete one: state-5"
+        )
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "state-5"]  # no half-written folder left
+        assert (tmp_path / "state-5" / "state.safetensors").read_bytes() == before
+    (tmp_path / "latest").unlink()
+    with pytest.raises(MtxError, match="the last complete one: none$"):
+        st.save_state(tmp_path, model, opt, PROTO, {"step": 7})
+
+
+def test_a_state_folder_that_cannot_be_made_is_a_one_line_error(tmp_path):
+    model, opt = _trained_a_little(steps=1)
+    (tmp_path / "a file").write_text("x")
+    with pytest.raises(MtxError, match="cannot save the training state .*the last complete one: none"):
+        st.save_state(tmp_path / "a file", model, opt, PROTO, {"step": 1})
+
+
+def test_the_same_step_saved_again_replaces_its_folder_only_once_the_new_one_is_whole(tmp_path, monkeypatch):
+    model, opt = _trained_a_little(steps=1)
+    st.save_state(tmp_path, model, opt, PROTO, {"step": 5, "mark": "first"})
+    replace = os.replace
+
+    def fail_the_move_into_place(src, dst):
+        if Path(src).name.startswith(".state-5.tmp"):  # the new folder, not a file written into it
+            raise OSError(5, "Input/output error")
+        replace(src, dst)
+
+    monkeypatch.setattr(st.os, "replace", fail_the_move_into_place)
+    with pytest.raises(MtxError, match="Input/output error"):
+        st.save_state(tmp_path, model, opt, PROTO, {"step": 5, "mark": "second"})
+    monkeypatch.setattr(st.os, "replace", replace)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "state-5"]
+    assert st.load_state(tmp_path / "state-5")[0]["mark"] == "first"
+    st.save_state(tmp_path, model, opt, PROTO, {"step": 5, "mark": "second"})
+    assert st.load_state(tmp_path / "state-5")[0]["mark"] == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "state-5"]  # the old folder is gone
+
+
+def test_a_lock_of_any_other_live_process_is_refused(tmp_path):
+    """Whatever its pid, lower or higher than this process's own, or another user's (signalling it is refused)."""
+    out = tmp_path / "m"
+    out.mkdir()
+    for pid in (os.getppid(), 1):
+        (out / st.LOCK).write_text(str(pid))
+        with pytest.raises(UsageError, match=f"another training \\(pid {pid}\\)"), st.claim(out, None, False):
+            pass

@@ -150,6 +150,8 @@ def _alive(lock: Path) -> bool:
         if pid == os.getpid():
             return False
         os.kill(pid, 0)
+    except PermissionError:  # it runs, as another user
+        return True
     except (ValueError, OSError):
         return False
     return True
