@@ -3,6 +3,9 @@ TESTS=...`; not in CI: each mutant runs the tests once). The session lives in .m
 where it stopped; at the end, the score and each surviving mutant's diff. How to read it: docs/testing.md.
 
     python scripts/mutate.py mtx/serve/access.py "tests/test_serve_fields.py -k enforces"
+    python scripts/mutate.py --only force,sample_tokens mtx/decode/search.py "tests/test_search.py"
+
+`--only NAMES`: only the mutants inside those top-level functions or classes (a part of a large module).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from cosmic_ray.work_item import WorkerOutcome, WorkResult
 BIN = Path(sys.executable).parent
 
 
-def main(module: str, tests: str) -> None:
+def main(module: str, tests: str, only: list[str] | None = None) -> None:
     work = Path(".mutate")
     work.mkdir(exist_ok=True)
     name = module.replace("/", "_").removesuffix(".py")
@@ -40,6 +43,9 @@ def main(module: str, tests: str) -> None:
     skipped = skip_annotations(module, session)
     if skipped:
         print(f"{skipped} mutants inside annotations skipped (never evaluated: equivalent)")
+    if only:
+        outside = skip_outside(module, session, only)
+        print(f"{outside} mutants outside {', '.join(only)} skipped (--only)")
     subprocess.run([BIN / "cosmic-ray", "exec", config, session], check=True)
     subprocess.run([BIN / "cr-report", session, "--show-diff", "--surviving-only"], check=True)
 
@@ -58,21 +64,47 @@ def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]
     return spans
 
 
-def skip_annotations(module: str, session: Path) -> int:
-    """Mark the session's pending mutants that lie inside an annotation as skipped; how many."""
-    source = Path(module).read_text(encoding="utf-8")
-    if "from __future__ import annotations" not in source:
-        return 0
-    spans = annotation_spans(source)
+def definition_spans(source: str, names: list[str]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """The (start, end) positions of the top-level functions and classes of `source` named in `names`."""
+    found = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.name in names:
+            found[node.name] = ((node.lineno, 0), (node.end_lineno, node.end_col_offset))
+    missing = sorted(set(names) - set(found))
+    if missing:
+        sys.exit(f"--only: no top-level function or class {', '.join(missing)}")
+    return list(found.values())
+
+
+def skip_where(session: Path, spans: list, inside: bool) -> int:
+    """Mark the session's pending mutants that lie inside (or, `inside` false, outside) `spans` as skipped."""
     skip = []
     with use_db(str(session)) as db:
         for item in db.pending_work_items:
-            if all(any(a <= tuple(m.start_pos) and tuple(m.end_pos) <= b for a, b in spans) for m in item.mutations):
+            within = [any(a <= tuple(m.start_pos) and tuple(m.end_pos) <= b for a, b in spans) for m in item.mutations]
+            if all(within) if inside else not any(within):
                 skip.append(item.job_id)
         for job in skip:
             db.set_result(job, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
     return len(skip)
 
 
+def skip_annotations(module: str, session: Path) -> int:
+    """Mark the session's pending mutants that lie inside an annotation as skipped; how many."""
+    source = Path(module).read_text(encoding="utf-8")
+    if "from __future__ import annotations" not in source:
+        return 0
+    return skip_where(session, annotation_spans(source), inside=True)
+
+
+def skip_outside(module: str, session: Path, names: list[str]) -> int:
+    """Mark the session's pending mutants outside the named definitions as skipped; how many."""
+    return skip_where(session, definition_spans(Path(module).read_text(encoding="utf-8"), names), inside=False)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], " ".join(sys.argv[2:]) or "tests")
+    args = sys.argv[1:]
+    only = None
+    if args[:1] == ["--only"]:
+        only, args = args[1].split(","), args[2:]
+    main(args[0], " ".join(args[1:]) or "tests", only)
