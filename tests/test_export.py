@@ -13,6 +13,7 @@ from mtx import checkpoint
 from mtx.cli.main import app
 from mtx.config import Config, DecodeConfig
 from mtx.decode.ct2 import exported_dir
+from mtx.errors import UsageError
 
 pytest.importorskip("ctranslate2")
 
@@ -209,7 +210,7 @@ def test_argos_package_translates_as_engine_ct2(tiny_model, tiny_corpus, tmp_pat
     (greedy: Argos's beam search ranks its hypotheses by CTranslate2's own length penalty and patience)."""
     import zipfile
 
-    out = tmp_path / "de_en.argosmodel"
+    out = tmp_path / "new" / "folder" / "de_en.argosmodel"  # its folders are made
     r = CliRunner().invoke(app, ["export", "--format", "argos", str(tiny_model), str(out)])
     assert r.exit_code == 0, r.output
     names = zipfile.ZipFile(out).namelist()
@@ -229,6 +230,20 @@ def test_argos_package_translates_as_engine_ct2(tiny_model, tiny_corpus, tmp_pat
     assert r.exit_code == 0 and got == r.stdout.splitlines()
     again = CliRunner().invoke(app, ["export", "--format", "argos", str(tiny_model), str(out)])
     assert again.exit_code != 0 and "exists" in again.output  # not replaced without --force
+
+
+def test_argos_package_files_one_a_direction(tmp_path):
+    from mtx.decode.argos import outputs
+
+    one = tmp_path / "x.argosmodel"
+    assert outputs([("de", "en")], one) == [(("de", "en"), one)]
+    two = [("de", "en"), ("en", "de")]
+    assert outputs(two, tmp_path / "d") == [
+        (("de", "en"), tmp_path / "d" / "translate-de_en-1_0.argosmodel"),
+        (("en", "de"), tmp_path / "d" / "translate-en_de-1_0.argosmodel"),
+    ]
+    with pytest.raises(UsageError, match="the model has 2 directions: give a directory"):
+        outputs(two, one)
 
 
 def test_a_ctranslate2_copy_older_than_the_weights_is_exported_again(tiny_model, tmp_path, logs):
