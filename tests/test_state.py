@@ -277,3 +277,17 @@ def test_a_lock_of_any_other_live_process_is_refused(tmp_path):
         (out / st.LOCK).write_text(str(pid))
         with pytest.raises(UsageError, match=f"another training \\(pid {pid}\\)"), st.claim(out, None, False):
             pass
+
+
+def test_defaults_two_states_kept_folders_made_and_the_format_of_earlier_states(tmp_path):
+    model, opt = _trained_a_little(steps=1)
+    out = tmp_path / "new" / "m"  # made, with its parents, by claim and by save_state alike
+    with st.claim(out, None, overwrite=False):
+        pass
+    for step in (1, 2, 3):
+        st.save_state(tmp_path / "saved" / "m", model, opt, PROTO, {"step": step})
+    assert [p.name for p in st.states(tmp_path / "saved" / "m")] == ["state-2", "state-3"]
+    with st.claim(out, None, overwrite=False):
+        assert out.is_dir()
+    # states written by earlier releases say version 1: this mtx must still read them
+    assert json.loads((tmp_path / "saved" / "m" / "state-3" / "state.json").read_text())["version"] == 1
