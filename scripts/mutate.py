@@ -6,6 +6,7 @@ where it stopped; at the end, the score and each surviving mutant's diff. How to
     python scripts/mutate.py --only force,sample_tokens mtx/decode/search.py "tests/test_search.py"
 
 `--only NAMES`: only the mutants inside those top-level functions or classes (a part of a large module).
+`--survivors`: run the session's surviving mutants again (after tests were added), the rest kept as they were.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cosmic_ray.work_db import use_db
-from cosmic_ray.work_item import WorkerOutcome, WorkResult
+from cosmic_ray.work_db import WorkResultStorage, use_db
+from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
 BIN = Path(sys.executable).parent
 
 
-def main(module: str, tests: str, only: list[str] | None = None) -> None:
+def main(module: str, tests: str, only: list[str] | None = None, survivors: bool = False) -> None:
     work = Path(".mutate")
     work.mkdir(exist_ok=True)
     name = module.replace("/", "_").removesuffix(".py")
@@ -38,6 +39,8 @@ def main(module: str, tests: str, only: list[str] | None = None) -> None:
     )
     if not session.exists():
         subprocess.run([BIN / "cosmic-ray", "init", config, session], check=True)
+    elif survivors:
+        print(f"{forget_survivors(session)} surviving mutants to run again")
     # the tests pass on the unmutated module, and fill the model cache with the models they train
     subprocess.run(command, shell=True, check=True)
     skipped = skip_annotations(module, session)
@@ -89,6 +92,13 @@ def skip_where(session: Path, spans: list, inside: bool) -> int:
     return len(skip)
 
 
+def forget_survivors(session: Path) -> int:
+    """Drop the results of the session's surviving mutants, so that `cosmic-ray exec` runs them again."""
+    with use_db(str(session)) as db, db._session_maker.begin() as q:
+        rows = q.query(WorkResultStorage).filter(WorkResultStorage.test_outcome == TestOutcome.SURVIVED)
+        return rows.delete()
+
+
 def skip_annotations(module: str, session: Path) -> int:
     """Mark the session's pending mutants that lie inside an annotation as skipped; how many."""
     source = Path(module).read_text(encoding="utf-8")
@@ -104,7 +114,8 @@ def skip_outside(module: str, session: Path, names: list[str]) -> int:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    only = None
+    only, survivors = None, "--survivors" in args
+    args = [a for a in args if a != "--survivors"]
     if args[:1] == ["--only"]:
         only, args = args[1].split(","), args[2:]
-    main(args[0], " ".join(args[1:]) or "tests", only)
+    main(args[0], " ".join(args[1:]) or "tests", only, survivors)
