@@ -260,3 +260,24 @@ def test_score_lines_cut_over_long_sides_and_print_four_decimals(tiny_model, tmp
     assert text == [f"{s.score:.4f}\t{s.logprob:.4f}" for s in scores]
     js = [json.loads(x) for x in score_files(tiny_model, tmp_path / "s", tmp_path / "r", "cpu", as_json=True)]
     assert js == [{"score": round(s.score, 4), "logprob": round(s.logprob, 4), "tokens": s.tokens} for s in scores]
+
+
+@pytest.mark.parametrize(
+    "settings, kept",
+    [({"topk": 2}, [1, 5]), ({"topk": 3, "temperature": 2.0}, [1, 5, 3]), ({"topp": 0.85}, [1, 5, 3]),
+     ({"topp": 0.7}, [1, 5]), ({"topp": 0.5}, [1]), ({"topk": 9}, [1, 5, 3, 4])],
+)  # fmt: skip
+def test_top_k_and_top_p_draw_from_the_renormalised_head_of_the_distribution(settings, kept):
+    """Tokens 1, 5, 3, 4 in order of probability (PAD 0 and BOS 2 never drawn): 0.598, 0.220, 0.133, 0.049. top-k
+    keeps the k most likely, top-p the fewest whose probabilities reach p; each drawn in proportion."""
+    from mtx.decode.search import Sampling, sample_tokens
+
+    logp = torch.tensor([[0.0, -0.5, -1.0, -2.0, -3.0, -1.5]]).log_softmax(-1)
+    g = torch.Generator().manual_seed(1)
+    s = Sampling(**settings)
+    drawn = sample_tokens(logp.expand(20000, -1).clone(), s, g)
+    got = torch.bincount(drawn, minlength=6).float() / len(drawn)
+    want = torch.full((6,), float("-inf"))
+    want[kept] = logp[0, kept] / s.temperature
+    want = want.softmax(-1)
+    assert (got - want).abs().sum() < 0.03, (got, want)

@@ -332,3 +332,70 @@ def test_dropped_sentences_leave_the_search_at_the_next_step_and_the_rest_is_unc
     got = search(model, src, mask, beam, 1.0, 4.0, 20, drop=drop)
     _same([got[i] for i in (0, 2, 3, 5)], [want[i] for i in (0, 2, 3, 5)])  # equal up to the batch's rounding
     assert all(n <= 4 * beam for n in steps[2:])  # from the third step on, the two dropped rows are gone
+
+
+def test_output_length_limits_and_the_length_penalty():
+    """a * source length + b, rounded up, at least 1 and at most the limit; at least one more than a forced
+    prefix. GNMT's penalty ((5 + n) / 6) ** alpha."""
+    from mtx.decode.search import max_lengths
+
+    mask = torch.tensor([[1, 0, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    assert max_lengths(mask, 1.5, 2, 8).tolist() == [4, 7, 8]  # 3.5, 6.5, 9.5: up, up, and cut to 8
+    assert max_lengths(mask, 0.5, 0, 8).tolist() == [1, 2, 3]  # 0.5, 1.5, 2.5
+    assert max_lengths(mask, 0.0, 0, 8).tolist() == [1, 1, 1]  # never below one (EOS)
+    forced = torch.tensor([[5, 6, 7, 8, 9], [5, 0, 0, 0, 0], [0, 0, 0, 0, 0]])  # prefixes of 5, 1 and 0 pieces
+    assert max_lengths(mask, 1.5, 2, 8, forced).tolist() == [6, 7, 8]
+    assert max_lengths(mask, 0.0, 0, 4, forced).tolist() == [4, 2, 1]  # the limit holds over a long prefix
+    assert length_penalty(5, 1.0) == pytest.approx(10 / 6) and length_penalty(7, 0.0) == 1.0
+    assert length_penalty(torch.tensor([1.0, 13.0]), 0.5).tolist() == pytest.approx([1.0, math.sqrt(3)])
+
+
+def test_a_forced_token_is_the_only_one_left_and_keeps_the_models_log_probability():
+    from mtx.decode.repetition import Repetition
+    from mtx.decode.search import force, next_logp
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 10, generator=g) * 3
+    logp = logits.log_softmax(-1)
+    forced = torch.tensor([[4, 5], [0, 6], [7, 0]])  # sentence 0: 4 then 5; 1: nothing, then 6; 2: 7, then nothing
+    rows = torch.tensor([0, 1, 2])
+    inf = float("-inf")
+    for t, want in ((0, {0: 4, 2: 7}), (1, {0: 5, 1: 6})):
+        out = force(logp.clone(), forced, rows, t)
+        for r in range(3):
+            if r in want:
+                expect = torch.full((10,), inf)
+                expect[want[r]] = logp[r, want[r]]
+                assert torch.equal(out[r], expect), (t, r)
+            else:
+                assert torch.equal(out[r], logp[r]), (t, r)
+    assert torch.equal(force(logp, forced, rows, 2), logp) and torch.equal(force(logp, None, rows, 0), logp)
+    other = torch.tensor([2, 2, 0])  # each row's sentence: rows 0 and 1 are sentence 2's, row 2 sentence 0's
+    out = force(logp, forced, other, 0)
+    assert [int(r.isfinite().nonzero()) for r in out] == [7, 7, 4]
+    model = torch.zeros(3, 10)
+    assert force(logp, forced, rows, 0, model)[0, 4] == 0.0  # the given log-probabilities are the forced token's
+
+    # next_logp: the repetition penalty changes the distribution; a forced token keeps the model's own value
+    seqs = torch.tensor([[2, 4, 9], [2, 6, 9], [2, 7, 9]])  # BOS, then an output with the token forced next
+    rule = Repetition(no_repeat_ngram=0, penalty=2.0)
+    penalised = logits.clone()
+    for r, seen in enumerate(seqs[:, 1:].tolist()):
+        for tok in set(seen):
+            penalised[r, tok] = logits[r, tok] / 2 if logits[r, tok] > 0 else logits[r, tok] * 2
+    for t in (0, 1):
+        got = next_logp(logits.clone(), seqs, forced, rows, t, rule)
+        free = penalised.log_softmax(-1)
+        for r in range(3):
+            tok = forced[r, t].item()
+            if tok:
+                assert got[r, tok] == pytest.approx(logp[r, tok].item(), abs=1e-6)
+                assert got[r].isfinite().sum() == 1
+            else:
+                assert torch.allclose(got[r], free[r], atol=1e-6)
+    mine = logits.clone()
+    got = next_logp(mine, seqs, None, rows, 0, rule, own=True)
+    assert torch.allclose(got, penalised.log_softmax(-1), atol=1e-6)
+    kept = logits.clone()
+    next_logp(kept, seqs, None, rows, 0, rule)
+    assert torch.equal(kept, logits)  # not its own: left as it was
