@@ -244,6 +244,9 @@ def test_argos_package_files_one_a_direction(tmp_path):
     ]
     with pytest.raises(UsageError, match="the model has 2 directions: give a directory"):
         outputs(two, one)
+    dotted = tmp_path / "packages.v2"  # a folder whose name has another suffix
+    assert [p for _, p in outputs(two, dotted)] == [dotted / "translate-de_en-1_0.argosmodel",
+                                                    dotted / "translate-en_de-1_0.argosmodel"]  # fmt: skip
 
 
 def test_a_ctranslate2_copy_older_than_the_weights_is_exported_again(tiny_model, tmp_path, logs):
