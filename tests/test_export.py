@@ -230,6 +230,17 @@ def test_argos_package_translates_as_engine_ct2(tiny_model, tiny_corpus, tmp_pat
     assert r.exit_code == 0 and got == r.stdout.splitlines()
     again = CliRunner().invoke(app, ["export", "--format", "argos", str(tiny_model), str(out)])
     assert again.exit_code != 0 and "exists" in again.output  # not replaced without --force
+    # refused before anything is written: a package path that is a folder, a link, or inside a linked folder
+    (tmp_path / "dir.argosmodel").mkdir()
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "translate-de_en-1_0.argosmodel").symlink_to(out)
+    (tmp_path / "linked").symlink_to(real, target_is_directory=True)
+    for target, says in ((tmp_path / "dir.argosmodel", "not a file"), (real, "symbolic link"),
+                         (tmp_path / "linked", "symbolic link")):  # fmt: skip
+        r = CliRunner().invoke(app, ["export", "--format", "argos", str(tiny_model), str(target), "--force"])
+        assert r.exit_code == 2 and says in r.output, (target, r.output)
+    assert zipfile.ZipFile(out).namelist() == names  # the linked package is untouched
 
 
 def test_argos_package_files_one_a_direction(tmp_path):
