@@ -43,6 +43,8 @@ def test_a_state_restores_weights_moments_and_the_random_stream(tmp_path):
     info, tensors, proto = st.load_state(st.find_state(tmp_path))
     assert proto == PROTO and info["step"] == 7 and info["epoch"] == 2 and info["version"] == st.STATE_VERSION
     assert len(info["param_groups"]) == 2 and "params" not in info["param_groups"][0]
+    saved = {k: v for k, v in opt.param_groups[1].items() if k != "params"}
+    assert info["param_groups"][1] == json.loads(json.dumps(saved))  # the settings, for the record
     assert torch.equal(tensors["average.w"], extra["average.w"])
 
     fresh, _ = _trained_a_little(seed=1, steps=0)
