@@ -220,7 +220,7 @@ def test_argos_packages_of_a_multilingual_model(multi_model, corpus3, tmp_path):
 
     from test_export import argos_translate
 
-    out = tmp_path / "packages"
+    out = tmp_path / "packages.v2"  # a folder (made) whose name has a suffix
     r = CliRunner().invoke(app, ["export", "--format", "argos", str(multi_model), str(out)])
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == [
