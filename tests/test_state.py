@@ -170,6 +170,8 @@ def test_claim_refuses_a_live_lock_but_not_a_stale_one(tmp_path):
         (out / st.LOCK).write_text(str(other.pid))
         with pytest.raises(UsageError, match=f"another training \\(pid {other.pid}\\)"), st.claim(out, None, False):
             pass
+        with pytest.raises(subprocess.TimeoutExpired):  # asked whether it runs, never signalled
+            other.wait(timeout=1)
     finally:
         other.kill()
         other.wait()
@@ -272,10 +274,10 @@ def test_the_same_step_saved_again_replaces_its_folder_only_once_the_new_one_is_
 
 
 def test_a_lock_of_any_other_live_process_is_refused(tmp_path):
-    """Whatever its pid, lower or higher than this process's own, or another user's (signalling it is refused)."""
+    """Whatever its pid, lower or higher than this process's own (here: this process's parent's)."""
     out = tmp_path / "m"
     out.mkdir()
-    for pid in (os.getppid(), 1):
+    for pid in (os.getppid(),):
         (out / st.LOCK).write_text(str(pid))
         with pytest.raises(UsageError, match=f"another training \\(pid {pid}\\)"), st.claim(out, None, False):
             pass
@@ -293,3 +295,17 @@ def test_defaults_two_states_kept_folders_made_and_the_format_of_earlier_states(
         assert out.is_dir()
     # states written by earlier releases say version 1: this mtx must still read them
     assert json.loads((tmp_path / "saved" / "m" / "state-3" / "state.json").read_text())["version"] == 1
+
+
+def test_a_lock_of_another_users_live_process_is_refused(tmp_path, monkeypatch):
+    """Signalling another user's process is refused (PermissionError): it runs, so its lock holds."""
+
+    def not_yours(pid, sig):
+        raise PermissionError(1, "Operation not permitted")
+
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / st.LOCK).write_text("4242")
+    monkeypatch.setattr(st.os, "kill", not_yours)
+    with pytest.raises(UsageError, match="another training \\(pid 4242\\)"), st.claim(out, None, False):
+        pass
