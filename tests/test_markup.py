@@ -190,3 +190,40 @@ def test_an_empty_element_stays_before_the_word_it_preceded():
     out = HtmlPage('<p>Ein <a name="x"></a>Hund rennt.</p>').render(["A dog runs."], [[(0, 0), (2, 4), (6, 9)]])
     assert out.count('<a name="x"></a>') == 1 and out.index("</a>") < out.index("dog")
     assert " ".join(re.sub(r"<[^>]+>", " ", out).split()) == "A dog runs."
+
+
+def test_a_page_nested_as_deep_as_allowed_is_read_and_one_level_more_is_refused():
+    from mtx.documents.markup import MAX_DEPTH, PageError
+
+    assert MAX_DEPTH == 100
+    deep = "<b>" * MAX_DEPTH + "Hund" + "</b>" * MAX_DEPTH  # the page itself is level 0
+    assert HtmlPage(deep).texts == ["Hund"]
+    with pytest.raises(PageError, match="more than 100 deep"):
+        HtmlPage("<i>" + deep + "</i>")
+    with pytest.raises(PageError):  # siblings do not add up: only the deepest branch counts
+        HtmlPage("<p>a</p><div>" + "<i>" * MAX_DEPTH + "x" + "</i>" * MAX_DEPTH + "</div>")
+    assert HtmlPage("<p>a</p>" * (MAX_DEPTH + 5)).texts == ["a"] * (MAX_DEPTH + 5)
+
+
+@pytest.mark.parametrize(
+    "page, want",
+    [
+        ("<p>\n  Ein <b>Hund</b></p>", "<p>\n  a <b>dog</b></p>"),  # whitespace before a run, as written
+        ("<p>Ein <b>Hund</b> </p>", "<p>a <b>dog</b> </p>"),  # after it, a string of whitespace alone
+        ("<p>&nbsp;Ein Hund &nbsp;</p>", "<p>&nbsp;a dog &nbsp;</p>"),
+        (
+            '<p>Ein <input type="checkbox" disabled> Hund <img title="t" src="s" alt=""></p>',
+            '<p>a <input type="checkbox" disabled=""> dog <img title="t" src="s" alt=""></p>',
+        ),  # attributes in order
+    ],
+)
+def test_the_edges_of_a_run_and_boolean_attributes_are_written_as_they_were(page, want):
+    assert _render(HtmlPage(page), translate) == want
+
+
+def test_a_kept_block_inside_a_block_ends_the_run_and_a_kept_inline_element_stays_in_it():
+    page = HtmlPage('<div>Ein Hund <div translate="no">Katze</div> rennt.</div>')
+    assert page.texts == ["Ein Hund", "rennt."]
+    assert _render(page, translate) == '<div>a dog <div translate="no">Katze</div> runs.</div>'
+    page = HtmlPage('<p>Ein <span class="notranslate">Katze</span> rennt.</p>')
+    assert page.texts == ["Ein rennt."]

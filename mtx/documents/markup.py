@@ -47,11 +47,10 @@ _TRAIL = re.compile(r"(?:\s|\ue000(?:nbsp|#160|#[xX]a0);)$")
 
 class _Formatter(HTMLFormatter):
     """Escapes &, < and > (shielded entities are restored after), writes void elements as <br>, attributes in
-    their order."""
+    their order (a bare one, `disabled`, as `disabled=""`: the parser keeps no difference, nor does HTML)."""
 
     def __init__(self):
-        super().__init__(entity_substitution=EntitySubstitution.substitute_xml, void_element_close_prefix="",
-                         empty_attributes_are_booleans=True)  # fmt: skip
+        super().__init__(entity_substitution=EntitySubstitution.substitute_xml, void_element_close_prefix="")
 
     def attributes(self, tag: Tag):
         return list(tag.attrs.items())
