@@ -227,3 +227,17 @@ def test_a_kept_block_inside_a_block_ends_the_run_and_a_kept_inline_element_stay
     assert _render(page, translate) == '<div>a dog <div translate="no">Katze</div> runs.</div>'
     page = HtmlPage('<p>Ein <span class="notranslate">Katze</span> rennt.</p>')
     assert page.texts == ["Ein rennt."]
+
+
+def test_render_wants_one_translation_a_text_and_odd_characters_keep_their_spaces():
+    page = HtmlPage("<p>Ein Hund.</p><p>Eine Katze.</p>")
+    for wrong in (["a dog."], ["a dog.", "a cat.", "more"]):
+        with pytest.raises(ValueError, match=f"2 texts, {len(wrong)} translations"):
+            page.render(wrong)
+    assert HtmlPage("<p>Ein\x01 Hund</p>").texts == ["Ein\x01 Hund"]  # a control character is not a space
+
+
+def test_a_comment_at_the_end_of_a_run_adds_no_space():
+    page = HtmlPage("<p>Ein Hund <!-- ein Hund --></p>")
+    assert page.texts == ["Ein Hund"]
+    assert _render(page, translate) == "<p>a dog <!-- ein Hund --></p>"
