@@ -69,6 +69,9 @@ def test_restore_refuses_another_number_of_optimizer_groups(tmp_path):
     one_group = torch.optim.AdamW(model.parameters())
     with pytest.raises(MtxError, match="from-here: 2 optimizer groups saved, 1 now"):
         st.restore(model, one_group, info, tensors, "from-here")
+    one_info, one_tensors, _ = st.load_state(st.save_state(tmp_path, model, one_group, PROTO, {"step": 2}))
+    with pytest.raises(MtxError, match="from-here: 1 optimizer groups saved, 2 now"):
+        st.restore(model, opt, one_info, one_tensors, "from-here")
 
 
 def test_only_the_newest_states_are_kept_in_step_order(tmp_path):
@@ -110,6 +113,9 @@ def test_unreadable_states_are_one_line_errors(tmp_path):
     doc = json.loads((path / "state.json").read_text())
     (path / "state.json").write_text(json.dumps({**doc, "version": st.STATE_VERSION + 1}))
     with pytest.raises(MtxError, match=f"state format {st.STATE_VERSION + 1}, this mtx reads {st.STATE_VERSION}"):
+        st.load_state(path)
+    (path / "state.json").write_text(json.dumps({**doc, "version": 0}))  # older too: no reader for it
+    with pytest.raises(MtxError, match=f"state format 0, this mtx reads {st.STATE_VERSION}"):
         st.load_state(path)
     (path / "state.json").write_text("{not json")
     with pytest.raises(MtxError, match="state.json: unreadable"):
@@ -195,6 +201,15 @@ def test_claim_of_a_taken_directory(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     with pytest.raises(UsageError, match="not empty"), st.claim(out, other, overwrite=False):
+        pass
+    earlier = tmp_path / "a model"  # another directory, whatever its name's order
+    earlier.mkdir()
+    with pytest.raises(UsageError, match="not empty"), st.claim(out, earlier, overwrite=False):
+        pass
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / ".a").write_text("x")  # any file but the lock makes a directory taken
+    with pytest.raises(UsageError, match="not empty"), st.claim(hidden, None, overwrite=False):
         pass
     outside = tmp_path / "outside"
     outside.mkdir()
