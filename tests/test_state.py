@@ -171,7 +171,11 @@ def test_claim_holds_a_lock_and_leaves_nothing_when_nothing_was_written(tmp_path
 def test_claim_refuses_a_live_lock_but_not_a_stale_one(tmp_path):
     out = tmp_path / "m"
     out.mkdir()
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # signals take their default action there (a nohup run would have it ignore SIGHUP)
+    child = "import signal, time\nfor s in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:\n"
+    child += "    signal.signal(s, signal.SIG_DFL)\nprint('ready', flush=True)\ntime.sleep(60)"
+    other = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    assert other.stdout.readline() == "ready\n"
     try:
         (out / st.LOCK).write_text(str(other.pid))
         with pytest.raises(UsageError, match=f"another training \\(pid {other.pid}\\)"), st.claim(out, None, False):
