@@ -43,8 +43,9 @@ def test_defaults_unknown_fields_and_bodies_that_are_not_objects():
     assert (f.alternatives, f.sentences, f.seed, f.temperature, f.format) == (0, False, None, None, None)
     assert not hasattr(f, "colour")
     for body in ([1, 2], "text", 3, None):
-        with pytest.raises(RequestError, match="^the body must be a JSON object$"):
+        with pytest.raises(RequestError, match="^the body must be a JSON object$") as e:
             parse(body)
+        assert e.value.status == 400
     with pytest.raises(RequestError, match=r"^source \(") as e:  # a field without a hint is named as it is
         parse({"source": 5})
     assert e.value.status == 400

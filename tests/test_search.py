@@ -397,5 +397,5 @@ def test_a_forced_token_is_the_only_one_left_and_keeps_the_models_log_probabilit
     got = next_logp(mine, seqs, None, rows, 0, rule, own=True)
     assert torch.allclose(got, penalised.log_softmax(-1), atol=1e-6)
     kept = logits.clone()
-    next_logp(kept, seqs, None, rows, 0, rule)
+    next_logp(kept, seqs, None, rows, 0, Repetition(no_repeat_ngram=1))  # a rule that can work in place
     assert torch.equal(kept, logits)  # not its own: left as it was

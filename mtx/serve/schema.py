@@ -44,7 +44,7 @@ Number = BeforeValidator(_no_bool)
 class Fields(BaseModel):
     """Every field a route reads (each route reads those it needs); others are ignored, as LibreTranslate does."""
 
-    model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="ignore")
 
     q: Texts | None = None
     source: Text | None = None
