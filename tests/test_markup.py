@@ -241,3 +241,8 @@ def test_a_comment_at_the_end_of_a_run_adds_no_space():
     page = HtmlPage("<p>Ein Hund <!-- ein Hund --></p>")
     assert page.texts == ["Ein Hund"]
     assert _render(page, translate) == "<p>a dog <!-- ein Hund --></p>"
+
+
+def test_a_page_of_many_runs_renders_each():
+    page = HtmlPage("<p>Hund</p>" * 300)  # more texts than CPython caches small ints for
+    assert page.render(["dog"] * 300) == "<p>dog</p>" * 300
