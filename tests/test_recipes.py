@@ -282,3 +282,16 @@ def test_top_k_and_top_p_draw_from_the_renormalised_head_of_the_distribution(set
     want[kept] = logp[0, kept] / s.temperature
     want = want.softmax(-1)
     assert (got - want).abs().sum() < 0.03, (got, want)
+
+
+def test_plain_sampling_is_one_multinomial_draw_over_the_whole_distribution():
+    """No top-k, no top-p: the token is torch.multinomial's draw over the softmax, PAD and BOS left out, with the
+    same random numbers (so a seed gives the samples of any sampler built the same way)."""
+    from mtx.decode.search import Sampling, sample_tokens
+
+    logp = torch.randn(50, 12, generator=torch.Generator().manual_seed(3)).log_softmax(-1)
+    got = sample_tokens(logp.clone(), Sampling(), torch.Generator().manual_seed(9))
+    p = logp.exp()
+    p[:, [0, 2]] = 0
+    want = torch.multinomial(p / p.sum(1, keepdim=True), 1, generator=torch.Generator().manual_seed(9))[:, 0]
+    assert torch.equal(got, want)

@@ -113,3 +113,9 @@ def test_bodies_that_do_not_fit_are_a_4xx_naming_why(ctype, body, status, words)
     with pytest.raises(RequestError) as e:
         _fields(ctype, body)
     assert e.value.status == status and words in e.value.message, e.value.message
+
+
+def test_of_several_fields_that_do_not_fit_the_first_is_named():
+    with pytest.raises(RequestError) as e:
+        parse({"q": "a", "alternatives": 99, "seed": -1, "temperature": 0})
+    assert e.value.message.startswith(HINTS["alternatives"])
