@@ -246,3 +246,13 @@ def test_a_comment_at_the_end_of_a_run_adds_no_space():
 def test_a_page_of_many_runs_renders_each():
     page = HtmlPage("<p>Hund</p>" * 300)  # more texts than CPython caches small ints for
     assert page.render(["dog"] * 300) == "<p>dog</p>" * 300
+
+
+def test_a_long_run_places_its_elements_past_cpythons_small_ints():
+    """Word and character positions past 256 (CPython caches ints up to 256: an `is` on them fails there)."""
+    words = " ".join(["Hund"] * 280)
+    page = HtmlPage(f'<p>{words} <b>Katze</b> <a name="x"></a>Hund rennt.</p>')
+    want = "<p>" + " ".join(["dog"] * 280) + ' <b>cat</b> <a name="x"></a> dog runs.</p>'
+    assert _render(page, translate) == want
+    page = HtmlPage(f"<p>{words} <b>Katze</b></p>")  # an element that ends the run, past word 256
+    assert _render(page, translate) == "<p>" + " ".join(["dog"] * 280) + " <b>cat</b></p>"

@@ -39,9 +39,11 @@ def test_an_element_takes_its_first_to_last_aligned_real_word():
     assert _spans([Node(tag=None, start=10, end=20)], origin=origin, real=real) == [(2, 4)]
     assert _spans([Node(tag=None, start=12, end=13)], origin=origin) == [(3, 4)]  # [start, end): 12 only
     assert _spans([Node(tag=None, start=11, end=12)], origin=origin) == [(2, 3)]  # 11.. nothing: 8 * 11/40 = 2.2
-    # opaque (kept) elements and empty ones go by place even where words are aligned inside them
+    # opaque (kept) elements and empty ones wrap nothing: they go before the first word aligned at or after them
     assert _spans([Node(tag=None, start=10, end=20, opaque=True)], origin=origin) == [(2, 2)]
-    assert _spans([Node(tag=None, start=15, end=15)], origin=origin) == [(3, 3)]  # 8 * 15/40 = 3
+    assert _spans([Node(tag=None, start=15, end=15)], origin=origin) == [(4, 4)]  # by place it would be 3
+    assert _spans([Node(tag=None, start=36, end=36)], origin=origin) == [(8, 8)]  # after the last word
+    assert _spans([Node(tag=None, start=36, end=36)]) == [(7, 7)]  # without alignments: by place, 8 * 36/40
 
 
 def test_an_element_that_ends_a_sentence_takes_the_full_stop_after_it():

@@ -49,13 +49,16 @@ def origins(starts: list[int], pairs: list[tuple[int, int]]) -> list[int]:
 
 def place(node: Node, origin: list[int] | None, real: list[bool], length: int) -> None:
     """Each child's span of tokens inside `node`'s span: from the first to the last word aligned inside its
-    source text (after its preceding sibling); by position where none is (or without alignments)."""
+    source text (after its preceding sibling); by position where none is (or without alignments). A kept or empty
+    element goes before the first word aligned at or after its place (by position without alignments)."""
     lo, hi = node.span
     n = len(real)
     for child in node.children:
         at = min(max(round(child.start / length * n), lo), hi)
         span = None
-        if origin is not None and not child.opaque and child.end > child.start:
+        if origin is not None and (child.opaque or child.end == child.start):  # before the first word after it
+            at = next((i for i in range(lo, hi) if origin[i] >= child.start), hi)
+        elif origin is not None:
             inside = [i for i in range(lo, hi) if real[i] and child.start <= origin[i] < child.end]
             if inside:
                 span = (inside[0], inside[-1] + 1)
