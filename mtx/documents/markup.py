@@ -10,8 +10,9 @@ moved with the words around them.
 Placing the inline tags back: the model's own alignment (its cross-attention, `BatchTranslator.align`) says which
 source character each translated word comes from; an inline element wraps the stretch of the translation from
 the first to the last word aligned inside its source text (inside its parent's stretch, after its preceding
-sibling; a full stop that ended its text too). An element none of whose words is aligned, or a run without
-alignments (an engine that cannot give them), takes the words at the relative place its text had. The cost is
+sibling; a full stop that ended its text too); a kept or empty element goes before the first word aligned at or
+after its place. An element none of whose words is aligned, or a run without alignments (an engine that cannot
+give them), takes the words at the relative place its text had. The cost is
 the run's words times its elements. Every tag and attribute is kept;
 entities outside the translated text are written back as they were (they are shielded from the parser);
 translated text is escaped where it must be (&, <, >). Whitespace around a run is kept; inside a run it becomes
