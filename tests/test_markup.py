@@ -179,8 +179,14 @@ def test_translate_file_txt_and_html(words):
         # siblings, each after the one before
         ("<p>Ein <i>großer</i> <b>Hund</b> rennt.</p>", "A big dog runs.", [(0, 0), (2, 4), (6, 11), (10, 16)],
          "<p>A <i>big</i> <b>dog</b> runs.</p>"),
+        # an element glued to the punctuation before it stays glued
+        ("<p>Ein (<b>Hund</b>) rennt.</p>", "A (dog) runs.", [(0, 0), (2, 4), (3, 5), (6, 9), (8, 11)],
+         "<p>A (<b>dog</b>) runs.</p>"),
+        # an empty element after glued punctuation: a space before it, as before any element that wraps no word
+        ('<p>Ein, <a name="x"></a>Hund.</p>', "A, dog.", [(0, 0), (1, 3), (3, 5), (6, 9)],
+         '<p>A, <a name="x"></a> dog.</p>'),
     ],
-    ids=["no-alignment", "nothing-aligned-inside", "opaque", "full-stop", "siblings"],
+    ids=["no-alignment", "nothing-aligned-inside", "opaque", "full-stop", "siblings", "glued", "empty-after-comma"],
 )  # fmt: skip
 def test_placement_cases(page, translation, alignment, want):
     assert HtmlPage(page).render([translation], None if alignment is None else [alignment]) == want
