@@ -57,6 +57,12 @@ def test_an_element_that_ends_a_sentence_takes_the_full_stop_after_it():
     assert _spans([word_after], origin=origin, real=real) == [(4, 6)]
     last = Node(tag=None, start=30, end=39, stop=True)  # word 6; then 7 is the stop, inside the run
     assert _spans([last], origin=origin, real=real) == [(6, 8)]
+    to_the_end = Node(tag=None, start=30, end=40, stop=True)  # words 6 and 7, the run's last: nothing after
+    assert _spans([to_the_end], origin=origin, real=[True] * 8) == [(6, 8)]
+    inner = Node(tag=None, start=16, end=21, stop=True)  # ends where its parent does: the stop after is not its
+    parent = Node(tag=None, start=16, end=21, children=[inner])
+    assert _spans([parent], origin=origin, real=[True] * 6 + [False, True]) == [(4, 6)]
+    assert inner.span == (4, 6)
     kept = Node(tag=None, start=0, end=15, stop=True, opaque=True)
     assert _spans([kept], origin=origin, real=real) == [(0, 0)]
 
