@@ -98,6 +98,7 @@ def test_sampling_is_reproducible_by_seed_and_differs_across_seeds():
     assert sample_search(model, src, mask, Sampling(draws=4)) == draw(0)  # the seed is 0 unless given
     assert draw(0) == sample_search(model, src, mask, Sampling(draws=4), alpha=1.0)  # alpha 1, as the searches'
     assert draw(0) != sample_search(model, src, mask, Sampling(draws=4), alpha=0.0)
+    assert [len(r) for r in sample_search(model, src, mask, Sampling())] == [1] * 6  # one draw unless asked
     for res in draw(3, topk=3, temperature=2.0):
         assert len(res) == 4 and [s for _, s in res] == sorted((s for _, s in res), reverse=True)
     # topp keeps at least the most likely token: topp close to 0 is greedy
