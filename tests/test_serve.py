@@ -225,6 +225,7 @@ def test_serve_cli_answers_in_flight_requests_on_sigterm(tiny_model, loaded, tmp
     glossary = tmp_path / "terms.tsv"
     glossary.write_text("hund\tcat\n", encoding="utf-8")
     cmd = [sys.executable, "-m", "mtx", "serve", "--model", str(tiny_model), "--port", "0", "--device", "cpu"]
+    cmd += ["--beam", "2", "--precision", "fp32", "--no-shortlist"]  # as `loaded` decodes (serve: int8 on a CPU)
     proc = subprocess.Popen([*cmd, "--batch-wait-ms", "1500", "--glossary", str(glossary)], stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
     try:
