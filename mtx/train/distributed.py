@@ -94,5 +94,8 @@ def launched() -> bool:
 
 
 def close(world: World) -> None:
+    """Leave the process group once every rank is here (a rank that leaves while another still talks to it can
+    abort at exit: gloo's threads, "terminate called without an active exception")."""
     if world.size > 1 and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
