@@ -33,7 +33,7 @@ lint: $(STAMP)
 MODULE ?= mtx/serve/access.py
 TESTS ?= tests
 mutate: $(STAMP)
-	$(BIN)/python scripts/mutate.py $(if $(ONLY),--only $(ONLY)) $(if $(SURVIVORS),--survivors) $(MODULE) $(TESTS)
+	$(BIN)/python scripts/mutate.py $(if $(ONLY),--only $(ONLY)) $(if $(SURVIVORS),--survivors) $(MODULE) "$(TESTS)"
 
 format:
 	$(BIN)/ruff format mtx tests

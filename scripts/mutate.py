@@ -11,6 +11,7 @@ where it stopped; at the end, the score and each surviving mutant's diff. How to
 
 from __future__ import annotations
 
+import argparse
 import ast
 import json
 import subprocess
@@ -93,7 +94,8 @@ def skip_where(session: Path, spans: list, inside: bool) -> int:
 
 
 def forget_survivors(session: Path) -> int:
-    """Drop the results of the session's surviving mutants, so that `cosmic-ray exec` runs them again."""
+    """Drop the results of the session's surviving mutants, so that `cosmic-ray exec` runs them again (cosmic-ray
+    has no public call for it: its own database session)."""
     with use_db(str(session)) as db, db._session_maker.begin() as q:
         rows = q.query(WorkResultStorage).filter(WorkResultStorage.test_outcome == TestOutcome.SURVIVED)
         return rows.delete()
@@ -113,9 +115,10 @@ def skip_outside(module: str, session: Path, names: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    only, survivors = None, "--survivors" in args
-    args = [a for a in args if a != "--survivors"]
-    if args[:1] == ["--only"]:
-        only, args = args[1].split(","), args[2:]
-    main(args[0], " ".join(args[1:]) or "tests", only, survivors)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", type=lambda v: v.split(","), help="top-level functions or classes, comma-separated")
+    parser.add_argument("--survivors", action="store_true", help="run the session's surviving mutants again")
+    parser.add_argument("module")
+    parser.add_argument("tests", nargs=argparse.REMAINDER, help="pytest's arguments (one string)")
+    a = parser.parse_args()
+    main(a.module, " ".join(a.tests) or "tests", a.only, a.survivors)
