@@ -88,6 +88,19 @@ def test_int8_off_the_cpu_is_refused_in_one_line(tiny_model):
         tr.model_for("int8")
 
 
+def test_int8_without_torchs_int8_kernels_is_refused_not_fp32(tiny_model, monkeypatch):
+    """A torch built without fbgemm: int8 is refused in one line; fp32 falls back to the model itself."""
+    import mtx.decode.translator as translator
+
+    tok = Tokenizer.load(tiny_model / "tokenizer.model")
+    model = random_model(vocab_size=len(tok))
+    tr = Translator(model, tok, DecodeConfig(precision="int8"), torch.device("cpu"))
+    monkeypatch.setattr(translator, "available", lambda kind: False)
+    with pytest.raises(MtxError, match="no fbgemm int8 kernels"):
+        tr.model_for("int8")
+    assert tr.model_for("fp32") is model
+
+
 def test_the_server_defaults_to_int8_and_the_shortlist_on_the_cpu(tiny_model, model_copy):
     from mtx.data.shortlist import SHORTLIST
     from mtx.serve.app import fastest
