@@ -1,6 +1,7 @@
 """Run by torchrun from test_ddp.py: `mtx.train.train` under a time budget, by a clock that a step advances by 0.1 s
 on rank 0 and by 0.15 s on rank 1 (a slower replica, whose own clock would put it elsewhere in the schedule); each
-rank writes its final parameters, its summary, how often it trained a tokenizer and a digest of its random state."""
+rank writes its final parameters, its summary, how often it trained a tokenizer, a digest of its random state and
+whether it left the process group."""
 
 import hashlib
 import json
@@ -41,4 +42,7 @@ summary.pop("history")
 params = state_tensors(seen["model"])
 save_file(params, f"{out}/rank{rank}.safetensors")
 rng = hashlib.sha1(torch.get_rng_state().numpy().tobytes()).hexdigest()
-Path(f"{out}/rank{rank}.json").write_text(json.dumps({**summary, "tokenizers": seen["tokenizers"], "rng": rng}))
+left = not torch.distributed.is_initialized()  # training left the process group behind it
+Path(f"{out}/rank{rank}.json").write_text(
+    json.dumps({**summary, "tokenizers": seen["tokenizers"], "rng": rng, "left_group": left})
+)

@@ -70,6 +70,7 @@ def test_time_budget_with_a_slow_rank_keeps_replicas_identical(tiny_corpus, tmp_
     assert s0["stop"] == s1["stop"] == "time_budget" and s0["steps"] == s1["steps"] > 20
     assert (s0["tokenizers"], s1["tokenizers"]) == (1, 0)
     assert s0["rng"] != s1["rng"]  # dropout streams of their own
+    assert s0["left_group"] and s1["left_group"]  # each rank left the process group when training ended
     a, b = (load_file(str(out / f"rank{i}.safetensors")) for i in (0, 1))
     assert a.keys() == b.keys()
     diff = max((a[k] - b[k]).abs().max().item() for k in a)
